@@ -1,0 +1,267 @@
+/**
+ * Content-addressed file store. A file lives once under `objects/<sha256[0..2]>/<sha256>`,
+ * immutable; LMDB indexes it by sha256 (with md5 and size) and by md5. Files enter by streaming
+ * into `tmp/` while both hashes are computed, then an atomic rename: a reader never sees a
+ * partial file, and no file is ever held whole in memory.
+ */
+import { createHash, randomUUID, type Hash } from "node:crypto";
+import { createReadStream, mkdirSync, rmSync, type ReadStream } from "node:fs";
+import { open as openFile, rename, rm, stat, link, type FileHandle } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import type { Logger } from "pino";
+import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from "../transport/index.ts";
+import type { BlobExpectation, BlobInfo, BlobReader, BlobWriter } from "../transport/index.ts";
+import type { RoleStore } from "./db.ts";
+import { keys } from "./keys.ts";
+
+export interface BlobRecord {
+  md5: string;
+  size: number;
+  time: number;
+}
+
+export interface BlobStoreOptions {
+  /** Directory holding `objects/` and `tmp/`. */
+  dir: string;
+  store: RoleStore;
+  log: Logger;
+  /** Largest accepted file. @default 4 GiB */
+  maxBlobBytes?: number;
+  /** An upload with no chunk for this long is discarded. @default 10 minutes */
+  uploadIdleMs?: number;
+}
+
+interface UploadSession {
+  handle: FileHandle;
+  tmpPath: string;
+  sha256: Hash;
+  md5: Hash;
+  size: number;
+  expect: BlobExpectation;
+  lastActivity: number;
+  /** Serialises the chunks of one upload so that hashing sees them in order. */
+  chain: Promise<unknown>;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+export class BlobStore implements BlobReader, BlobWriter {
+  readonly dir: string;
+  readonly maxBlobBytes: number;
+  readonly #store: RoleStore;
+  readonly #log: Logger;
+  readonly #uploads = new Map<string, UploadSession>();
+  readonly #uploadIdleMs: number;
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(opts: BlobStoreOptions) {
+    this.dir = opts.dir;
+    this.#store = opts.store;
+    this.#log = opts.log;
+    this.maxBlobBytes = opts.maxBlobBytes ?? 4 * 1024 ** 3;
+    this.#uploadIdleMs = opts.uploadIdleMs ?? 10 * 60_000;
+    mkdirSync(path.join(this.dir, "objects"), { recursive: true });
+    // Leftovers of a crash mid-upload are never referenced: clear them.
+    rmSync(path.join(this.dir, "tmp"), { recursive: true, force: true });
+    mkdirSync(path.join(this.dir, "tmp"), { recursive: true });
+    this.#sweeper = setInterval(() => void this.#sweep(), Math.min(60_000, this.#uploadIdleMs)).unref();
+  }
+
+  pathOf(sha256: string): string {
+    if (!SHA256.test(sha256)) throw new InvalidInputError(`not a sha256: ${sha256}`);
+    return path.join(this.dir, "objects", sha256.slice(0, 2), sha256);
+  }
+
+  async stat(sha256: string): Promise<BlobInfo | undefined> {
+    if (!SHA256.test(sha256)) throw new InvalidInputError(`not a sha256: ${sha256}`);
+    const rec = this.#store.get<BlobRecord>(keys.blob(sha256));
+    return rec ? { sha256, md5: rec.md5, size: rec.size } : undefined;
+  }
+
+  has(sha256: string): boolean {
+    return SHA256.test(sha256) && this.#store.get(keys.blob(sha256)) !== undefined;
+  }
+
+  /** sha256 of the file with this md5, if stored. */
+  byMd5(md5: string): string | undefined {
+    return this.#store.get<string>(keys.md5(md5));
+  }
+
+  async read(sha256: string, offset: number, length: number): Promise<Uint8Array> {
+    const info = await this.stat(sha256);
+    if (!info) throw new NotFoundError(`no blob ${sha256}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new InvalidInputError("bad blob range");
+    }
+    const len = Math.max(0, Math.min(length, info.size - offset));
+    if (len === 0) return new Uint8Array(0);
+    const fh = await openFile(this.pathOf(sha256), "r");
+    try {
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, offset);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  createReadStream(sha256: string): ReadStream {
+    if (!this.has(sha256)) throw new NotFoundError(`no blob ${sha256}`);
+    return createReadStream(this.pathOf(sha256));
+  }
+
+  // ---- writing ---------------------------------------------------------------------------
+
+  async begin(expect: BlobExpectation = {}): Promise<string> {
+    if (expect.size !== undefined && (!Number.isSafeInteger(expect.size) || expect.size < 0)) {
+      throw new InvalidInputError("bad expected size");
+    }
+    if (expect.size !== undefined && expect.size > this.maxBlobBytes) {
+      throw new TooLargeError(`file of ${expect.size} bytes exceeds the limit of ${this.maxBlobBytes} bytes`, {
+        data: { limit: this.maxBlobBytes, size: expect.size },
+      });
+    }
+    const id = randomUUID();
+    const tmpPath = path.join(this.dir, "tmp", id);
+    const handle = await openFile(tmpPath, "wx");
+    this.#uploads.set(id, {
+      handle,
+      tmpPath,
+      sha256: createHash("sha256"),
+      md5: createHash("md5"),
+      size: 0,
+      expect,
+      lastActivity: Date.now(),
+      chain: Promise.resolve(),
+    });
+    return id;
+  }
+
+  write(uploadId: string, offset: number, data: Uint8Array): Promise<void> {
+    const s = this.#session(uploadId);
+    const next = s.chain.then(async () => {
+      if (offset !== s.size) throw new InvalidInputError(`upload chunk at ${offset}, expected ${s.size}`);
+      if (
+        s.size + data.length > this.maxBlobBytes ||
+        (s.expect.size !== undefined && s.size + data.length > s.expect.size)
+      ) {
+        const limit = Math.min(this.maxBlobBytes, s.expect.size ?? Infinity);
+        await this.abort(uploadId);
+        throw new TooLargeError(`upload exceeds ${limit} bytes`, { data: { limit } });
+      }
+      await s.handle.write(data, 0, data.length, offset);
+      s.sha256.update(data);
+      s.md5.update(data);
+      s.size += data.length;
+      s.lastActivity = Date.now();
+    });
+    s.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async commit(uploadId: string): Promise<BlobInfo> {
+    const s = this.#session(uploadId);
+    await s.chain;
+    this.#uploads.delete(uploadId);
+    await s.handle.close();
+    const info: BlobInfo = { sha256: s.sha256.digest("hex"), md5: s.md5.digest("hex"), size: s.size };
+    const e = s.expect;
+    const mismatch =
+      (e.size !== undefined && e.size !== info.size && `size ${info.size}, expected ${e.size}`) ||
+      (e.sha256 !== undefined && e.sha256 !== info.sha256 && `sha256 ${info.sha256}, expected ${e.sha256}`) ||
+      (e.md5 !== undefined && e.md5 !== info.md5 && `md5 ${info.md5}, expected ${e.md5}`);
+    if (mismatch) {
+      await rm(s.tmpPath, { force: true });
+      throw new IntegrityError(`uploaded content does not match: ${mismatch}`, { data: { ...info } });
+    }
+    await this.#place(s.tmpPath, info);
+    return info;
+  }
+
+  async abort(uploadId: string): Promise<void> {
+    const s = this.#uploads.get(uploadId);
+    if (!s) return;
+    this.#uploads.delete(uploadId);
+    await s.handle.close().catch(() => undefined);
+    await rm(s.tmpPath, { force: true });
+  }
+
+  /** Streams a readable into the store. */
+  async putStream(input: Readable, expect: BlobExpectation = {}): Promise<BlobInfo> {
+    const id = await this.begin(expect);
+    try {
+      let offset = 0;
+      for await (const chunk of input) {
+        const buf = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+        await this.write(id, offset, buf);
+        offset += buf.length;
+      }
+    } catch (err) {
+      await this.abort(id);
+      throw err;
+    }
+    return this.commit(id);
+  }
+
+  /** Stores a file from disk (streamed), leaving the original in place. */
+  async putFile(file: string, expect: BlobExpectation = {}): Promise<BlobInfo> {
+    return this.putStream(createReadStream(file), expect);
+  }
+
+  /** Stores a small in-memory value. */
+  async putBytes(data: Uint8Array): Promise<BlobInfo> {
+    const id = await this.begin({ size: data.length });
+    await this.write(id, 0, data);
+    return this.commit(id);
+  }
+
+  /** Hard-links (or copies) a stored blob to `dest`. */
+  async linkTo(sha256: string, dest: string): Promise<void> {
+    const src = this.pathOf(sha256);
+    try {
+      await link(src, dest);
+    } catch {
+      const { copyFile } = await import("node:fs/promises");
+      await copyFile(src, dest);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    for (const id of [...this.#uploads.keys()]) await this.abort(id);
+  }
+
+  #session(uploadId: string): UploadSession {
+    const s = this.#uploads.get(uploadId);
+    if (!s) throw new NotFoundError(`no upload ${uploadId} (finished, aborted or expired)`);
+    return s;
+  }
+
+  async #place(tmpPath: string, info: BlobInfo): Promise<void> {
+    const dest = this.pathOf(info.sha256);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    const exists = await stat(dest).then(
+      () => true,
+      () => false
+    );
+    if (exists) await rm(tmpPath, { force: true });
+    else await rename(tmpPath, dest);
+    if (!this.#store.get(keys.blob(info.sha256))) {
+      await this.#store.transact(() => {
+        void this.#store.db.put(keys.blob(info.sha256), { md5: info.md5, size: info.size, time: Date.now() });
+        void this.#store.db.put(keys.md5(info.md5), info.sha256);
+      });
+    }
+  }
+
+  async #sweep(): Promise<void> {
+    const now = Date.now();
+    for (const [id, s] of this.#uploads) {
+      if (now - s.lastActivity > this.#uploadIdleMs) {
+        this.#log.info({ uploadId: id, size: s.size }, "idle upload discarded");
+        await this.abort(id);
+      }
+    }
+  }
+}

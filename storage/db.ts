@@ -1,0 +1,157 @@
+/**
+ * One LMDB environment per role and host, values in msgpack, keys from keys.ts.
+ *
+ * Writes go through lmdb-js's asynchronous batched transactions (`transaction()`/`put()`), which
+ * group all writes of one event-loop turn into one commit; nothing on a hot path opens a
+ * synchronous transaction per small write.
+ */
+import { mkdirSync } from "node:fs";
+import { open, type Database, type RootDatabase } from "lmdb";
+import type { Logger } from "pino";
+import { prefixRange, keys, type Key } from "./keys.ts";
+
+export interface StoreOptions {
+  /** Directory of the LMDB environment; created if missing. */
+  path: string;
+  log: Logger;
+  /** Upper bound of the map; LMDB grows the file lazily. @default 64 GiB */
+  mapSizeBytes?: number;
+}
+
+/** A role's database. `db` is the raw lmdb-js handle for the role's own modules. */
+export class RoleStore {
+  readonly db: RootDatabase<unknown, Key>;
+  readonly path: string;
+  readonly #log: Logger;
+  #closed = false;
+
+  private constructor(db: RootDatabase<unknown, Key>, path: string, log: Logger) {
+    this.db = db;
+    this.path = path;
+    this.#log = log;
+  }
+
+  static open(opts: StoreOptions): RoleStore {
+    mkdirSync(opts.path, { recursive: true });
+    const db = open<unknown, Key>({
+      path: opts.path,
+      encoding: "msgpack",
+      compression: false,
+      mapSize: opts.mapSizeBytes ?? 64 * 1024 ** 3,
+      // Named sub-databases are not needed: every key starts with its space tag.
+      maxDbs: 4,
+    });
+    opts.log.debug({ path: opts.path }, "store opened");
+    return new RoleStore(db, opts.path, opts.log);
+  }
+
+  get<T>(key: Key): T | undefined {
+    return this.db.get(key) as T | undefined;
+  }
+
+  /** Values of every key under a prefix, in key order. */
+  *scan<T>(prefix: Key, opts: { reverse?: boolean; limit?: number } = {}): Generator<{ key: Key; value: T }> {
+    const r = prefixRange(prefix);
+    const range = opts.reverse
+      ? { start: r.end, end: r.start, reverse: true, ...(opts.limit ? { limit: opts.limit } : {}) }
+      : { ...r, ...(opts.limit ? { limit: opts.limit } : {}) };
+    for (const { key, value } of this.db.getRange(range as never)) {
+      yield { key: key as Key, value: value as T };
+    }
+  }
+
+  /** Keys only, under a prefix. */
+  *scanKeys(prefix: Key): Generator<Key> {
+    for (const key of this.db.getKeys(prefixRange(prefix) as never)) yield key as Key;
+  }
+
+  /**
+   * Runs `fn` in one write transaction: all its puts/removes commit together or not at all.
+   * `fn` must be synchronous (LMDB transactions cannot span awaits).
+   */
+  async transact<T>(fn: () => T): Promise<T> {
+    return this.db.transaction(fn);
+  }
+
+  /** A key's value, from the store or by `fallback`. */
+  getOr<T>(key: Key, fallback: () => T): T {
+    const v = this.db.get(key);
+    return v === undefined ? fallback() : (v as T);
+  }
+
+  /** Next integer for a counter kept under ["meta", name]; call inside transact. */
+  nextSeq(name: string): number {
+    const k = keys.meta(`seq:${name}`);
+    const n = ((this.db.get(k) as number | undefined) ?? 0) + 1;
+    void this.db.put(k, n);
+    return n;
+  }
+
+  sub(name: string): Database<unknown, Key> {
+    return this.db.openDB<unknown, Key>({ name, encoding: "msgpack" });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.db.close();
+    this.#log.debug({ path: this.path }, "store closed");
+  }
+}
+
+/**
+ * Transactional outbox: events are written in the same transaction as the state change they
+ * report, published after commit, and removed when the stream acknowledged them. After a crash
+ * {@link Outbox.flush} re-sends what is left, so an event is never lost; consumers see at most a
+ * duplicate, which the stream's deduplication by event id absorbs.
+ */
+export class Outbox<E> {
+  readonly #store: RoleStore;
+  readonly #publish: (event: E) => Promise<void>;
+  readonly #log: Logger;
+  #flushing: Promise<void> | undefined;
+  #again = false;
+
+  constructor(store: RoleStore, publish: (event: E) => Promise<void>, log: Logger) {
+    this.#store = store;
+    this.#publish = publish;
+    this.#log = log;
+  }
+
+  /** Records an event; call inside `store.transact`. */
+  add(event: E): void {
+    const seq = this.#store.nextSeq("outbox");
+    void this.#store.db.put(keys.outbox(seq), event);
+  }
+
+  /** Publishes everything recorded; concurrent calls coalesce. Failures stay for the next flush. */
+  flush(): Promise<void> {
+    if (this.#flushing) {
+      this.#again = true;
+      return this.#flushing;
+    }
+    this.#flushing = (async () => {
+      do {
+        this.#again = false;
+        for (const { key, value } of this.#store.scan<E>(keys.outboxAll())) {
+          try {
+            await this.#publish(value);
+          } catch (err) {
+            this.#log.warn({ err }, "event publish failed, kept in outbox");
+            return;
+          }
+          await this.#store.db.remove(key);
+        }
+      } while (this.#again);
+    })().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  pending(): number {
+    let n = 0;
+    for (const _ of this.#store.scanKeys(keys.outboxAll())) n++;
+    return n;
+  }
+}

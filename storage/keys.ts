@@ -1,0 +1,114 @@
+/**
+ * The LMDB key grammar. Keys are arrays of strings and numbers (lmdb-js orders them element by
+ * element: numbers before strings, strings bytewise), always starting with a space tag. Every key
+ * kiln stores is built by one function here, so the layout of each role's database is readable
+ * in one place:
+ *
+ * ```
+ * shared (every role's database)
+ *   ["blob", sha256]                              → BlobRecord {md5, size, time}
+ *   ["md5", md5]                                  → sha256 (OBS clients speak md5)
+ *   ["outbox", seq]                               → event not yet acknowledged by the stream
+ *   ["meta", name]                                → role bookkeeping (schema version, node id)
+ * source
+ *   ["prj", project]                              → ProjectRecord
+ *   ["prjconf", project, rev]                     → project config revision
+ *   ["pkg", project, package]                     → PackageRecord
+ *   ["rev", project, package, rev]                → Revision
+ *   ["user", name]                                → UserRecord
+ *   ["userkey", pubkey]                           → user name
+ *   ["nonce", nonce]                              → expiry (ms) of a seen request nonce
+ * scheduler (one database per arch)
+ *   ["pkgstate", project, repo, package]          → package state, build decision, last job
+ *   ["repostate", project, repo]                  → repository state
+ * repo
+ *   ["result", project, repo, arch, package]      → stored build result
+ *   ["pool", project, repo, arch, binaryName]     → pool entry (which package's binary)
+ *   ["bhist", project, repo, arch, package, seq]  → build history entry
+ *   ["jhist", project, repo, arch, seq]           → job history entry
+ * dispatcher
+ *   ["job", jobId]                                → queued or running job
+ *   ["worker", workerId]                          → last known registration
+ *   ["load", project, repo, arch]                 → decayed load
+ * ```
+ *
+ * Prefix scans use {@link prefixRange}.
+ */
+
+export type KeyPart = string | number;
+export type Key = KeyPart[];
+
+/** Sorts after every string and number, so `[...prefix, END]` closes a prefix range. */
+const END = Buffer.from([0xff]);
+
+/** Range options for lmdb-js `getRange` covering every key that starts with `prefix`. */
+export function prefixRange(prefix: Key): { start: KeyPart[]; end: (KeyPart | Buffer)[] } {
+  return { start: [...prefix], end: [...prefix, END] };
+}
+
+export const keys = {
+  // shared
+  blob: (sha256: string): Key => ["blob", sha256],
+  md5: (md5: string): Key => ["md5", md5],
+  outbox: (seq: number): Key => ["outbox", seq],
+  outboxAll: (): Key => ["outbox"],
+  meta: (name: string): Key => ["meta", name],
+
+  // source
+  project: (project: string): Key => ["prj", project],
+  projectsAll: (): Key => ["prj"],
+  projectConfig: (project: string, rev: number): Key => ["prjconf", project, rev],
+  projectConfigsOf: (project: string): Key => ["prjconf", project],
+  package: (project: string, pkg: string): Key => ["pkg", project, pkg],
+  packagesOf: (project: string): Key => ["pkg", project],
+  revision: (project: string, pkg: string, rev: number): Key => ["rev", project, pkg, rev],
+  revisionsOf: (project: string, pkg: string): Key => ["rev", project, pkg],
+  user: (name: string): Key => ["user", name],
+  usersAll: (): Key => ["user"],
+  userKey: (pubkey: string): Key => ["userkey", pubkey],
+  nonce: (nonce: string): Key => ["nonce", nonce],
+  noncesAll: (): Key => ["nonce"],
+
+  // scheduler
+  packageState: (project: string, repo: string, pkg: string): Key => ["pkgstate", project, repo, pkg],
+  packageStatesOf: (project: string, repo?: string): Key =>
+    repo === undefined ? ["pkgstate", project] : ["pkgstate", project, repo],
+  repoState: (project: string, repo: string): Key => ["repostate", project, repo],
+
+  // repo
+  result: (project: string, repo: string, arch: string, pkg: string): Key => ["result", project, repo, arch, pkg],
+  resultsOf: (project: string, repo?: string, arch?: string): Key =>
+    ["result", project, repo, arch].filter((x): x is string => x !== undefined),
+  poolEntry: (project: string, repo: string, arch: string, binary: string): Key => [
+    "pool",
+    project,
+    repo,
+    arch,
+    binary,
+  ],
+  poolOf: (project: string, repo: string, arch: string): Key => ["pool", project, repo, arch],
+  buildHistory: (project: string, repo: string, arch: string, pkg: string, seq: number): Key => [
+    "bhist",
+    project,
+    repo,
+    arch,
+    pkg,
+    seq,
+  ],
+  buildHistoryOf: (project: string, repo: string, arch: string, pkg: string): Key => [
+    "bhist",
+    project,
+    repo,
+    arch,
+    pkg,
+  ],
+  jobHistory: (project: string, repo: string, arch: string, seq: number): Key => ["jhist", project, repo, arch, seq],
+  jobHistoryOf: (project: string, repo: string, arch: string): Key => ["jhist", project, repo, arch],
+
+  // dispatcher
+  job: (jobId: string): Key => ["job", jobId],
+  jobsAll: (): Key => ["job"],
+  worker: (workerId: string): Key => ["worker", workerId],
+  workersAll: (): Key => ["worker"],
+  load: (project: string, repo: string, arch: string): Key => ["load", project, repo, arch],
+} as const;

@@ -1,0 +1,235 @@
+/**
+ * Chunked, content-addressed blob transfer over request/reply.
+ *
+ * Files move in chunks of {@link CHUNK_BYTES} (well under NATS's 1 MB payload limit). Flow
+ * control is by credit: a sender or reader keeps at most `window` chunk requests outstanding and
+ * issues the next only when one is answered, so memory on both sides stays near
+ * `window × CHUNK_BYTES` whatever the file size. Downloads are verified against the sha256 they
+ * were asked for; uploads are hashed by the receiver, which refuses content that does not match
+ * what the sender announced.
+ *
+ * Verbs (served by every role that stores blobs, under its own subject space):
+ * `blob.stat`, `blob.read`, `upload.begin`, `upload.chunk`, `upload.commit`, `upload.abort`.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open as openFile, rename, rm } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { IntegrityError, InvalidInputError, NotFoundError } from "./errors.ts";
+import type { RoleClient, RequestHandler } from "./rpc.ts";
+
+/** @default 256 KiB */
+export const CHUNK_BYTES = 256 * 1024;
+/** Outstanding chunk requests per transfer. @default 8 */
+export const DEFAULT_WINDOW = 8;
+
+export interface BlobInfo {
+  sha256: string;
+  md5: string;
+  size: number;
+}
+
+/** What an uploader promises; the receiver checks each given field. */
+export interface BlobExpectation {
+  size?: number;
+  sha256?: string;
+  md5?: string;
+}
+
+export interface BlobReader {
+  stat(sha256: string): Promise<BlobInfo | undefined>;
+  read(sha256: string, offset: number, length: number): Promise<Uint8Array>;
+}
+
+export interface BlobWriter {
+  begin(expect?: BlobExpectation): Promise<string>;
+  write(uploadId: string, offset: number, data: Uint8Array): Promise<void>;
+  commit(uploadId: string): Promise<BlobInfo>;
+  abort(uploadId: string): Promise<void>;
+}
+
+/** The blob verbs as an Api map, to be merged into a role's Api. */
+export type BlobApi = {
+  "blob.stat": { req: { sha256: string }; res: BlobInfo | null };
+  "blob.read": { req: { sha256: string; offset: number; length: number }; res: Uint8Array };
+  "upload.begin": { req: BlobExpectation; res: { uploadId: string } };
+  "upload.chunk": { req: { uploadId: string; offset: number; data: Uint8Array }; res: null };
+  "upload.commit": { req: { uploadId: string }; res: BlobInfo };
+  "upload.abort": { req: { uploadId: string }; res: null };
+};
+
+export const BLOB_VERBS: ReadonlySet<string> = new Set([
+  "blob.stat",
+  "blob.read",
+  "upload.begin",
+  "upload.chunk",
+  "upload.commit",
+  "upload.abort",
+]);
+
+function field<T>(args: unknown, name: string, check: (v: unknown) => v is T, what: string): T {
+  const v = (args as Record<string, unknown> | null)?.[name];
+  if (!check(v)) throw new InvalidInputError(`'${name}' must be ${what}`);
+  return v;
+}
+const isStr = (v: unknown): v is string => typeof v === "string";
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+
+/** Request handler for the blob verbs, backed by a store that reads (and maybe writes). */
+export function blobHandler(reader: BlobReader, writer?: BlobWriter): RequestHandler {
+  return async (args, meta) => {
+    switch (meta.type) {
+      case "blob.stat":
+        return (await reader.stat(field(args, "sha256", isStr, "a string"))) ?? null;
+      case "blob.read": {
+        const length = Math.min(field(args, "length", isInt, "a count"), CHUNK_BYTES * 4);
+        return reader.read(field(args, "sha256", isStr, "a string"), field(args, "offset", isInt, "an offset"), length);
+      }
+    }
+    if (!writer) throw new NotFoundError(`this role does not accept uploads`);
+    switch (meta.type) {
+      case "upload.begin": {
+        const a = (args ?? {}) as BlobExpectation;
+        const expect: BlobExpectation = {};
+        if (a.size !== undefined) expect.size = field(a, "size", isInt, "a size");
+        if (a.sha256 !== undefined) expect.sha256 = field(a, "sha256", isStr, "a string");
+        if (a.md5 !== undefined) expect.md5 = field(a, "md5", isStr, "a string");
+        return { uploadId: await writer.begin(expect) };
+      }
+      case "upload.chunk":
+        await writer.write(
+          field(args, "uploadId", isStr, "a string"),
+          field(args, "offset", isInt, "an offset"),
+          field(args, "data", isBytes, "bytes")
+        );
+        return null;
+      case "upload.commit":
+        return writer.commit(field(args, "uploadId", isStr, "a string"));
+      case "upload.abort":
+        await writer.abort(field(args, "uploadId", isStr, "a string"));
+        return null;
+      default:
+        throw new NotFoundError(`unknown blob verb ${meta.type}`);
+    }
+  };
+}
+
+export interface TransferOptions {
+  window?: number;
+  /** Called after each chunk with bytes done so far. */
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Uploads a stream; returns what the receiver stored. */
+export async function uploadStream(
+  client: RoleClient<BlobApi>,
+  input: Readable,
+  expect: BlobExpectation = {},
+  opts: TransferOptions = {}
+): Promise<BlobInfo> {
+  const window = opts.window ?? DEFAULT_WINDOW;
+  const { uploadId } = await client.call("upload.begin", expect);
+  const inflight = new Set<Promise<null>>();
+  let failure: unknown;
+  let offset = 0;
+  try {
+    for await (const raw of input) {
+      const buf = typeof raw === "string" ? Buffer.from(raw) : (raw as Buffer);
+      for (let i = 0; i < buf.length; i += CHUNK_BYTES) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        const data = buf.subarray(i, Math.min(buf.length, i + CHUNK_BYTES));
+        const p = client.call("upload.chunk", { uploadId, offset, data }, { timeoutMs: 60_000 });
+        offset += data.length;
+        const tracked = p.finally(() => inflight.delete(tracked));
+        tracked.catch((err: unknown) => {
+          failure ??= err;
+        });
+        inflight.add(tracked);
+        if (inflight.size >= window) await Promise.race(inflight).catch(() => undefined);
+        if (failure) throw failure;
+        opts.onProgress?.(offset, expect.size ?? offset);
+      }
+    }
+    await Promise.allSettled([...inflight]);
+    if (failure) throw failure;
+    return await client.call("upload.commit", { uploadId }, { timeoutMs: 120_000 });
+  } catch (err) {
+    await client.call("upload.abort", { uploadId }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Uploads a file from disk. */
+export async function uploadFile(
+  client: RoleClient<BlobApi>,
+  file: string,
+  expect: BlobExpectation = {},
+  opts: TransferOptions = {}
+): Promise<BlobInfo> {
+  return uploadStream(client, createReadStream(file, { highWaterMark: CHUNK_BYTES }), expect, opts);
+}
+
+/**
+ * Downloads a blob to `dest` (written to `dest.part`, renamed when complete and verified).
+ * Chunks are requested `window` ahead and written in order, so the sha256 is checked on the fly.
+ */
+export async function downloadBlob(
+  client: RoleClient<BlobApi>,
+  sha256: string,
+  dest: string,
+  opts: TransferOptions = {}
+): Promise<BlobInfo> {
+  const info = await client.call("blob.stat", { sha256 }, { idempotent: true });
+  if (!info) throw new NotFoundError(`no blob ${sha256}`);
+  const window = opts.window ?? DEFAULT_WINDOW;
+  const part = `${dest}.part`;
+  const fh = await openFile(part, "w");
+  const sha = createHash("sha256");
+  const md5 = createHash("md5");
+  try {
+    const chunks = Math.ceil(info.size / CHUNK_BYTES);
+    const pending: Promise<Uint8Array>[] = [];
+    const request = (i: number): Promise<Uint8Array> =>
+      client.call("blob.read", { sha256, offset: i * CHUNK_BYTES, length: CHUNK_BYTES }, { idempotent: true });
+    for (let i = 0; i < Math.min(window, chunks); i++) pending.push(request(i));
+    let written = 0;
+    for (let i = 0; i < chunks; i++) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      const data = await pending[i]!;
+      delete pending[i];
+      if (i + window < chunks) pending[i + window] = request(i + window);
+      const expected = Math.min(CHUNK_BYTES, info.size - i * CHUNK_BYTES);
+      if (data.length !== expected) throw new IntegrityError(`blob ${sha256} chunk ${i} has ${data.length} bytes`);
+      await fh.write(data, 0, data.length, written);
+      sha.update(data);
+      md5.update(data);
+      written += data.length;
+      opts.onProgress?.(written, info.size);
+    }
+    // Swallow late rejections of requests we will not wait for.
+    for (const p of pending) p?.catch(() => undefined);
+    await fh.close();
+    const got = sha.digest("hex");
+    if (got !== sha256) throw new IntegrityError(`downloaded blob hashes to ${got}, expected ${sha256}`);
+    await rename(part, dest);
+    return { sha256, md5: md5.digest("hex"), size: info.size };
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await rm(part, { force: true });
+    throw err;
+  }
+}
+
+/** Reads a whole (small) blob into memory; for logs and metadata, never for packages. */
+export async function readBlobBytes(client: RoleClient<BlobApi>, sha256: string, maxBytes: number): Promise<Buffer> {
+  const info = await client.call("blob.stat", { sha256 }, { idempotent: true });
+  if (!info) throw new NotFoundError(`no blob ${sha256}`);
+  if (info.size > maxBytes) throw new InvalidInputError(`blob ${sha256} is larger than ${maxBytes} bytes`);
+  const parts: Uint8Array[] = [];
+  for (let off = 0; off < info.size; off += CHUNK_BYTES) {
+    parts.push(await client.call("blob.read", { sha256, offset: off, length: CHUNK_BYTES }, { idempotent: true }));
+  }
+  return Buffer.concat(parts);
+}
