@@ -5,6 +5,5 @@ module.exports = {
   timeout: 60000,
   slow: 2000,
   reporter: "spec",
-  require: [],
   "fail-zero": true,
 };
