@@ -68,9 +68,15 @@ export async function ensureEventStream(jsm: JetStreamManager, opts: EventStream
   }
 }
 
+/** An event before id and time are filled in (distributes over unions of events). */
+export type EventDraft<E extends EventBase> = E extends EventBase
+  ? Omit<E, "id" | "time"> & Partial<Pick<E, "id" | "time">>
+  : never;
+
 /** Fills in id and time when missing. */
-export function makeEvent<E extends EventBase>(e: Omit<E, "id" | "time"> & Partial<Pick<E, "id" | "time">>): E {
-  return { ...e, id: e.id ?? randomUUID(), time: e.time ?? Date.now() } as E;
+export function makeEvent<E extends EventBase>(e: EventDraft<E>): E {
+  const d = e as Omit<EventBase, "id" | "time"> & Partial<Pick<EventBase, "id" | "time">>;
+  return { ...d, id: d.id ?? randomUUID(), time: d.time ?? Date.now() } as E;
 }
 
 /** Publishes to the stream and waits for its acknowledgement. */

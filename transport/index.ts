@@ -51,7 +51,7 @@ export type {
 export { Identity, verifySignedAuth, isUserPublicKey, argsDigest, DEFAULT_MAX_SKEW_MS } from "./auth.ts";
 export type { SignedAuth, VerifyOptions } from "./auth.ts";
 export { ensureEventStream, publishEvent, consumeEvents, makeEvent } from "./events.ts";
-export type { EventBase, EventConsumer, ConsumeOptions, EventStreamOptions } from "./events.ts";
+export type { EventBase, EventDraft, EventConsumer, ConsumeOptions, EventStreamOptions } from "./events.ts";
 export {
   CHUNK_BYTES,
   DEFAULT_WINDOW,
