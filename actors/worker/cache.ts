@@ -1,0 +1,98 @@
+/**
+ * A worker's local cache of sources and binaries, content addressed by sha256, with a size limit.
+ * Files are fetched once (concurrent requests for the same content share one download), verified
+ * by the downloader, and evicted least-recently-used first when the cache grows past its limit.
+ * Files in use by a running build are linked into its job directory, so eviction never breaks a
+ * build.
+ */
+import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { rm, utimes } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+
+export interface CacheEntryStat {
+  size: number;
+  lastUse: number;
+}
+
+export class ContentCache {
+  readonly dir: string;
+  readonly limitBytes: number;
+  readonly #log: Logger;
+  readonly #entries = new Map<string, CacheEntryStat>();
+  readonly #inflight = new Map<string, Promise<string>>();
+  #total = 0;
+  hits = 0;
+  misses = 0;
+
+  constructor(dir: string, limitBytes: number, log: Logger) {
+    this.dir = dir;
+    this.limitBytes = limitBytes;
+    this.#log = log;
+    mkdirSync(dir, { recursive: true });
+    for (const sub of readdirSync(dir)) {
+      const subdir = path.join(dir, sub);
+      if (!/^[0-9a-f]{2}$/.test(sub)) continue;
+      for (const f of readdirSync(subdir)) {
+        const p = path.join(subdir, f);
+        if (!/^[0-9a-f]{64}$/.test(f)) {
+          // Partial downloads of a crashed worker.
+          void rm(p, { force: true });
+          continue;
+        }
+        const st = statSync(p);
+        this.#entries.set(f, { size: st.size, lastUse: st.mtimeMs });
+        this.#total += st.size;
+      }
+    }
+  }
+
+  pathOf(sha256: string): string {
+    return path.join(this.dir, sha256.slice(0, 2), sha256);
+  }
+
+  get totalBytes(): number {
+    return this.#total;
+  }
+
+  /**
+   * The path of the cached content, fetching it with `fetch(dest)` on a miss. `fetch` must write
+   * `dest` atomically and verify the content's sha256.
+   */
+  async get(sha256: string, fetch: (dest: string) => Promise<unknown>): Promise<string> {
+    const hit = this.#entries.get(sha256);
+    const p = this.pathOf(sha256);
+    if (hit) {
+      this.hits++;
+      hit.lastUse = Date.now();
+      await utimes(p, new Date(), new Date()).catch(() => undefined);
+      return p;
+    }
+    const running = this.#inflight.get(sha256);
+    if (running) return running;
+    const job = (async () => {
+      this.misses++;
+      mkdirSync(path.dirname(p), { recursive: true });
+      await fetch(p);
+      const size = statSync(p).size;
+      this.#entries.set(sha256, { size, lastUse: Date.now() });
+      this.#total += size;
+      await this.#evict(sha256);
+      return p;
+    })().finally(() => this.#inflight.delete(sha256));
+    this.#inflight.set(sha256, job);
+    return job;
+  }
+
+  async #evict(keep: string): Promise<void> {
+    if (this.#total <= this.limitBytes) return;
+    const byAge = [...this.#entries.entries()].filter(([k]) => k !== keep).sort((a, b) => a[1].lastUse - b[1].lastUse);
+    for (const [sha, e] of byAge) {
+      if (this.#total <= this.limitBytes) break;
+      this.#entries.delete(sha);
+      this.#total -= e.size;
+      await rm(this.pathOf(sha), { force: true });
+      this.#log.debug({ sha256: sha, size: e.size }, "cache entry evicted");
+    }
+  }
+}
