@@ -1,0 +1,337 @@
+/**
+ * Per-run cgroups: the memory and pids limits, peak memory, OOM and fork-failure counters, and a
+ * kill that reaches every process of the run at once.
+ *
+ * Hosts differ: pure cgroup v2, hybrid (v1 controllers plus an empty v2 tree, which still offers
+ * `cgroup.kill`), or no writable cgroups at all (unprivileged, containers). Each controller is
+ * taken from whichever hierarchy offers it; what is missing is reported so the caller can fall
+ * back to rlimits.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rmdir, writeFile, access } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+
+/** Where one hierarchy is mounted and which cgroup it shows at the mount point. */
+export interface CgroupMount {
+  mountPoint: string;
+  root: string;
+}
+
+/** The cgroup hierarchies of this host as seen in /proc/self/mountinfo. */
+export interface CgroupMounts {
+  v2?: CgroupMount;
+  /** Keyed by controller name ("memory", "pids", …). */
+  v1: Map<string, CgroupMount>;
+}
+
+/** The cgroups this process belongs to, from /proc/self/cgroup. */
+export interface ProcCgroups {
+  v2?: string;
+  v1: Map<string, string>;
+}
+
+/** Undoes the octal escapes mountinfo uses for blanks and backslashes. */
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Parses /proc/self/mountinfo for cgroup and cgroup2 mounts. */
+export function parseCgroupMounts(mountinfo: string): CgroupMounts {
+  const out: CgroupMounts = { v1: new Map() };
+  for (const line of mountinfo.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const pre = line.slice(0, sep).split(" ");
+    const post = line.slice(sep + 3).split(" ");
+    const fstype = post[0];
+    const root = unescapeMountinfo(pre[3] ?? "/");
+    const mountPoint = unescapeMountinfo(pre[4] ?? "");
+    if (fstype === "cgroup2") {
+      out.v2 ??= { mountPoint, root };
+    } else if (fstype === "cgroup") {
+      for (const opt of (post[2] ?? "").split(",")) {
+        if (opt === "rw" || opt === "ro" || opt.includes("=")) continue;
+        if (!out.v1.has(opt)) out.v1.set(opt, { mountPoint, root });
+      }
+    }
+  }
+  return out;
+}
+
+/** Parses /proc/self/cgroup ("hierarchy-ID:controller-list:path" per line). */
+export function parseProcCgroup(text: string): ProcCgroups {
+  const out: ProcCgroups = { v1: new Map() };
+  for (const line of text.split("\n")) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, id, controllers, p] = m;
+    if (id === "0" && controllers === "") out.v2 = p!;
+    else for (const c of controllers!.split(",")) if (c && !c.startsWith("name=")) out.v1.set(c, p!);
+  }
+  return out;
+}
+
+/** The directory of a cgroup path under a mount, allowing for mounts of a sub-tree (containers). */
+export function cgroupDir(mount: CgroupMount, cgroupPath: string): string {
+  let rel = cgroupPath;
+  if (mount.root !== "/" && (rel === mount.root || rel.startsWith(mount.root + "/"))) rel = rel.slice(mount.root.length);
+  return path.join(mount.mountPoint, rel);
+}
+
+/** Counters read while a run is going; missing fields mean the controller is not available. */
+export interface CgroupStats {
+  memoryPeakBytes?: number;
+  memoryCurrentBytes?: number;
+  oomKills: number;
+  pidsLimitHits: number;
+}
+
+type Version = "v1" | "v2";
+
+interface Controller {
+  version: Version;
+  dir: string;
+}
+
+/** Limits applied by {@link createRunCgroups}. */
+export interface CgroupLimits {
+  memoryBytes: number;
+  pids: number;
+}
+
+/** The cgroups of one run. `procsFiles` must be joined by the run's first process before it forks. */
+export class RunCgroups {
+  readonly memory?: Controller;
+  readonly pids?: Controller;
+  /** A v2 cgroup with `cgroup.kill`, if the kernel has it. */
+  readonly killDir?: string;
+  readonly #dirs: string[];
+
+  constructor(parts: { memory?: Controller; pids?: Controller; killDir?: string; dirs: string[] }) {
+    if (parts.memory) this.memory = parts.memory;
+    if (parts.pids) this.pids = parts.pids;
+    if (parts.killDir) this.killDir = parts.killDir;
+    this.#dirs = parts.dirs;
+  }
+
+  /** One `cgroup.procs` per hierarchy; writing a pid to each moves that process (and its future children). */
+  get procsFiles(): string[] {
+    return this.#dirs.map((d) => path.join(d, "cgroup.procs"));
+  }
+
+  /** Pids of all processes in the run's cgroups (empty if there are none). */
+  async listPids(): Promise<number[]> {
+    const dir = this.#dirs[0];
+    if (!dir) return [];
+    const text = await readFile(path.join(dir, "cgroup.procs"), "utf8").catch(() => "");
+    return text
+      .split("\n")
+      .filter(Boolean)
+      .map((s) => Number(s));
+  }
+
+  async stats(): Promise<CgroupStats> {
+    const out: CgroupStats = { oomKills: 0, pidsLimitHits: 0 };
+    if (this.memory) {
+      const m = this.memory;
+      const peak = await readNumber(path.join(m.dir, m.version === "v2" ? "memory.peak" : "memory.max_usage_in_bytes"));
+      if (peak !== undefined) out.memoryPeakBytes = peak;
+      const cur = await readNumber(path.join(m.dir, m.version === "v2" ? "memory.current" : "memory.usage_in_bytes"));
+      if (cur !== undefined) out.memoryCurrentBytes = cur;
+      const events = await readKeyed(path.join(m.dir, m.version === "v2" ? "memory.events" : "memory.oom_control"));
+      out.oomKills = events.get("oom_kill") ?? 0;
+    }
+    if (this.pids) {
+      const events = await readKeyed(path.join(this.pids.dir, "pids.events"));
+      out.pidsLimitHits = events.get("max") ?? 0;
+    }
+    return out;
+  }
+
+  /**
+   * SIGKILLs every process in the run. `cgroup.kill` is atomic against forks; without it, pids are
+   * killed in rounds until none is left or the rounds run out (the pids limit bounds a fork race).
+   */
+  async killAll(): Promise<void> {
+    if (this.killDir) {
+      try {
+        await writeFile(path.join(this.killDir, "cgroup.kill"), "1");
+        return;
+      } catch {
+        // Fall through to killing pid by pid.
+      }
+    }
+    for (let round = 0; round < 50; round++) {
+      const pids = await this.listPids();
+      if (pids.length === 0) return;
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+  }
+
+  /** Removes the cgroups; waits (bounded) for exiting processes to leave them first. */
+  async remove(log: Logger, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const dir of [...this.#dirs].reverse()) {
+      for (;;) {
+        try {
+          await rmdir(dir);
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === "ENOENT") break;
+          if (code !== "EBUSY" || Date.now() > deadline) {
+            log.warn({ dir, err }, "sandbox cgroup not removed");
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    }
+  }
+}
+
+async function readNumber(file: string): Promise<number | undefined> {
+  try {
+    const t = (await readFile(file, "utf8")).trim();
+    const n = Number(t);
+    return Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads "key value" lines (memory.events, memory.oom_control, pids.events). */
+async function readKeyed(file: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  try {
+    for (const line of (await readFile(file, "utf8")).split("\n")) {
+      const [k, v] = line.trim().split(/\s+/);
+      if (k && v !== undefined && /^\d+$/.test(v)) out.set(k, Number(v));
+    }
+  } catch {
+    // Missing file: the counter is not available here.
+  }
+  return out;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(
+    () => true,
+    () => false
+  );
+}
+
+async function readWords(file: string): Promise<Set<string>> {
+  try {
+    return new Set((await readFile(file, "utf8")).split(/\s+/).filter(Boolean));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Reads this process's cgroup layout from /proc. */
+export async function detectCgroups(): Promise<{ mounts: CgroupMounts; own: ProcCgroups }> {
+  const [mountinfo, own] = await Promise.all([
+    readFile("/proc/self/mountinfo", "utf8").catch(() => ""),
+    readFile("/proc/self/cgroup", "utf8").catch(() => ""),
+  ]);
+  return { mounts: parseCgroupMounts(mountinfo), own: parseProcCgroup(own) };
+}
+
+/**
+ * Creates the cgroups of one run and sets their limits. Never throws: controllers that cannot be
+ * set up here are simply absent from the result (and logged), so the caller can fall back.
+ */
+export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promise<RunCgroups> {
+  const { mounts, own } = await detectCgroups();
+  const name = `kiln-sandbox-${randomBytes(6).toString("hex")}`;
+  const dirs: string[] = [];
+  let memory: Controller | undefined;
+  let pids: Controller | undefined;
+  let killDir: string | undefined;
+
+  if (mounts.v2 && own.v2 !== undefined) {
+    const ownDir = cgroupDir(mounts.v2, own.v2);
+    // Our own cgroup holds the worker, so (no internal processes) it can only have controllers in
+    // its children if it is the root; otherwise a sibling under the parent may have them.
+    const candidates = [ownDir];
+    if (path.resolve(ownDir) !== path.resolve(mounts.v2.mountPoint)) candidates.push(path.dirname(ownDir));
+    let best: { dir: string; ctrls: Set<string> } | undefined;
+    for (const parent of candidates) {
+      let ctrls = await readWords(path.join(parent, "cgroup.subtree_control"));
+      if (!ctrls.has("memory") || !ctrls.has("pids")) {
+        const avail = await readWords(path.join(parent, "cgroup.controllers"));
+        const want = ["memory", "pids"].filter((c) => avail.has(c) && !ctrls.has(c));
+        if (want.length > 0) {
+          await writeFile(path.join(parent, "cgroup.subtree_control"), want.map((c) => `+${c}`).join(" ")).catch(
+            () => undefined
+          );
+          ctrls = await readWords(path.join(parent, "cgroup.subtree_control"));
+        }
+      }
+      const score = (ctrls.has("memory") ? 1 : 0) + (ctrls.has("pids") ? 1 : 0);
+      const bestScore = best ? (best.ctrls.has("memory") ? 1 : 0) + (best.ctrls.has("pids") ? 1 : 0) : -1;
+      if (score > bestScore) best = { dir: parent, ctrls };
+      if (score === 2) break;
+    }
+    if (best) {
+      const dir = path.join(best.dir, name);
+      try {
+        await mkdir(dir);
+        dirs.push(dir);
+        if (await exists(path.join(dir, "cgroup.kill"))) killDir = dir;
+        if (best.ctrls.has("memory")) {
+          await writeFile(path.join(dir, "memory.max"), String(limits.memoryBytes));
+          await writeFile(path.join(dir, "memory.swap.max"), "0").catch(() => undefined);
+          memory = { version: "v2", dir };
+        }
+        if (best.ctrls.has("pids")) {
+          await writeFile(path.join(dir, "pids.max"), String(limits.pids));
+          pids = { version: "v2", dir };
+        }
+      } catch (err) {
+        log.debug({ dir, err }, "sandbox cgroup v2 not usable");
+      }
+    }
+  }
+
+  for (const ctrl of ["memory", "pids"] as const) {
+    if (ctrl === "memory" ? memory : pids) continue;
+    const mount = mounts.v1.get(ctrl);
+    const ownPath = own.v1.get(ctrl);
+    if (!mount || ownPath === undefined) continue;
+    const dir = path.join(cgroupDir(mount, ownPath), name);
+    try {
+      await mkdir(dir);
+      dirs.push(dir);
+      if (ctrl === "memory") {
+        await writeFile(path.join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
+        // Without swap accounting this file is absent; with it, swap must not extend the limit.
+        await writeFile(path.join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes)).catch(
+          () => undefined
+        );
+        memory = { version: "v1", dir };
+      } else {
+        await writeFile(path.join(dir, "pids.max"), String(limits.pids));
+        pids = { version: "v1", dir };
+      }
+    } catch (err) {
+      log.debug({ dir, err }, "sandbox cgroup v1 not usable");
+    }
+  }
+
+  const parts: ConstructorParameters<typeof RunCgroups>[0] = { dirs };
+  if (memory) parts.memory = memory;
+  if (pids) parts.pids = pids;
+  if (killDir) parts.killDir = killDir;
+  const cg = new RunCgroups(parts);
+  log.debug({ memory: memory?.version, pids: pids?.version, kill: Boolean(killDir) }, "sandbox cgroups");
+  return cg;
+}

@@ -1,0 +1,55 @@
+/**
+ * The sandbox's own /etc: just enough for bash, rpm and rpmbuild, written fresh for each run. The
+ * host's /etc is never bound (under a root worker its root-owned files would be the sandbox's).
+ */
+import { copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { SANDBOX_USER } from "./plan.ts";
+
+/** Options of {@link minimalEtc}. */
+export interface EtcOptions {
+  hostname: string;
+  /** Also resolv.conf and a mount point for the host's CA certificates. */
+  network: boolean;
+}
+
+/** File name → content of the constructed /etc (symlinks as `{ link }`). */
+export function minimalEtc(opts: EtcOptions): Record<string, string | { link: string }> {
+  const u = SANDBOX_USER;
+  const files: Record<string, string | { link: string }> = {
+    passwd: [
+      "root:x:0:0:root:/root:/bin/sh",
+      `${u.name}:x:${u.uid}:${u.gid}:Autobuild:${u.home}:/bin/bash`,
+      "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+      "",
+    ].join("\n"),
+    group: ["root:x:0:", `${u.name}:x:${u.gid}:`, "nogroup:x:65534:", ""].join("\n"),
+    hosts: `127.0.0.1\tlocalhost ${opts.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`,
+    hostname: `${opts.hostname}\n`,
+    "nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n",
+    "ld.so.conf": "include /etc/ld.so.conf.d/*.conf\n",
+    shells: "/bin/sh\n/bin/bash\n/usr/bin/sh\n/usr/bin/bash\n",
+    localtime: { link: "/usr/share/zoneinfo/UTC" },
+    "os-release": { link: "../usr/lib/os-release" },
+    mtab: { link: "/proc/self/mounts" },
+  };
+  return files;
+}
+
+/**
+ * Writes the constructed /etc into `dir` (which must not exist yet). The host's ld.so.cache is
+ * copied because the host's /usr is the base; with network, so is its resolv.conf.
+ */
+export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<void> {
+  await mkdir(dir, { mode: 0o755 });
+  for (const [name, content] of Object.entries(minimalEtc(opts))) {
+    const p = path.join(dir, name);
+    if (typeof content === "string") await writeFile(p, content, { mode: 0o644 });
+    else await symlink(content.link, p);
+  }
+  await copyFile("/etc/ld.so.cache", path.join(dir, "ld.so.cache")).catch(() => undefined);
+  if (opts.network) {
+    await copyFile("/etc/resolv.conf", path.join(dir, "resolv.conf")).catch(() => undefined);
+    await mkdir(path.join(dir, "ssl", "certs"), { recursive: true, mode: 0o755 });
+  }
+}

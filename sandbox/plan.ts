@@ -1,0 +1,420 @@
+/**
+ * Pure construction of everything a sandboxed run executes: the bwrap argument lists, the wrapper
+ * shell script that assembles the build root, rpm `--define` arguments and the Release rewrite.
+ * Nothing here touches the file system, so all of it is unit-tested.
+ *
+ * The run is three nested layers (see {@link renderWrapperScript}):
+ * 1. the *wrapper*, a shell script in a private mount namespace, as real root (or as root of a
+ *    user namespace when the worker is not root). It joins the run's cgroups, assembles a
+ *    *stage* tmpfs holding bind mounts of everything the sandbox may see, moves it to `/run`
+ *    (a path every uid can traverse, unlike the worker's private directories), mounts the overlay
+ *    of dependency packages over the base `/usr`, and afterwards copies results out;
+ * 2. `bwrap`, started as an unprivileged host uid (a fresh one per run), so nothing the sandbox
+ *    does is done with real root's identity, not even through a user namespace;
+ * 3. the command, as uid 399 ("abuild") inside bwrap's user namespace.
+ */
+import { InvalidInputError } from "../transport/index.ts";
+
+/** The user a command runs as inside the sandbox, as in OBS. */
+export const SANDBOX_USER = Object.freeze({ name: "abuild", uid: 399, gid: 399, home: "/home/abuild" });
+
+/** Where the stage is mounted in the wrapper's mount namespace. */
+export const STAGE_DIR = "/run";
+
+/** Host uids for sandboxed runs are drawn from this range, one per run. */
+export const SANDBOX_UID_RANGE = Object.freeze({ start: 1_500_000_000, size: 1_000_000 });
+
+/** Processes the sandbox machinery itself needs in the run's pids cgroup (wrapper, bwrap ×2, copy). */
+export const PIDS_OVERHEAD = 8;
+
+/** PATH inside the sandbox (Debian is usr-merged; /bin and /sbin are links). */
+export const SANDBOX_PATH = "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin";
+
+/** Quotes a string for POSIX sh. */
+export function shq(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+const MACRO_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Turns rpm macro definitions into `--define` arguments, after checking that each name is a
+ * macro name and each body is one line (a newline would end the definition early and let the
+ * rest be read as something else).
+ */
+export function renderDefines(defines: Readonly<Record<string, string>>): string[] {
+  const args: string[] = [];
+  for (const [name, body] of Object.entries(defines)) {
+    if (!MACRO_NAME.test(name)) throw new InvalidInputError(`invalid rpm macro name "${name}"`, { data: { name } });
+    if (typeof body !== "string" || /[\n\r\0]/.test(body)) {
+      throw new InvalidInputError(`rpm macro "${name}" must be a single line`, { data: { name } });
+    }
+    args.push("--define", `${name} ${body === "" ? "%{nil}" : body}`);
+  }
+  return args;
+}
+
+/**
+ * Replaces the value of the spec's first `Release:` tag, as OBS's build script does with the
+ * release the scheduler computed; rpm gives a tag in the spec precedence over `--define release`,
+ * so the define alone would not reach the packages. Returns the spec unchanged when it has no
+ * Release tag.
+ */
+export function substituteRelease(spec: string, release: string): string {
+  if (/[\n\r\0]/.test(release) || release.trim() === "") {
+    throw new InvalidInputError("release must be a non-empty single line", { data: { release } });
+  }
+  return spec.replace(/^(Release[ \t]*:[ \t]*)[^\r\n]*/im, (_, tag: string) => `${tag}${release}`);
+}
+
+/** A read-only view of a host path at `target` inside the sandbox. */
+export interface SandboxBind {
+  source: string;
+  target: string;
+}
+
+/** A host path that must not be visible, and whether it is a directory. */
+export interface HiddenPath {
+  path: string;
+  isDir: boolean;
+}
+
+/** A mount of something empty over a hidden path that would otherwise show through a bind. */
+export interface Mask {
+  target: string;
+  isDir: boolean;
+}
+
+function isUnder(child: string, parent: string): boolean {
+  return parent === "/" ? child !== "/" : child.startsWith(parent + "/");
+}
+
+/**
+ * Hidden paths that lie inside a bound host directory are masked at their place in the sandbox;
+ * binding a hidden path itself (or a parent of it as a whole is fine, a child is masked) is refused.
+ */
+export function computeMasks(hidden: readonly HiddenPath[], binds: readonly SandboxBind[]): Mask[] {
+  const masks: Mask[] = [];
+  for (const h of hidden) {
+    for (const b of binds) {
+      if (h.path === b.source) {
+        throw new InvalidInputError(`hidden path ${h.path} would be visible in the sandbox`, {
+          data: { path: h.path, target: b.target },
+        });
+      }
+      if (isUnder(h.path, b.source)) {
+        const rel = h.path.slice(b.source === "/" ? 1 : b.source.length + 1);
+        masks.push({ target: `${b.target === "/" ? "" : b.target}/${rel}`, isDir: h.isDir });
+      }
+    }
+  }
+  return masks;
+}
+
+/** Options of {@link buildBwrapArgs}. */
+export interface BwrapPlan {
+  /** Share the host's network (source services); default is a private, empty network namespace. */
+  network: boolean;
+  /** Command and arguments; the first is looked up in the sandbox's PATH by bwrap. */
+  command: readonly string[];
+  cwd: string;
+  env: Readonly<Record<string, string>>;
+  /** Stage path → sandbox path, read-only. */
+  roBinds: readonly SandboxBind[];
+  masks: readonly Mask[];
+  hostname: string;
+}
+
+/** The environment every sandboxed command starts with (the worker's own is never passed on). */
+export function baseEnv(): Record<string, string> {
+  return {
+    PATH: SANDBOX_PATH,
+    HOME: SANDBOX_USER.home,
+    USER: SANDBOX_USER.name,
+    LOGNAME: SANDBOX_USER.name,
+    SHELL: "/bin/sh",
+    LANG: "C.UTF-8",
+    TMPDIR: "/tmp",
+  };
+}
+
+/** Checks names and values of an environment for the sandbox. */
+export function validateEnv(env: Readonly<Record<string, string>>): void {
+  for (const [k, v] of Object.entries(env)) {
+    if (!ENV_NAME.test(k)) throw new InvalidInputError(`invalid environment variable name "${k}"`, { data: { k } });
+    if (typeof v !== "string" || v.includes("\0")) {
+      throw new InvalidInputError(`invalid value of environment variable ${k}`, { data: { k } });
+    }
+  }
+}
+
+/** Sandbox root skeleton shared by the build and the unpack step: usr-merge links, /proc, /dev. */
+function skeleton(usr: string): string[] {
+  return [
+    "--ro-bind",
+    usr,
+    "/usr",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--symlink",
+    "usr/sbin",
+    "/sbin",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+  ];
+}
+
+function maskArgs(masks: readonly Mask[]): string[] {
+  return masks.flatMap((m) => (m.isDir ? ["--ro-bind", `${STAGE_DIR}/empty`, m.target] : ["--ro-bind", "/dev/null", m.target]));
+}
+
+/**
+ * bwrap arguments of the command's sandbox: every namespace new (network unless allowed), the
+ * merged `/usr` and the constructed `/etc` read-only, home, /tmp, /var/tmp and /dev/shm on the
+ * size-limited work tmpfs, everything else (the bwrap root, /dev) read-only.
+ */
+export function buildBwrapArgs(plan: BwrapPlan): string[] {
+  if (plan.command.length === 0) throw new InvalidInputError("empty sandbox command");
+  validateEnv(plan.env);
+  const w = `${STAGE_DIR}/work`;
+  const args = [
+    "--unshare-all",
+    ...(plan.network ? ["--share-net"] : []),
+    "--uid",
+    String(SANDBOX_USER.uid),
+    "--gid",
+    String(SANDBOX_USER.gid),
+    "--hostname",
+    plan.hostname,
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--clearenv",
+    ...Object.entries(plan.env).flatMap(([k, v]) => ["--setenv", k, v]),
+    ...skeleton(`${STAGE_DIR}/usr`),
+    "--ro-bind",
+    `${STAGE_DIR}/etc`,
+    "/etc",
+    "--bind",
+    `${w}/shm`,
+    "/dev/shm",
+    "--bind",
+    `${w}/tmp`,
+    "/tmp",
+    "--bind",
+    `${w}/vartmp`,
+    "/var/tmp",
+    "--bind",
+    `${w}/home`,
+    SANDBOX_USER.home,
+    ...plan.roBinds.flatMap((b) => ["--ro-bind", b.source, b.target]),
+    ...maskArgs(plan.masks),
+    "--remount-ro",
+    "/dev",
+    "--remount-ro",
+    "/",
+    "--chdir",
+    plan.cwd,
+    "--",
+    ...plan.command,
+  ];
+  return args;
+}
+
+/**
+ * Unpacks every package in /rpms into the current directory with `rpm2cpio | bsdtar` (never
+ * `rpm -i`: no scriptlets, no rpm database). Top-level bin, sbin, lib and lib64 are rewritten into
+ * usr/ because the host is usr-merged (symlink targets are left alone; they resolve through the
+ * sandbox's own /bin → usr/bin links); the top-level entries themselves (often symlinks in
+ * filesystem-like packages) are dropped. bsdtar refuses `..`, absolute names and extraction through
+ * symlinks by default.
+ */
+export const UNPACK_SCRIPT = [
+  "set -euo pipefail",
+  "umask 022",
+  "shopt -s nullglob",
+  "for f in /rpms/*.rpm; do",
+  '  echo "[kiln] unpacking ${f#/rpms/?????-}"',
+  "  rpm2cpio < \"$f\" | bsdtar -x -f - --no-same-owner --no-xattrs --no-acls --no-fflags \\",
+  "    -s ',^\\(\\./\\)*\\(bin\\|sbin\\|lib\\|lib64\\)$,.kiln-usrmerge/\\2,' \\",
+  "    -s ',^\\(\\./\\)*\\(bin\\|sbin\\|lib\\|lib64\\)/,usr/\\2/,S'",
+  "done",
+  "rm -rf ./.kiln-usrmerge",
+].join("\n");
+
+/** bwrap arguments of the unpack step: host /usr for the tools, the packages, the target; no network. */
+export function buildUnpackBwrapArgs(masks: readonly Mask[]): string[] {
+  return [
+    "--unshare-all",
+    // Root of its own user namespace (mapped to the run's host uid) so that bsdtar may write into
+    // read-only directories an earlier package created, as rpm itself would.
+    "--uid",
+    "0",
+    "--gid",
+    "0",
+    "--cap-drop",
+    "ALL",
+    "--cap-add",
+    "CAP_DAC_OVERRIDE",
+    "--cap-add",
+    "CAP_FOWNER",
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    SANDBOX_PATH,
+    "--setenv",
+    "LANG",
+    "C.UTF-8",
+    ...skeleton(`${STAGE_DIR}/hostusr`),
+    "--ro-bind",
+    `${STAGE_DIR}/kiln-etc`,
+    "/etc",
+    "--ro-bind",
+    `${STAGE_DIR}/rpms`,
+    "/rpms",
+    "--bind",
+    `${STAGE_DIR}/deps`,
+    "/dest",
+    ...maskArgs(masks),
+    "--remount-ro",
+    "/",
+    "--chdir",
+    "/dest",
+    "--",
+    "/usr/bin/bash",
+    "-c",
+    UNPACK_SCRIPT,
+  ];
+}
+
+/** A bind of a host path into the stage; `source` is absolute or relative to the job directory. */
+export interface StageBind {
+  source: string;
+  /** Name in the stage; the wrapper and bwrap refer to it as `/run/<name>`. */
+  name: string;
+  writable?: boolean;
+  /** A file rather than a directory (the mount point is created as an empty file). */
+  file?: boolean;
+}
+
+/** Files to copy out of the work tree after the command has exited and every process is gone. */
+export interface CollectPlan {
+  /** Directory inside the sandbox home, relative ("rpmbuild"). */
+  dir: string;
+  /** Sub-directories of `dir` to search. */
+  paths: readonly string[];
+  maxDepth: number;
+  /** A `find -name` pattern. */
+  name: string;
+}
+
+/** Everything {@link renderWrapperScript} needs. */
+export interface WrapperPlan {
+  /** The worker is real root: drop to `hostUid` before bwrap; otherwise we are in a user namespace. */
+  privileged: boolean;
+  hostUid: number;
+  /** cgroup.procs files the wrapper joins before anything else. */
+  cgroupProcs: readonly string[];
+  stageBinds: readonly StageBind[];
+  /** Stage names of usr layers below the unpacked packages, top first (the base last). */
+  usrLayers: readonly string[];
+  /** Stage names of etc layers below kiln's own /etc, top first. */
+  etcLayers: readonly string[];
+  /** Whether packages are to be unpacked (stage `rpms` → stage `deps`). */
+  unpack: boolean;
+  workBytes: number;
+  workInodes: number;
+  /** Extra prlimit options (without `--core=0`, which is always set). */
+  rlimits: readonly string[];
+  unpackArgs: readonly string[];
+  bwrapArgs: readonly string[];
+  collect?: CollectPlan;
+}
+
+/**
+ * The wrapper: runs with cwd = the job directory in a fresh private mount namespace and reports on
+ * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, `disk <blocks> <bfree> <bsize> <files>
+ * <ffree>`, `collect <rc>`. A missing `exit` line means set-up failed (details on stderr). The
+ * sandboxed commands get neither fd 3 nor the wrapper's stderr, so they cannot forge these.
+ */
+export function renderWrapperScript(plan: WrapperPlan): string {
+  const dropTo = plan.privileged
+    ? `setpriv --reuid ${plan.hostUid} --regid ${plan.hostUid} --clear-groups --bounding-set=-all --inh-caps=-all --no-new-privs --`
+    : "";
+  const limit = ["prlimit", "--core=0", ...plan.rlimits, "--"].join(" ");
+  const owner = plan.privileged ? `,uid=${plan.hostUid},gid=${plan.hostUid}` : "";
+  const L: string[] = [
+    "set -eu",
+    "umask 022",
+    ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
+    "mkdir -p stage",
+    "mount -n -t tmpfs -o mode=0755,size=16m,nr_inodes=16384 kiln-stage stage",
+    "mkdir stage/usr stage/etc stage/empty stage/work stage/rpms",
+  ];
+  for (const b of plan.stageBinds) {
+    const at = `stage/${b.name}`;
+    L.push(b.file ? `mkdir -p ${shq(at.replace(/\/[^/]*$/, ""))} && : > ${shq(at)}` : `mkdir -p ${shq(at)}`);
+    L.push(`mount -n --bind ${shq(b.source)} ${shq(at)}`);
+    if (!b.writable) L.push(`mount -n -o remount,bind,ro ${shq(at)}`);
+  }
+  L.push(
+    `mount -n -t tmpfs -o size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner} kiln-work stage/work`,
+    "mkdir stage/work/home stage/work/tmp stage/work/vartmp stage/work/shm",
+    "chmod 1777 stage/work/tmp stage/work/vartmp stage/work/shm",
+    ...(plan.privileged ? [`chown ${plan.hostUid}:${plan.hostUid} stage/work/home`] : []),
+    `mount -n --move stage ${STAGE_DIR}`,
+    `cd ${STAGE_DIR}`
+  );
+  if (plan.unpack) {
+    L.push(
+      "set +e",
+      `${dropTo} ${limit} bwrap ${plan.unpackArgs.map(shq).join(" ")} 2>&1 3>&-`,
+      "rc=$?",
+      "set -e",
+      // A package that turned usr or etc into a symlink would make the overlay below follow it
+      // on the host, as root.
+      "for d in deps/usr deps/etc; do if [ -L $d ]; then echo \"[kiln] dependency packages made /${d#deps/} a symlink\"; rc=100; fi; done",
+      'echo "unpack $rc" >&3',
+      '[ "$rc" = 0 ] || exit 0'
+    );
+  }
+  const overlay = (target: string, candidates: string[]): string[] => [
+    "lower=",
+    `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
+    `case "$lower" in *:*) mount -n -t overlay -o "ro,lowerdir=$lower" kiln-${target} ${target} ;; *) mount -n --bind "$lower" ${target} && mount -n -o remount,bind,ro ${target} ;; esac`,
+  ];
+  L.push(
+    ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),
+    ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
+    "set +e",
+    `${dropTo} ${limit} bwrap ${plan.bwrapArgs.map(shq).join(" ")} 2>&1 3>&- </dev/null`,
+    "rc=$?",
+    "set -e",
+    'echo "exit $rc" >&3',
+    "echo \"disk $(stat -f -c '%b %f %S %c %d' work)\" >&3"
+  );
+  if (plan.collect) {
+    const c = plan.collect;
+    const copy = [
+      `cd ${shq(`${STAGE_DIR}/work/home/${c.dir}`)} || exit 0`,
+      `for p in ${c.paths.map(shq).join(" ")}; do`,
+      `  if [ -d "$p" ] && [ ! -L "$p" ]; then find "$p" -maxdepth ${c.maxDepth} -type f -name ${shq(c.name)} -exec cp -P --parents -t ${STAGE_DIR}/out {} + || exit 1; fi`,
+      "done",
+    ].join("\n");
+    L.push("set +e", `${dropTo} /bin/sh -c ${shq(copy)} 3>&- 1>&2`, 'echo "collect $?" >&3');
+  }
+  return L.join("\n") + "\n";
+}

@@ -1,0 +1,162 @@
+/**
+ * {@link runRpmBuild}: `rpmbuild -ba` of one spec in the sandbox, with the job's dependency
+ * packages unpacked over the host's /usr, and {@link cleanBuildRoot} to remove what it left.
+ */
+import { chmod, lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+import { InvalidInputError } from "../transport/index.ts";
+import type { SandboxLimits } from "./limits.ts";
+import { describeResult } from "./outcome.ts";
+import { SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
+import { runSandboxed } from "./run.ts";
+
+/** One package build, as the worker hands it over. */
+export interface RpmBuildJob {
+  /** Private, empty directory of this job; everything the build leaves lives under it. */
+  jobDir: string;
+  /** The spec and its sources; read-only to the build. Must be readable by any uid. */
+  sourcesDir: string;
+  /** File name of the spec within `sourcesDir`. */
+  specFile: string;
+  /** .rpm files unpacked into the build root (rpm2cpio | bsdtar, never `rpm -i`). */
+  dependencyRpms: string[];
+  /**
+   * rpm macros for this build. `release`, when given, also replaces the spec's `Release:` tag, as
+   * OBS does, so the packages carry it.
+   */
+  defines: Record<string, string>;
+  limits: SandboxLimits;
+  /** Build output (stdout and stderr merged, in order) as it happens. */
+  onLog: (chunk: Buffer) => void;
+  /** Abort: the whole process tree is gone within a few seconds. */
+  signal?: AbortSignal;
+  log: Logger;
+  /** Host paths that must never be visible to the build (kiln's data directory, the worker cache). */
+  hiddenPaths?: string[];
+}
+
+/** Measurements of one build. */
+export interface BuildStats {
+  startedAt: number;
+  endedAt: number;
+  wallMs: number;
+  peakMemoryBytes?: number;
+  diskBytes?: number;
+  logBytes: number;
+}
+
+/** How a build ended; paths are absolute, under `jobDir`. */
+export type BuildOutcome =
+  | { type: "build.succeeded"; srpms: string[]; rpms: string[]; stats: BuildStats }
+  | { type: "build.failed"; reason: string; exitCode?: number; signal?: string; stats: BuildStats };
+
+const TOPDIR = `${SANDBOX_USER.home}/rpmbuild`;
+
+/** The rpmbuild command line (inside the sandbox) for a spec and the job's macros. */
+export function rpmbuildCommand(specFile: string, defines: Readonly<Record<string, string>>): string[] {
+  return [
+    "rpmbuild",
+    "-ba",
+    "--nodeps",
+    ...renderDefines(defines),
+    // After the job's macros, so that the layout the results are collected from cannot be moved.
+    ...renderDefines({
+      _topdir: TOPDIR,
+      _sourcedir: `${TOPDIR}/SOURCES`,
+      _specdir: `${TOPDIR}/SPECS`,
+    }),
+    `${TOPDIR}/SPECS/${specFile}`,
+  ];
+}
+
+function checkSpecFile(name: string): void {
+  if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
+    throw new InvalidInputError(`invalid spec file name "${name}"`, { data: { specFile: name } });
+  }
+}
+
+/**
+ * Builds the job's spec with `rpmbuild -ba --nodeps` in the sandbox. A build that fails or is
+ * killed is a `build.failed` outcome; throws InvalidInputError for a malformed job and
+ * SandboxSetupError when this host could not set the sandbox up.
+ */
+export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
+  checkSpecFile(job.specFile);
+  if (!path.isAbsolute(job.jobDir) || !path.isAbsolute(job.sourcesDir)) {
+    throw new InvalidInputError("jobDir and sourcesDir must be absolute", { data: { jobDir: job.jobDir } });
+  }
+  const specPath = path.join(job.sourcesDir, job.specFile);
+  const st = await lstat(specPath).catch(() => undefined);
+  if (!st?.isFile()) throw new InvalidInputError(`spec ${job.specFile} not found in sources`, { data: { specPath } });
+  const command = rpmbuildCommand(job.specFile, job.defines);
+
+  let spec = await readFile(specPath, "utf8");
+  if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
+  const specDir = path.join(job.jobDir, "spec");
+  await mkdir(specDir, { recursive: true, mode: 0o755 });
+  await writeFile(path.join(specDir, job.specFile), spec, { mode: 0o644 });
+
+  const result = await runSandboxed({
+    dir: path.join(job.jobDir, "build"),
+    command,
+    root: { rpms: job.dependencyRpms },
+    binds: [
+      { source: job.sourcesDir, target: `${TOPDIR}/SOURCES` },
+      { source: specDir, target: `${TOPDIR}/SPECS` },
+    ],
+    collect: { dir: "rpmbuild", paths: ["SRPMS", "RPMS"], maxDepth: 2, name: "*.rpm" },
+    limits: job.limits,
+    onOutput: job.onLog,
+    log: job.log,
+    ...(job.signal ? { signal: job.signal } : {}),
+    ...(job.hiddenPaths ? { hiddenPaths: job.hiddenPaths } : {}),
+  });
+
+  const s = result.stats;
+  const stats: BuildStats = { startedAt: s.startedAt, endedAt: s.endedAt, wallMs: s.wallMs, logBytes: s.outputBytes };
+  if (s.peakMemoryBytes !== undefined) stats.peakMemoryBytes = s.peakMemoryBytes;
+  if (s.diskBytes !== undefined) stats.diskBytes = s.diskBytes;
+
+  if (result.type === "sandbox.exited" && result.code === 0) {
+    if (!result.collectOk) return { type: "build.failed", reason: "copying the built packages out failed", stats };
+    const srpms = result.files.filter((f) => f.endsWith(".src.rpm") || f.endsWith(".nosrc.rpm"));
+    const rpms = result.files.filter((f) => !srpms.includes(f));
+    if (srpms.length === 0) return { type: "build.failed", reason: "rpmbuild produced no source package", stats };
+    job.log.info({ srpms: srpms.length, rpms: rpms.length, wallMs: stats.wallMs }, "rpm build succeeded");
+    return { type: "build.succeeded", srpms, rpms, stats };
+  }
+  const d = describeResult(result, job.limits, "rpmbuild");
+  job.log.info({ reason: d.reason, wallMs: stats.wallMs }, "rpm build failed");
+  const failed: BuildOutcome = { type: "build.failed", reason: d.reason, stats };
+  if (d.exitCode !== undefined) failed.exitCode = d.exitCode;
+  if (d.signal !== undefined) failed.signal = d.signal;
+  return failed;
+}
+
+/**
+ * Removes a job directory and everything in it. Call it only after {@link runRpmBuild} has
+ * resolved (the sandbox's mounts live in a namespace that is gone by then, so nothing here is a
+ * mount point).
+ */
+export async function cleanBuildRoot(jobDir: string): Promise<void> {
+  const norm = path.normalize(jobDir);
+  if (!path.isAbsolute(norm) || norm.split("/").filter(Boolean).length < 2) {
+    throw new InvalidInputError(`refusing to remove "${jobDir}"`, { data: { jobDir } });
+  }
+  try {
+    await rm(norm, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EACCES") throw err;
+    // Not root: packages may have unpacked read-only directories.
+    await makeWritable(norm);
+    await rm(norm, { recursive: true, force: true });
+  }
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  await chmod(dir, 0o700).catch(() => undefined);
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) await makeWritable(path.join(dir, e.name));
+  }
+}
