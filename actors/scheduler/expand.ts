@@ -1,0 +1,1128 @@
+/**
+ * Build dependency expansion, as obs-build's `Build::Expand::expand`, `Build::get_deps` and
+ * `Build::get_build` do it (reference/obs-backend.md §3).
+ *
+ * Expansion is deterministic and never chooses by version: a dependency with several possible
+ * providers is resolved by conflicts, `Prefer:`, the `a | b` order or Recommends of packages
+ * already chosen, and is otherwise an error ("have choice for …"). Results and error messages
+ * are those of obs-build, in its order.
+ *
+ * The expander works on the integer ids of a {@link ProviderIndex}; a project config is
+ * compiled once per index (cached by object identity, so a config must not be mutated after
+ * it has been used).
+ */
+import { DepFlag } from "./provider-index.ts";
+import type { ProviderIndex, ProviderView } from "./provider-index.ts";
+import { RichKind, normalizeRich } from "./rich-dep.ts";
+import type { CondClause, RichContext } from "./rich-dep.ts";
+
+/**
+ * The project-config fields expansion reads; a `BuildConfig` from prjconf.ts fits as is.
+ * Lists are as `Build::read_config` leaves them (`!x` removals already applied).
+ */
+export interface ExpandConfig {
+  preinstall: readonly string[];
+  vminstall: readonly string[];
+  required: readonly string[];
+  support: readonly string[];
+  keep: readonly string[];
+  runscripts: readonly string[];
+  prefer: readonly string[];
+  ignore: readonly string[];
+  conflict: readonly string[];
+  ignoreRebuild: readonly string[];
+  expandFlags: readonly string[];
+  substitute: Readonly<Record<string, readonly string[]>>;
+  fileProvides: Readonly<Record<string, readonly string[]>>;
+  binaryType?: string;
+}
+
+/** Outcome of an expansion: the sorted package names, or obs-build's error messages. */
+export type ExpandResult = { ok: true; packages: string[] } | { ok: false; errors: string[] };
+
+/**
+ * Which obs-build behaviour to reproduce. `current` is today's `Build/Expand.pm`;
+ * `20210120` is the obs-build release Debian ships (the oracle the tests compare with), which
+ * lacks global `Conflict:` entries, conflict pruning of direct dependencies, `otherproviders()`,
+ * `keepfilerequires`, `IgnoreRebuild:`, and reports unmet rich-dependency clauses as conflicts.
+ */
+export const ObsBuildCompat = { Current: "current", V20210120: "20210120" } as const;
+export type ObsBuildCompat = (typeof ObsBuildCompat)[keyof typeof ObsBuildCompat];
+
+/** Options of the expansion functions. */
+export interface ExpandOptions {
+  /** @default "current" */
+  compat?: ObsBuildCompat;
+  /** Reuse results of earlier identical expansions while the index has not changed under them. */
+  cache?: ExpansionCache;
+}
+
+/** One package of a job's install set (`get_build` plus the scheduler's flags). */
+export interface BuildDep {
+  name: string;
+  /** Installed before everything else (Preinstall). */
+  preinstall: boolean;
+  /** Installed into the VM image (VMinstall). */
+  vminstall: boolean;
+  /** Its install scripts are run (Runscripts). */
+  runscripts: boolean;
+  /** Not part of the rebuild meta: changes of it never trigger a rebuild. */
+  notmeta: boolean;
+}
+
+/** Outcome of {@link getBuild}. */
+export type BuildResult = { ok: true; packages: BuildDep[] } | { ok: false; errors: string[] };
+
+/** Options of {@link getBuild}. */
+export interface BuildOptions extends ExpandOptions {
+  /** `PreReq:` dependencies; they are expanded after `--directdepsend--`. */
+  prereqs?: readonly string[];
+  /** The package's {@link getDeps} result, when the caller already has it. */
+  edeps?: readonly string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config compilation
+
+interface Compiled {
+  view: ProviderView;
+  keepFileRequires: boolean;
+  flags: Set<string>;
+  prefer: readonly string[];
+  preferSet: Set<string>;
+  /** Ignore keys without a package part, as string ids. */
+  ignore: Set<number>;
+  /** `pkg:dep` ignore keys: package name id → dep key ids. */
+  ignorePkg: Map<number, Set<number>>;
+  /** `Conflict: a:b` pairs by package name. */
+  conflicts: Map<string, string[]>;
+  /** `Conflict: a` (current obs-build only). */
+  globalConflicts: string[];
+  substitute: Map<string, string[]>;
+  fileProvides: Map<string, string[]>;
+  preinstall: string[];
+  vminstall: string[];
+  required: string[];
+  support: string[];
+  keep: string[];
+  runscripts: string[];
+  ignoreRebuild: string[];
+  pre?: { version: number; compat: ObsBuildCompat; error?: string; pre: string[]; vm: string[] };
+}
+
+function unify<T>(list: readonly T[]): T[] {
+  return list.length > 1 ? Array.from(new Set(list)) : [...list];
+}
+
+// Perl's split(/[,:]/): trailing empty fields are dropped.
+function splitList(s: string): string[] {
+  const parts = s.split(/[,:]/);
+  while (parts.length > 0 && parts[parts.length - 1] === "") parts.pop();
+  return parts;
+}
+
+// Registers key "a:b:c" under every package/dep split, since obs-build looks keys up as
+// `"$pkg:$dep"` strings.
+function addPkgKey(ix: ProviderIndex, map: Map<number, Set<number>>, key: string): void {
+  for (let i = key.indexOf(":"); i >= 0; i = key.indexOf(":", i + 1)) {
+    const p = ix.intern(key.slice(0, i));
+    let set = map.get(p);
+    if (!set) map.set(p, (set = new Set()));
+    set.add(ix.intern(key.slice(i + 1)));
+  }
+}
+
+function compile(ix: ProviderIndex, config: ExpandConfig): Compiled {
+  const cached = ix.compiled.get(config) as Compiled | undefined;
+  if (cached) return cached;
+  const binaryType = config.binaryType || "rpm";
+  const fileProvides = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(config.fileProvides ?? {})) fileProvides.set(k, [...v]);
+  const fileMode = fileProvides.size > 0 || binaryType !== "rpm";
+  const flags = new Set<string>();
+  for (const f of config.expandFlags ?? []) flags.add(f);
+  const ignore = new Set<number>();
+  const ignorePkg = new Map<number, Set<number>>();
+  for (const x of config.ignore ?? []) {
+    if (!x.includes(":")) {
+      ignore.add(ix.intern(x));
+      continue;
+    }
+    const [s, ...rest] = splitList(x);
+    for (const r of rest) addPkgKey(ix, ignorePkg, `${s}:${r}`);
+  }
+  const conflicts = new Map<string, string[]>();
+  const globalConflicts: string[] = [];
+  for (const x of config.conflict ?? []) {
+    const [s, ...rest] = splitList(x);
+    if (s === undefined) continue;
+    if (s && rest.length === 0) globalConflicts.push(s);
+    const add = (k: string, v: string): void => {
+      const l = conflicts.get(k);
+      if (l) l.push(v);
+      else conflicts.set(k, [v]);
+    };
+    for (const r of rest) {
+      add(s, r);
+      add(r, s);
+    }
+  }
+  for (const [k, v] of conflicts) conflicts.set(k, unify(v));
+  const substitute = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(config.substitute ?? {})) {
+    substitute.set(
+      k,
+      unify(v).map((x) => x.replace(/=$/, ""))
+    );
+  }
+  const c: Compiled = {
+    view: ix.view(binaryType === "deb", fileMode, fileProvides),
+    keepFileRequires: flags.has("keepfilerequires") || (binaryType !== "rpm" && binaryType !== "UNDEFINED"),
+    flags,
+    prefer: [...(config.prefer ?? [])],
+    preferSet: new Set(config.prefer ?? []),
+    ignore,
+    ignorePkg,
+    conflicts,
+    globalConflicts: unify(globalConflicts),
+    substitute,
+    fileProvides,
+    preinstall: unify(config.preinstall ?? []),
+    vminstall: unify(config.vminstall ?? []),
+    required: unify(config.required ?? []),
+    support: unify(config.support ?? []),
+    keep: unify(config.keep ?? []),
+    runscripts: unify(config.runscripts ?? []),
+    ignoreRebuild: [...(config.ignoreRebuild ?? [])],
+  };
+  ix.compiled.set(config, c);
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The expander
+
+function stripOps(r: string): string {
+  return r.replace(/\s*[<=>]{1,2}.*$/, "");
+}
+
+/** Dependency ids consulted by one expansion, for result caching. */
+interface Trace {
+  deps: number[];
+  seen: Set<number>;
+  names: Set<number>;
+}
+
+class Run {
+  private readonly ix: ProviderIndex;
+  private readonly view: ProviderView;
+  private readonly legacy: boolean;
+  private readonly stamp: number;
+  private readonly inst: Uint32Array;
+  private readonly installed: number[] = [];
+  private todoDep: number[] = [];
+  private todoReq: number[] = [];
+  private todoInst: number[] = [];
+  private readonly conds: CondClause[] = [];
+  private readonly todoCond = new Map<number, [CondClause, number][]>();
+  private readonly aconflicts = new Map<number, string[]>();
+  private readonly recommended = new Set<number>();
+  private recTodo: number[] = [];
+  private readonly errors: string[] = [];
+  private readonly xignore: Set<number>;
+  private readonly xignorePkg: Map<number, Set<number>>;
+  private readonly cfgIgnore: boolean;
+  private readonly ignoreActive: boolean;
+  private readonly ignoreConflicts: boolean;
+  private readonly keepFileRequires: boolean;
+
+  constructor(
+    private readonly cc: Compiled,
+    ix: ProviderIndex,
+    compat: ObsBuildCompat,
+    xignoreKeys: Set<string>,
+    private readonly trace: Trace | undefined
+  ) {
+    this.ix = ix;
+    this.view = cc.view;
+    this.legacy = compat === ObsBuildCompat.V20210120;
+    this.stamp = ix.nextStamp();
+    this.inst = ix.instStamp;
+    this.xignore = new Set();
+    this.xignorePkg = new Map();
+    for (const k of xignoreKeys) {
+      this.xignore.add(ix.intern(k));
+      if (k.includes(":")) addPkgKey(ix, this.xignorePkg, k);
+    }
+    this.cfgIgnore = !xignoreKeys.has("-ignoreignore--");
+    this.ignoreActive = this.xignore.size > 0 || (this.cfgIgnore && (cc.ignore.size > 0 || cc.ignorePkg.size > 0));
+    this.ignoreConflicts = cc.flags.has("ignoreconflicts") || xignoreKeys.has("-ignoreconflicts--");
+    this.keepFileRequires = !this.legacy && (cc.keepFileRequires || xignoreKeys.has("-keepfilerequires--"));
+  }
+
+  private prov(d: number): Int32Array {
+    const t = this.trace;
+    if (t && !t.seen.has(d)) {
+      t.seen.add(d);
+      t.deps.push(d);
+    }
+    return this.view.providers(d);
+  }
+
+  private provOf(dep: string): Int32Array {
+    return this.prov(this.ix.internDep(dep));
+  }
+
+  private visible(name: string): number | undefined {
+    const n = this.ix.intern(name);
+    this.trace?.names.add(n);
+    return this.ix.visibleSlot.get(n);
+  }
+
+  private isIgnored(key: number): boolean {
+    return (this.cfgIgnore && this.cc.ignore.has(key)) || this.xignore.has(key);
+  }
+
+  private isIgnoredFor(p: number, key: number): boolean {
+    const pn = this.ix.slotNameId[p]!;
+    return (
+      (this.cfgIgnore && this.cc.ignorePkg.get(pn)?.has(key) === true) || this.xignorePkg.get(pn)?.has(key) === true
+    );
+  }
+
+  private name(s: number): string {
+    return this.ix.slotName[s]!;
+  }
+
+  private sortedNames(slots: readonly number[]): string[] {
+    return slots.map((s) => this.name(s)).sort();
+  }
+
+  private richContext(p: number, withIgnore: boolean): RichContext {
+    return {
+      providers: (dep) => Array.from(this.provOf(dep)),
+      ignored: (key) => {
+        if (!withIgnore || !this.ignoreActive) return false;
+        const k = this.ix.intern(key);
+        return this.isIgnored(k) || (p >= 0 && this.isIgnoredFor(p, k));
+      },
+    };
+  }
+
+  private normalize(dep: string, d: number, kind: RichKind, p: number, errors: string[] | undefined): CondClause[] {
+    const tree = this.ix.richTree(d);
+    const n = normalizeRich(
+      this.richContext(p, kind === RichKind.Requires && p >= 0),
+      tree,
+      dep,
+      kind,
+      p,
+      p >= 0 ? this.name(p) : undefined
+    );
+    if (n.error !== undefined && errors) errors.push(n.error);
+    return n.clauses;
+  }
+
+  private pushCond(c: CondClause, p: number): void {
+    this.conds.push(c);
+    this.todoDep.push(-this.conds.length);
+    this.todoReq.push(p);
+  }
+
+  // obs-build's check_conddeps_inst
+  private condInst(
+    p: number,
+    clauses: readonly CondClause[],
+    naconf: Map<number, string>,
+    todoCond: Map<number, [CondClause, number][]> | undefined
+  ): void {
+    const inst = this.inst;
+    const st = this.stamp;
+    const pName = p >= 0 ? this.name(p) : undefined;
+    for (const c of clauses) {
+      const cond = c.cond;
+      if (cond === undefined) continue;
+      if (c.q.some((q) => inst[q] === st)) continue;
+      const cx = cond.filter((x) => inst[x] !== st);
+      if (cx.length === 0) {
+        c.cond = undefined;
+        if (c.q.length > 0) this.pushCond(c, p);
+        else if (cond.length > 0) {
+          if (!this.legacy && c.kind === RichKind.Requires) {
+            this.errors.push(
+              pName !== undefined ? `nothing provides ${c.dep} needed by ${pName}` : `nothing provides ${c.dep}`
+            );
+            continue;
+          }
+          for (const x of this.sortedNames(cond)) {
+            this.errors.push(pName !== undefined ? `${pName} conflicts with ${x}` : `conflicts with ${x}`);
+          }
+        }
+      } else if (c.q.length === 0 && cx.length === 1) {
+        if (!this.legacy && c.kind === RichKind.Requires) {
+          naconf.set(
+            cx[0]!,
+            pName !== undefined ? `conflicts with ${c.dep} needed by ${pName}` : `conflicts with ${c.dep}`
+          );
+        } else {
+          naconf.set(cx[0]!, pName !== undefined ? `is in conflict with ${pName}` : "is in conflict");
+        }
+      } else if (todoCond) {
+        for (const x of cx) {
+          const l = todoCond.get(x);
+          if (l) l.push([c, p]);
+          else todoCond.set(x, [[c, p]]);
+        }
+      }
+    }
+  }
+
+  private mergeConflicts(naconf: Map<number, string>): void {
+    for (const [k, v] of naconf) {
+      const l = this.aconflicts.get(k);
+      if (l) l.push(v);
+      else this.aconflicts.set(k, [v]);
+    }
+  }
+
+  private nevrmatch(r: string, q: ArrayLike<number>): number[] {
+    const rn = stripOps(r);
+    const out: number[] = [];
+    for (let i = 0; i < q.length; i++) if (this.name(q[i]!) === rn) out.push(q[i]!);
+    return out;
+  }
+
+  // obs-build's checkconflicts: does candidate q conflict with something installed?
+  private checkConflicts(q: number, eq: string[]): boolean {
+    let ret = false;
+    const ix = this.ix;
+    for (const d of ix.slotCon[q]!) {
+      if (ix.depFlags[d]! & DepFlag.Rich) {
+        const clauses = this.normalize(ix.depStr[d]!, d, RichKind.Conflicts, q, undefined);
+        for (const c of clauses) {
+          if (c.q.length > 0 || !c.cond || c.cond.length === 0) continue;
+          if (c.cond.some((x) => this.inst[x] !== this.stamp)) continue;
+          for (const x of this.sortedNames(c.cond)) eq.push(`(provider ${this.name(q)} conflicts with ${x})`);
+          ret = true;
+        }
+        continue;
+      }
+      const hit = Array.from(this.prov(d)).filter((x) => this.inst[x] === this.stamp);
+      if (hit.length === 0) continue;
+      for (const x of hit) eq.push(`(provider ${this.name(q)} conflicts with ${this.name(x)})`);
+      ret = true;
+    }
+    return ret;
+  }
+
+  private checkObsoletes(q: number, eq: string[]): boolean {
+    let ret = false;
+    for (const d of this.ix.slotObs[q]!) {
+      const hit = this.nevrmatch(this.ix.depStr[d]!, this.prov(d)).filter((x) => this.inst[x] === this.stamp);
+      if (hit.length === 0) continue;
+      for (const x of hit) eq.push(`(provider ${this.name(q)} obsoletes ${this.name(x)})`);
+      ret = true;
+    }
+    return ret;
+  }
+
+  private fail(): ExpandResult {
+    return { ok: false, errors: this.errors };
+  }
+
+  run(input: readonly string[]): ExpandResult {
+    const ix = this.ix;
+    const cc = this.cc;
+    let p = [...input];
+    let directDepsEnd: string[] = [];
+    if (p.includes("--directdepsend--")) {
+      const i = p.indexOf("--directdepsend--");
+      directDepsEnd = p.slice(i + 1).filter((x) => !x.startsWith("-"));
+      p = p.slice(0, i);
+    }
+
+    if (!this.legacy) for (const n of cc.globalConflicts) this.addConflict(n, "is in conflict");
+
+    for (const x of p) {
+      if (!x.startsWith("!")) continue;
+      const exact = x.startsWith("!!");
+      const r = x.slice(exact ? 2 : 1);
+      if (r.startsWith("(") && r.endsWith(")")) {
+        const naconf = new Map<number, string>();
+        const clauses = this.normalize(r, ix.internDep(r), RichKind.Conflicts, -1, this.errors);
+        this.condInst(-1, clauses, naconf, this.todoCond);
+        this.mergeConflicts(naconf);
+        continue;
+      }
+      let q: ArrayLike<number> = this.provOf(r);
+      if (exact) q = this.nevrmatch(r, q);
+      for (let i = 0; i < q.length; i++) this.pushConflict(q[i]!, "is in conflict");
+    }
+    p = p.filter((x) => !x.startsWith("-") && !x.startsWith("!"));
+
+    // Direct dependencies are installed even when something already provides them, and an
+    // exact name match settles a choice.
+    const rest: string[] = [];
+    for (const r of p) {
+      if (r.startsWith("(") && r.endsWith(")")) {
+        rest.push(r);
+        continue;
+      }
+      let q: ArrayLike<number> = this.provOf(r);
+      if (!this.legacy && q.length > 1) q = Array.from(q).filter((s) => !this.aconflicts.has(s));
+      const sp = r.indexOf(" ");
+      const pn = sp >= 0 ? r.slice(0, sp) : r;
+      let hit = -1;
+      let count = 0;
+      for (let i = 0; i < q.length; i++) {
+        if (this.name(q[i]!) === pn) {
+          hit = q[i]!;
+          count++;
+        }
+      }
+      if (count !== 1) rest.push(r);
+      else this.todoInst.push(hit);
+    }
+    for (const r of [...rest, ...directDepsEnd]) {
+      if (r.startsWith("(") && r.endsWith(")")) {
+        const naconf = new Map<number, string>();
+        const clauses = this.normalize(r, ix.internDep(r), RichKind.Requires, -1, this.errors);
+        this.condInst(-1, clauses, naconf, this.todoCond);
+        this.mergeConflicts(naconf);
+      } else {
+        this.todoDep.push(ix.internDep(r));
+        this.todoReq.push(-1);
+      }
+    }
+    for (const q of this.todoInst) {
+      const a = this.aconflicts.get(q);
+      if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
+    }
+    if (this.errors.length > 0) return this.fail();
+
+    while (this.todoDep.length > 0 || this.todoInst.length > 0) {
+      if (this.todoInst.length > 0 && !this.install()) return this.fail();
+      this.passes();
+      if (this.errors.length > 0) return this.fail();
+    }
+    return { ok: true, packages: this.sortedNames(this.installed) };
+  }
+
+  private addConflict(name: string, why: string): void {
+    const s = this.visible(name);
+    if (s !== undefined) this.pushConflict(s, why);
+  }
+
+  private pushConflict(s: number, why: string): void {
+    const l = this.aconflicts.get(s);
+    if (l) l.push(why);
+    else this.aconflicts.set(s, [why]);
+  }
+
+  // Installs todoInst; false when that produced errors.
+  private install(): boolean {
+    const ix = this.ix;
+    const cc = this.cc;
+    const inst = this.inst;
+    const st = this.stamp;
+    let list = this.todoInst;
+    if (list.length > 1) list = unify(list);
+    for (const q of list) {
+      const a = this.aconflicts.get(q);
+      if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
+    }
+    if (this.errors.length > 0) return false;
+    for (const q of list) {
+      inst[q] = st;
+      this.installed.push(q);
+      const pending = this.todoCond.get(q);
+      if (pending) {
+        this.todoCond.delete(q);
+        for (const [c, cp] of pending) {
+          const naconf = new Map<number, string>();
+          this.condInst(cp, [c], naconf, undefined);
+          this.mergeConflicts(naconf);
+        }
+      }
+      this.aconflicts.delete(q);
+    }
+    if (this.errors.length > 0) return false;
+
+    const fileMode = this.view.fileMode;
+    const ignoreActive = this.ignoreActive;
+    const todoDep = this.todoDep;
+    const todoReq = this.todoReq;
+    for (const p of list) {
+      const pName = ix.slotName[p]!;
+      let naconf: Map<number, string> | undefined;
+      const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(pName) : undefined;
+      if (cfgCon) {
+        naconf = new Map();
+        for (const n of cfgCon) {
+          const s = this.visible(n);
+          if (s !== undefined) naconf.set(s, `is in conflict with ${pName}`);
+        }
+      }
+      const reqs = ix.slotReq[p]!;
+      for (let i = 0; i < reqs.length; i++) {
+        const d = reqs[i]!;
+        const fl = ix.depFlags[d]!;
+        if (fl !== 0) {
+          if (fl & DepFlag.Rich) {
+            naconf ??= new Map();
+            const clauses = this.normalize(ix.depStr[d]!, d, RichKind.Requires, p, this.errors);
+            this.condInst(p, clauses, naconf, this.todoCond);
+            continue;
+          }
+          // Without FileProvides, rpm file dependencies are not part of the repository data.
+          if (fl & DepFlag.File && !fileMode) continue;
+        }
+        if (ignoreActive) {
+          const key = ix.depKey[d]!;
+          if (this.isIgnoredFor(p, key) || this.isIgnored(key)) continue;
+        }
+        todoDep.push(d);
+        todoReq.push(p);
+      }
+      let naobs: Map<number, string> | undefined;
+      if (!this.ignoreConflicts) {
+        const cons = ix.slotCon[p]!;
+        for (let i = 0; i < cons.length; i++) {
+          const d = cons[i]!;
+          naconf ??= new Map();
+          if (ix.depFlags[d]! & DepFlag.Rich) {
+            const clauses = this.normalize(ix.depStr[d]!, d, RichKind.Conflicts, p, this.errors);
+            this.condInst(p, clauses, naconf, this.todoCond);
+            continue;
+          }
+          const str = ix.depStr[d]!;
+          const other = !this.legacy && /^otherproviders\((.*)\)$/s.exec(str);
+          const q = other ? this.provOf(other[1]!) : this.prov(d);
+          for (let k = 0; k < q.length; k++) naconf.set(q[k]!, `is in conflict with ${pName}`);
+        }
+        const obs = ix.slotObs[p]!;
+        for (let i = 0; i < obs.length; i++) {
+          const d = obs[i]!;
+          naobs ??= new Map();
+          for (const q of this.nevrmatch(ix.depStr[d]!, this.prov(d))) naobs.set(q, `is obsoleted by ${pName}`);
+        }
+      }
+      if (naconf && naconf.size > 0) {
+        const hits = [...naconf.keys()].filter((s) => s !== p && inst[s] === st);
+        for (const n of this.sortedNames(hits)) this.errors.push(`${pName} conflicts with ${n}`);
+        this.mergeConflicts(naconf);
+      }
+      if (naobs && naobs.size > 0) {
+        const hits = [...naobs.keys()].filter((s) => s !== p && inst[s] === st);
+        for (const n of this.sortedNames(hits)) this.errors.push(`${pName} obsoletes ${n}`);
+        this.mergeConflicts(naobs);
+      }
+      this.recTodo.push(p);
+    }
+    if (this.errors.length > 0) return false;
+    this.todoInst = [];
+    return true;
+  }
+
+  private passes(): void {
+    const ix = this.ix;
+    const cc = this.cc;
+    const inst = this.inst;
+    const st = this.stamp;
+    const legacy = this.legacy;
+    for (let pass = 0; pass <= 5; pass++) {
+      const todoDep = this.todoDep;
+      const todoReq = this.todoReq;
+      const nextDep: number[] = [];
+      const nextReq: number[] = [];
+      const n = todoDep.length;
+      outer: for (let i = 0; i < n; i++) {
+        const d = todoDep[i]!;
+        const p = todoReq[i]!;
+        const q: ArrayLike<number> = d >= 0 ? this.prov(d) : this.conds[-d - 1]!.q;
+        const ql = q.length;
+        for (let k = 0; k < ql; k++) if (inst[q[k]!] === st) continue outer;
+        if (p >= 0 && this.ignoreActive && ql > 0) {
+          for (let k = 0; k < ql; k++) if (this.isIgnored(ix.slotNameId[q[k]!]!)) continue outer;
+          for (let k = 0; k < ql; k++) if (this.isIgnoredFor(p, ix.slotNameId[q[k]!]!)) continue outer;
+        }
+        if (ql === 0) {
+          const r = d >= 0 ? ix.depStr[d]! : this.conds[-d - 1]!.dep;
+          if (p >= 0) {
+            if (legacy) {
+              if (r.startsWith("/")) continue;
+            } else {
+              if (r.startsWith("rpmlib(")) continue;
+              if (!this.keepFileRequires && r.startsWith("/")) continue;
+            }
+          }
+          this.errors.push(p >= 0 ? `nothing provides ${r} needed by ${this.name(p)}` : `nothing provides ${r}`);
+          continue;
+        }
+        if (ql > 1 && pass === 0) {
+          nextDep.push(d);
+          nextReq.push(p);
+          continue;
+        }
+        // The common case: one provider, nothing against it.
+        if (ql === 1) {
+          const q0 = q[0]!;
+          if (
+            !this.aconflicts.has(q0) &&
+            (this.ignoreConflicts || (ix.slotCon[q0]!.length === 0 && ix.slotObs[q0]!.length === 0))
+          ) {
+            this.todoInst.push(q0);
+            continue;
+          }
+        }
+        const r = d >= 0 ? ix.depStr[d]! : this.conds[-d - 1]!.dep;
+        const pName = p >= 0 ? this.name(p) : undefined;
+        const pn = pName !== undefined ? ` needed by ${pName}` : "";
+        const eq: string[] = [];
+        let cand: number[] = [];
+        for (let k = 0; k < ql; k++) {
+          const s = q[k]!;
+          const a = this.aconflicts.get(s);
+          if (a) for (const m of a) eq.push(`(provider ${this.name(s)} ${m})`);
+          else cand.push(s);
+        }
+        if (!this.ignoreConflicts) {
+          cand = cand.filter((s) => !(ix.slotCon[s]!.length > 0 && this.checkConflicts(s, eq)));
+          cand = cand.filter((s) => !(ix.slotObs[s]!.length > 0 && this.checkObsoletes(s, eq)));
+        }
+        if (cand.length === 0) {
+          this.errors.push(`conflict for providers of ${r}${pn}`, ...eq.sort());
+          continue;
+        }
+        if (cand.length === 1) {
+          this.todoInst.push(cand[0]!);
+          continue;
+        }
+        if (pass < 2) {
+          nextDep.push(d);
+          nextReq.push(p);
+          continue;
+        }
+        const pp = pName !== undefined ? `${pName}:` : "";
+        const prefer = cc.preferSet;
+        if (prefer.size > 0) {
+          let pq = cand.filter((s) => !prefer.has(`-${this.name(s)}`) && !prefer.has(`-${pp}${this.name(s)}`));
+          if (pq.length > 0) cand = pq;
+          pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
+          if (pq.length === 1) cand = pq;
+        }
+        if (cand.length === 1) {
+          this.todoInst.push(cand[0]!);
+          continue;
+        }
+        if (pass < 3) {
+          nextDep.push(d);
+          nextReq.push(p);
+          continue;
+        }
+        if (prefer.size > 0) {
+          const pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
+          if (pq.length > 1) {
+            const byNameMap = new Map(pq.map((s) => [this.name(s), s] as const));
+            const first = cc.prefer.find((x) => byNameMap.has(x));
+            // obs-build would pick an undefined package here; keeping the choice open is the
+            // closest sane behaviour (see the module notes on known differences).
+            if (first !== undefined) cand = [byNameMap.get(first)!];
+          } else if (pq.length === 1) cand = pq;
+        }
+        if (cand.length > 1 && r.includes("|")) {
+          const set = new Set(cand);
+          for (const alt of r.split(/\s*\|\s*/)) {
+            const pq = Array.from(this.provOf(alt)).filter((s) => set.has(s));
+            if (pq.length === 0) continue;
+            cand = pq;
+            break;
+          }
+        }
+        if (cand.length === 1) {
+          this.todoInst.push(cand[0]!);
+          continue;
+        }
+        if (pass < 4) {
+          nextDep.push(d);
+          nextReq.push(p);
+          continue;
+        }
+        if (this.recTodo.length > 0) {
+          for (const s of this.recTodo) {
+            for (const rd of ix.slotRec[s]!) for (const x of this.prov(rd)) this.recommended.add(x);
+          }
+          this.recTodo = [];
+        }
+        const rq = cand.filter((s) => this.recommended.has(s));
+        if (rq.length > 0) cand = rq;
+        if (cand.length === 1) {
+          this.todoInst.push(cand[0]!);
+          continue;
+        }
+        if (pass < 5) {
+          nextDep.push(d);
+          nextReq.push(p);
+          continue;
+        }
+        const names = this.sortedNames(cand).join(" ");
+        this.errors.push(
+          pName !== undefined ? `have choice for ${r} needed by ${pName}: ${names}` : `have choice for ${r}: ${names}`
+        );
+      }
+      this.todoDep = nextDep;
+      this.todoReq = nextReq;
+      if (this.todoInst.length > 0) break;
+    }
+  }
+}
+
+/** The dependency ids and names an expansion looked at, as a small Bloom filter. */
+function bloomOf(view: ProviderView, trace: Trace): Uint32Array {
+  const names = trace.names;
+  for (const d of trace.deps) for (const n of view.namesOf(d)) names.add(n);
+  let bits = 256;
+  while (bits < names.size * 16) bits <<= 1;
+  const bloom = new Uint32Array(bits >>> 5);
+  for (const n of names) {
+    const mask = bits - 1;
+    for (const h of bloomHashes(n)) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
+  }
+  return bloom;
+}
+
+function bloomHashes(n: number): [number, number, number] {
+  const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
+  const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
+  return [h1, (h1 + h2) >>> 0, (h1 + 2 * h2) >>> 0];
+}
+
+function bloomHas(bloom: Uint32Array, n: number): boolean {
+  const mask = bloom.length * 32 - 1;
+  for (const h of bloomHashes(n)) if (!(bloom[(h & mask) >>> 5]! & (1 << (h & 31)))) return false;
+  return true;
+}
+
+interface CacheEntry {
+  version: number;
+  bloom: Uint32Array;
+  result: ExpandResult;
+}
+
+/**
+ * Remembers expansion results per index, config and input list. An entry stays valid while no
+ * package providing a name the expansion looked at has changed, which the index's change log
+ * tells; a hit is therefore exactly the result a fresh expansion would give.
+ */
+export class ExpansionCache {
+  private readonly byIndex = new WeakMap<ProviderIndex, WeakMap<object, Map<string, CacheEntry>>>();
+  private count = 0;
+  private order: Map<string, CacheEntry>[] = [];
+  private head = 0;
+  /** Lookups answered from the cache. */
+  hits = 0;
+  /** Lookups that had to expand. */
+  misses = 0;
+
+  /** @param maxEntries bound on remembered results (oldest go first). @default 100000 */
+  constructor(private readonly maxEntries = 100_000) {}
+
+  /** @internal */
+  get(ix: ProviderIndex, config: object, key: string): ExpandResult | undefined {
+    const e = this.byIndex.get(ix)?.get(config)?.get(key);
+    if (!e) return undefined;
+    if (e.version !== ix.version) {
+      const changed = ix.changedIdsSince(e.version);
+      if (!changed || changed.some((n) => bloomHas(e.bloom, n))) return undefined;
+      e.version = ix.version;
+    }
+    return e.result;
+  }
+
+  /** @internal */
+  set(ix: ProviderIndex, config: object, key: string, entry: CacheEntry): void {
+    let perIndex = this.byIndex.get(ix);
+    if (!perIndex) this.byIndex.set(ix, (perIndex = new WeakMap()));
+    let map = perIndex.get(config);
+    if (!map) perIndex.set(config, (map = new Map()));
+    if (!map.has(key)) {
+      this.count++;
+      this.order.push(map);
+    }
+    map.set(key, entry);
+    while (this.count > this.maxEntries && this.head < this.order.length) {
+      const oldest = this.order[this.head++]!;
+      const k = oldest.keys().next();
+      if (k.done) continue;
+      oldest.delete(k.value);
+      this.count--;
+    }
+    if (this.head > 4096 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+/**
+ * Expands dependencies as `Build::Expand::expand`: `deps` holds `name [op version]` items, rich
+ * dependencies, `-name` (ignore), `!name`/`!!name` (conflicts) and the `--directdepsend--`,
+ * `--ignoreignore--`, `--ignoreconflicts--`, `--keepfilerequires--` markers.
+ */
+export function expand(
+  config: ExpandConfig,
+  index: ProviderIndex,
+  deps: readonly string[],
+  opts: ExpandOptions = {}
+): ExpandResult {
+  const cc = compile(index, config);
+  const compat = opts.compat ?? ObsBuildCompat.Current;
+  const cache = opts.cache;
+  let key = "";
+  if (cache) {
+    key = `${compat}\n${deps.join("\n")}`;
+    const hit = cache.get(index, config, key);
+    if (hit) {
+      cache.hits++;
+      return cloneResult(hit);
+    }
+    cache.misses++;
+  }
+  const xignore = new Set<string>();
+  for (const x of deps) if (x.startsWith("-")) xignore.add(x.slice(1));
+  xignore.delete("-directdepsend--");
+  const trace: Trace | undefined = cache ? { deps: [], seen: new Set(), names: new Set() } : undefined;
+  const version = index.version;
+  const result = new Run(cc, index, compat, xignore, trace).run(deps);
+  if (cache && trace) {
+    cache.set(index, config, key, { version, bloom: bloomOf(cc.view, trace), result: cloneResult(result) });
+  }
+  return result;
+}
+
+function cloneResult(r: ExpandResult): ExpandResult {
+  return r.ok ? { ok: true, packages: [...r.packages] } : { ok: false, errors: [...r.errors] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// get_deps / get_build
+
+function doSubst(cc: Compiled, deps: readonly string[]): string[] {
+  const res: string[] = [];
+  const done = new Set<string>();
+  const queue = [...deps].reverse();
+  while (queue.length > 0) {
+    const d = queue.pop()!;
+    if (done.has(d)) continue;
+    const ds = d.replace(/\s*[<=>].*$/s, "");
+    const sub = cc.substitute.get(ds);
+    if (sub) {
+      for (let i = sub.length - 1; i >= 0; i--) queue.push(sub[i]!);
+      if (sub.includes(ds)) res.push(d);
+    } else res.push(d);
+    done.add(d);
+  }
+  return res;
+}
+
+function expandPreinstalls(
+  cc: Compiled,
+  config: ExpandConfig,
+  index: ProviderIndex,
+  compat: ObsBuildCompat
+): string | undefined {
+  if (!cc.flags.has("preinstallexpand")) return undefined;
+  if (cc.pre && cc.pre.version === index.version && cc.pre.compat === compat) return cc.pre.error;
+  let pre: string[] = [];
+  let vm: string[] = [];
+  let error: string | undefined;
+  if (cc.preinstall.length > 0) {
+    const r = expand(config, index, cc.preinstall, { compat });
+    if (!r.ok) error = `preinstalls: ${r.errors[0]}`;
+    else pre = r.packages;
+  }
+  if (error === undefined && cc.vminstall.length > 0) {
+    const preSet = new Set(pre);
+    const vmx = new Set(cc.vminstall.map((x) => `-${x}`));
+    const pren = cc.preinstall.filter((x) => x.startsWith("-") && !vmx.has(x));
+    const r = expand(config, index, [...pre, ...pren, ...cc.vminstall], { compat });
+    if (!r.ok) error = `vminstalls: ${r.errors[0]}`;
+    else vm = r.packages.filter((x) => !preSet.has(x));
+  }
+  cc.pre = { version: index.version, compat, pre, vm, ...(error !== undefined ? { error } : {}) };
+  return error;
+}
+
+function preinstallList(cc: Compiled): string[] {
+  return cc.pre && cc.flags.has("preinstallexpand") ? cc.pre.pre : cc.preinstall;
+}
+
+/**
+ * The Preinstall packages (`Build::get_preinstalls`), expanded first when
+ * `ExpandFlags: preinstallexpand` is set.
+ */
+export function getPreinstalls(config: ExpandConfig, index: ProviderIndex, opts: ExpandOptions = {}): ExpandResult {
+  const cc = compile(index, config);
+  const err = expandPreinstalls(cc, config, index, opts.compat ?? ObsBuildCompat.Current);
+  if (err !== undefined) return { ok: false, errors: [err] };
+  return { ok: true, packages: [...preinstallList(cc)] };
+}
+
+/** The VMinstall packages (`Build::get_vminstalls`). */
+export function getVminstalls(config: ExpandConfig, index: ProviderIndex, opts: ExpandOptions = {}): ExpandResult {
+  const cc = compile(index, config);
+  const err = expandPreinstalls(cc, config, index, opts.compat ?? ObsBuildCompat.Current);
+  if (err !== undefined) return { ok: false, errors: [err] };
+  return { ok: true, packages: [...(cc.pre && cc.flags.has("preinstallexpand") ? cc.pre.vm : cc.vminstall)] };
+}
+
+/**
+ * The scheduler's expanded build dependencies (`Build::get_deps`): BuildRequires plus
+ * `Required:`, with `Substitute:` applied to these direct dependencies, the package's own
+ * subpackages ignored unless listed in `Keep:`, `IgnoreRebuild:` packages cut, and packages
+ * that are only there as Preinstall/Support left out. This set decides blocking, build order
+ * and the rebuild meta.
+ */
+export function getDeps(
+  config: ExpandConfig,
+  subpacks: readonly string[],
+  buildRequires: readonly string[],
+  index: ProviderIndex,
+  opts: ExpandOptions = {}
+): ExpandResult {
+  const cc = compile(index, config);
+  const compat = opts.compat ?? ObsBuildCompat.Current;
+  const err = expandPreinstalls(cc, config, index, compat);
+  if (err !== undefined) return { ok: false, errors: [err] };
+  const preinstall = preinstallList(cc);
+  const ndeps = buildRequires.filter((x) => x.startsWith("-"));
+  let extra = [...cc.required];
+  if (cc.keep.length > 0) {
+    const keep = new Set([...buildRequires, ...cc.keep, ...preinstall]);
+    for (const s of subpacks) if (!keep.has(s)) ndeps.push(`-${s}`);
+  } else {
+    // "Empty keep" mode: subpackages only drop out of Required.
+    const own = new Set(subpacks);
+    extra = extra.filter((x) => !own.has(x));
+  }
+  const nd = new Set(ndeps);
+  let deps = buildRequires.filter((x) => !nd.has(x));
+  deps.push(...extra);
+  deps = deps.filter((x) => !nd.has(`-${x}`));
+  deps = doSubst(cc, deps).filter((x) => !nd.has(`-${x}`));
+  const bdeps = new Set([...preinstall, ...cc.support]);
+  for (const d of deps) bdeps.delete(d);
+  if (compat !== ObsBuildCompat.V20210120) {
+    ndeps.push(...cc.ignoreRebuild.map((x) => `-${x}`));
+    if (cc.flags.has("ignorerebuildforsupport")) ndeps.push(...[...preinstall, ...cc.support].map((x) => `-${x}`));
+  }
+  const r = expand(config, index, [...deps, ...ndeps], opts);
+  if (!r.ok) return r;
+  return { ok: true, packages: r.packages.filter((x) => !bdeps.has(x)) };
+}
+
+/**
+ * The full install set of a build (`Build::get_build` for spec recipes): BuildRequires plus
+ * Preinstall, Required and Support, with substitutes and subpackage handling; `prereqs`-style
+ * items follow a `--directdepsend--` marker. Returns sorted names.
+ */
+export function expandBuild(
+  config: ExpandConfig,
+  subpacks: readonly string[],
+  deps: readonly string[],
+  index: ProviderIndex,
+  opts: ExpandOptions = {}
+): ExpandResult {
+  const cc = compile(index, config);
+  const compat = opts.compat ?? ObsBuildCompat.Current;
+  const err = expandPreinstalls(cc, config, index, compat);
+  if (err !== undefined) return { ok: false, errors: [err] };
+  const preinstall = preinstallList(cc);
+  let list = [...deps];
+  const ndeps = list.filter((x) => x.startsWith("-"));
+  const nd = new Set(ndeps);
+  let directDepsEnd: string[] = [];
+  if (nd.has("--directdepsend--")) {
+    const i = list.indexOf("--directdepsend--");
+    directDepsEnd = list.slice(i + 1).filter((x) => !x.startsWith("-"));
+    list = list.slice(0, i);
+  }
+  let extra = [...cc.required, ...cc.support];
+  if (cc.keep.length > 0) {
+    const keep = new Set([...list, ...cc.keep, ...preinstall]);
+    for (const s of subpacks) {
+      if (keep.has(s)) continue;
+      ndeps.push(`-${s}`);
+      nd.add(`-${s}`);
+    }
+  } else {
+    const own = new Set(subpacks);
+    extra = extra.filter((x) => !own.has(x));
+  }
+  list = list.filter((x) => !nd.has(x));
+  list.push(...preinstall, ...extra);
+  list = list.filter((x) => !nd.has(`-${x}`));
+  list = doSubst(cc, list).filter((x) => !nd.has(`-${x}`));
+  if (directDepsEnd.length > 0) {
+    directDepsEnd = doSubst(cc, directDepsEnd).filter((x) => !nd.has(`-${x}`));
+    if (directDepsEnd.length > 0) directDepsEnd.unshift("--directdepsend--");
+  }
+  return expand(config, index, [...list, ...ndeps, ...directDepsEnd], opts);
+}
+
+/**
+ * A job's install set with the scheduler's per-package flags, as `BuildJob::Package::create`
+ * assembles it: Preinstall, VMinstall, the {@link getDeps} packages and the {@link expandBuild}
+ * packages, each marked preinstall/vminstall/runscripts, and `notmeta` when it is not part of
+ * the getDeps set. Fails like the scheduler does when expansion fails or a Preinstall/VMinstall
+ * package is missing from the pool.
+ */
+export function getBuild(
+  config: ExpandConfig,
+  subpacks: readonly string[],
+  buildRequires: readonly string[],
+  index: ProviderIndex,
+  opts: BuildOptions = {}
+): BuildResult {
+  const cc = compile(index, config);
+  const eopts: ExpandOptions = {};
+  if (opts.compat) eopts.compat = opts.compat;
+  if (opts.cache) eopts.cache = opts.cache;
+  let edeps = opts.edeps;
+  if (!edeps) {
+    const r = getDeps(config, subpacks, buildRequires, index, eopts);
+    if (!r.ok) return r;
+    edeps = r.packages;
+  }
+  const input = [...buildRequires];
+  const prereqs = (opts.prereqs ?? []).filter((x) => !x.startsWith("/") || cc.fileProvides.has(x));
+  if (prereqs.length > 0) input.push("--directdepsend--", ...prereqs);
+  const b = expandBuild(config, subpacks, input, index, eopts);
+  if (!b.ok) return b;
+  const pre = getPreinstalls(config, index, eopts);
+  if (!pre.ok) return pre;
+  const vm = getVminstalls(config, index, eopts);
+  if (!vm.ok) return vm;
+  const missing = unify([...pre.packages, ...vm.packages].filter((x) => !index.has(x))).sort();
+  if (missing.length > 0) return { ok: false, errors: [`missing pre/vminstalls: ${missing.join(", ")}`] };
+  const preSet = new Set(pre.packages);
+  const vmSet = new Set(vm.packages);
+  const runscripts = new Set(cc.runscripts);
+  const meta = new Set(edeps);
+  const all = unify([...pre.packages, ...vm.packages, ...edeps, ...b.packages]);
+  return {
+    ok: true,
+    packages: all.map((name) => ({
+      name,
+      preinstall: preSet.has(name),
+      vminstall: vmSet.has(name),
+      runscripts: runscripts.has(name),
+      notmeta: !meta.has(name),
+    })),
+  };
+}
+
+/** The Runscripts packages (`Build::get_runscripts`). */
+export function getRunscripts(config: ExpandConfig): string[] {
+  return unify(config.runscripts ?? []);
+}

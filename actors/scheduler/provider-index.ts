@@ -1,0 +1,523 @@
+/**
+ * The provider index: which binary packages of a layered repository path provide what.
+ *
+ * The path is a list of layers (repositories), the first one first; a binary name present in
+ * an earlier layer hides the same name in every later layer ("the first repository in the
+ * path that has a name wins"). Packages get small integer ids ("slots") and dependency strings
+ * are interned once, so the expander works on integers; provider lists are computed per
+ * dependency string on first use and dropped only when a package providing one of the names
+ * they depend on changes, which keeps pool updates cheap.
+ */
+import { InvalidInputError } from "../../transport/index.ts";
+import { OP_BITS, parseProvide, provideName, splitVersioned, versionedProvideMatches } from "./dep-match.ts";
+import { isRich, parseRichDep } from "./rich-dep.ts";
+import type { RichNode } from "./rich-dep.ts";
+
+/** A binary package as the pool knows it. Dependency strings look like `"foo >= 1.2"`. */
+export interface BinaryPackage {
+  name: string;
+  epoch?: number | string;
+  version: string;
+  release: string;
+  arch: string;
+  provides: readonly string[];
+  requires: readonly string[];
+  conflicts: readonly string[];
+  obsoletes: readonly string[];
+  recommends?: readonly string[];
+  supplements?: readonly string[];
+}
+
+/** Bits of {@link ProviderIndex.depFlags}. */
+export const DepFlag = { Rich: 1, File: 2, Or: 4 } as const;
+
+const EMPTY = new Int32Array(0);
+const CHANGE_LOG_MAX = 1 << 18;
+
+// Collapses blank runs the way obs-build's dependency-line reader rejoins tokens.
+function normalizeDep(s: string): string {
+  return /^\S+( \S+)*$/.test(s) ? s : s.trim().split(/\s+/).join(" ");
+}
+
+function selfProvide(p: BinaryPackage): string {
+  const epoch = p.epoch !== undefined && p.epoch !== "" && Number(p.epoch) !== 0 ? `${p.epoch}:` : "";
+  return `${p.name} = ${epoch}${p.version}-${p.release}`;
+}
+
+/**
+ * Provider semantics that depend on the project config: Debian matching rules, and whether
+ * file dependencies exist at all (they do when `FileProvides:` is set or the binaries are not
+ * rpms) together with the `FileProvides:` table.
+ * @internal
+ */
+export class ProviderView {
+  /** Provider slots per dependency id; `undefined` until computed or after invalidation. */
+  readonly prov: (Int32Array | undefined)[] = [];
+  private readonly registered: boolean[] = [];
+  private readonly depNames: (Int32Array | undefined)[] = [];
+  private readonly nameDeps = new Map<number, number[]>();
+
+  constructor(
+    private readonly index: ProviderIndex,
+    readonly deb: boolean,
+    readonly fileMode: boolean,
+    private readonly fileProvides: ReadonlyMap<string, readonly string[]>
+  ) {}
+
+  /** Providers (slots) of dependency `d`. */
+  providers(d: number): Int32Array {
+    return this.prov[d] ?? this.compute(d);
+  }
+
+  /** Providers of an arbitrary dependency string (interned on the way). */
+  providersOf(dep: string): Int32Array {
+    return this.providers(this.index.internDep(dep));
+  }
+
+  /** Names whose providers the provider list of `d` depends on (once computed). */
+  namesOf(d: number): Int32Array {
+    if (!this.registered[d]) this.providers(d);
+    return this.depNames[d] ?? EMPTY;
+  }
+
+  /** Drops cached provider lists that depend on name `n`. */
+  invalidateName(n: number): void {
+    const deps = this.nameDeps.get(n);
+    if (!deps) return;
+    for (const d of deps) this.prov[d] = undefined;
+  }
+
+  private compute(d: number): Int32Array {
+    const names: number[] = [];
+    const list = this.lookup(this.index.depStr[d]!, names);
+    const out = list.length === 0 ? EMPTY : Int32Array.from(list);
+    this.prov[d] = out;
+    if (!this.registered[d]) {
+      this.registered[d] = true;
+      const unique = new Set(names);
+      this.depNames[d] = Int32Array.from(unique);
+      for (const n of unique) {
+        const l = this.nameDeps.get(n);
+        if (l) l.push(d);
+        else this.nameDeps.set(n, [d]);
+      }
+    }
+    return out;
+  }
+
+  private lookup(r: string, names: number[]): readonly number[] {
+    const ix = this.index;
+    if (r.includes("|")) {
+      const out: number[] = [];
+      for (const alt of r.split(/\s*\|\s*/)) out.push(...this.lookup(alt, names));
+      return out.length > 1 ? Array.from(new Set(out)) : out;
+    }
+    const v = splitVersioned(r);
+    if (!v) {
+      if (this.deb && r.endsWith(":any")) return this.lookup(r.slice(0, -4), names);
+      return this.byName(r, names);
+    }
+    const rf = OP_BITS[v.op];
+    // An unknown operator still depends on nothing, so nothing needs registering.
+    if (!rf) return [];
+    const rn = this.deb && v.name.endsWith(":any") ? v.name.slice(0, -4) : v.name;
+    const out: number[] = [];
+    const candidates = this.byName(rn, names);
+    const rnId = ix.strIds.get(rn);
+    for (const s of candidates) {
+      const pn = ix.slotProvName[s]!;
+      const pb = ix.slotProvBits[s]!;
+      const pv = ix.slotProvVer[s]!;
+      for (let i = 0; i < pn.length; i++) {
+        if (pn[i] !== rnId) continue;
+        const pf = pb[i]!;
+        if (pf === 0) {
+          // Debian: an unversioned provide does not meet a versioned requirement.
+          if (this.deb) continue;
+          out.push(s);
+          break;
+        }
+        if (pf < 0) continue;
+        if (versionedProvideMatches(pf, pv[i]!, rf, v.version, this.deb)) {
+          out.push(s);
+          break;
+        }
+      }
+    }
+    return out.length > 1 ? Array.from(new Set(out)) : out;
+  }
+
+  private byName(name: string, names: number[]): readonly number[] {
+    const ix = this.index;
+    const n = ix.intern(name);
+    names.push(n);
+    if (!this.fileMode && name.startsWith("/")) return [];
+    const explicit = ix.whatProvidesName.get(n) ?? [];
+    const extra = this.fileMode ? this.fileProvides.get(name) : undefined;
+    if (!extra) return explicit;
+    const out = [...explicit];
+    for (const pkg of extra) {
+      const pn = ix.intern(pkg);
+      names.push(pn);
+      const s = ix.visibleSlot.get(pn);
+      if (s !== undefined) out.push(s);
+    }
+    return Array.from(new Set(out));
+  }
+}
+
+/**
+ * Binary packages of a layered repository path, indexed for dependency expansion.
+ *
+ * @example
+ * const index = new ProviderIndex([projectPool, basePool]);
+ * index.setPackages(0, [rebuiltBinary]);
+ */
+export class ProviderIndex {
+  /** @internal string interner (package names, provide names, ignore keys). */
+  readonly strIds = new Map<string, number>();
+  /** @internal */
+  readonly strs: string[] = [];
+
+  /** @internal per slot: the package, or `undefined` for a free slot. */
+  readonly slotPkg: (BinaryPackage | undefined)[] = [];
+  /** @internal */
+  readonly slotName: string[] = [];
+  /** @internal */
+  readonly slotNameId: number[] = [];
+  /** @internal */
+  readonly slotLayer: number[] = [];
+  /** @internal requirement dependency ids (rpmlib() dropped). */
+  readonly slotReq: Int32Array[] = [];
+  /** @internal */
+  readonly slotCon: Int32Array[] = [];
+  /** @internal */
+  readonly slotObs: Int32Array[] = [];
+  /** @internal */
+  readonly slotRec: Int32Array[] = [];
+  /** @internal provide table keys per provide. */
+  readonly slotProvName: Int32Array[] = [];
+  /** @internal provide operator bits (0 unversioned, -1 unusable). */
+  readonly slotProvBits: Int8Array[] = [];
+  /** @internal */
+  readonly slotProvVer: string[][] = [];
+  private readonly freeSlots: number[] = [];
+
+  /** @internal visible slot per package name. */
+  readonly visibleSlot = new Map<number, number>();
+  /** @internal visible providers per provide name. */
+  readonly whatProvidesName = new Map<number, number[]>();
+  private readonly layers: Map<number, number>[];
+
+  /** @internal interned dependency strings. */
+  readonly depIds = new Map<string, number>();
+  /** @internal */
+  readonly depStr: string[] = [];
+  /** @internal ignore key (text before the first blank or operator) as a string id. */
+  readonly depKey: number[] = [];
+  /** @internal {@link DepFlag} bits. */
+  readonly depFlags: number[] = [];
+  private readonly depRich: (RichNode | null | undefined)[] = [];
+
+  private readonly views = new Map<string, ProviderView>();
+  private versionCounter = 0;
+  private readonly logVersion: number[] = [];
+  private readonly logName: number[] = [];
+  private logFloor = 0;
+  private building = true;
+
+  /** @internal scratch for the expander: per-slot install stamps. */
+  instStamp = new Uint32Array(1024);
+  /** @internal */
+  stamp = 0;
+  /** @internal cache owned by the expander (compiled configs). */
+  readonly compiled = new WeakMap<object, unknown>();
+
+  /** Builds the index; `layers[0]` is the first repository of the path. */
+  constructor(layers: readonly (readonly BinaryPackage[])[]) {
+    this.layers = layers.map(() => new Map<number, number>());
+    layers.forEach((pkgs, l) => {
+      const seen = new Set<string>();
+      for (const p of pkgs) {
+        if (seen.has(p.name)) throw new InvalidInputError(`duplicate binary ${p.name} in repository layer ${l}`);
+        seen.add(p.name);
+      }
+    });
+    // Fill from the last layer to the first so that each name is made visible once.
+    for (let l = layers.length - 1; l >= 0; l--) for (const p of layers[l]!) this.put(l, p);
+    this.building = false;
+  }
+
+  /** Number of layers in the path. */
+  get layerCount(): number {
+    return this.layers.length;
+  }
+
+  /** Increases with every change; see {@link ProviderIndex.changedSince}. */
+  get version(): number {
+    return this.versionCounter;
+  }
+
+  /** The visible package of that name (the one of the first layer that has it). */
+  lookup(name: string): BinaryPackage | undefined {
+    const n = this.strIds.get(name);
+    const s = n === undefined ? undefined : this.visibleSlot.get(n);
+    return s === undefined ? undefined : this.slotPkg[s];
+  }
+
+  /** Whether a package of that name is visible. */
+  has(name: string): boolean {
+    return this.lookup(name) !== undefined;
+  }
+
+  /** The layer the visible package of that name comes from. */
+  layerOf(name: string): number | undefined {
+    const n = this.strIds.get(name);
+    const s = n === undefined ? undefined : this.visibleSlot.get(n);
+    return s === undefined ? undefined : this.slotLayer[s];
+  }
+
+  /** Names of all visible packages, sorted. */
+  names(): string[] {
+    return [...this.visibleSlot.values()].map((s) => this.slotName[s]!).sort();
+  }
+
+  /** Number of visible packages. */
+  get size(): number {
+    return this.visibleSlot.size;
+  }
+
+  /**
+   * Visible providers of a dependency (plain, versioned or `a | b`) under rpm rules and
+   * without file provides, in index order.
+   */
+  whatProvides(dep: string): string[] {
+    return [...this.view(false, false, new Map()).providersOf(normalizeDep(dep))].map((s) => this.slotName[s]!);
+  }
+
+  /** Adds packages to a layer, replacing those of the same names. */
+  setPackages(layer: number, pkgs: readonly BinaryPackage[]): void {
+    this.checkLayer(layer);
+    for (const p of pkgs) {
+      const old = this.layers[layer]!.get(this.intern(p.name));
+      // The same object again changes nothing; callers may resend whole pools.
+      if (old !== undefined && this.slotPkg[old] === p) continue;
+      this.put(layer, p);
+    }
+  }
+
+  /** Removes packages by name from a layer; names not present are ignored. */
+  removePackages(layer: number, names: readonly string[]): void {
+    this.checkLayer(layer);
+    for (const name of names) {
+      const n = this.strIds.get(name);
+      if (n === undefined) continue;
+      const s = this.layers[layer]!.get(n);
+      if (s === undefined) continue;
+      this.layers[layer]!.delete(n);
+      this.refreshVisibility(n);
+      this.freeSlot(s);
+    }
+  }
+
+  /** Makes a layer hold exactly `pkgs`. */
+  replaceLayer(layer: number, pkgs: readonly BinaryPackage[]): void {
+    this.checkLayer(layer);
+    const keep = new Set(pkgs.map((p) => p.name));
+    if (keep.size !== pkgs.length) throw new InvalidInputError(`duplicate binary names in repository layer ${layer}`);
+    const gone: string[] = [];
+    for (const n of this.layers[layer]!.keys()) if (!keep.has(this.strs[n]!)) gone.push(this.strs[n]!);
+    this.removePackages(layer, gone);
+    this.setPackages(layer, pkgs);
+  }
+
+  /**
+   * Names (package and provide names) whose providers changed after `version`, or `undefined`
+   * when that is too long ago to tell.
+   */
+  changedSince(version: number): Set<string> | undefined {
+    if (version < this.logFloor) return undefined;
+    const out = new Set<string>();
+    for (let i = this.logVersion.length - 1; i >= 0 && this.logVersion[i]! > version; i--) {
+      out.add(this.strs[this.logName[i]!]!);
+    }
+    return out;
+  }
+
+  /** @internal like {@link changedSince} but with string ids. */
+  changedIdsSince(version: number): number[] | undefined {
+    if (version < this.logFloor) return undefined;
+    const out: number[] = [];
+    for (let i = this.logVersion.length - 1; i >= 0 && this.logVersion[i]! > version; i--) out.push(this.logName[i]!);
+    return out;
+  }
+
+  /** @internal */
+  intern(s: string): number {
+    let id = this.strIds.get(s);
+    if (id === undefined) {
+      id = this.strs.length;
+      this.strs.push(s);
+      this.strIds.set(s, id);
+    }
+    return id;
+  }
+
+  /** @internal interns a dependency string (already normalised). */
+  internDep(dep: string): number {
+    let d = this.depIds.get(dep);
+    if (d !== undefined) return d;
+    d = this.depStr.length;
+    this.depIds.set(dep, d);
+    this.depStr.push(dep);
+    this.depKey.push(this.intern(provideName(dep)));
+    let flags = 0;
+    if (isRich(dep)) flags |= DepFlag.Rich;
+    if (dep.startsWith("/")) flags |= DepFlag.File;
+    if (dep.includes("|")) flags |= DepFlag.Or;
+    this.depFlags.push(flags);
+    return d;
+  }
+
+  /** @internal parse tree of a rich dependency (cached). */
+  richTree(d: number): RichNode | undefined {
+    let t = this.depRich[d];
+    if (t === undefined) {
+      t = parseRichDep(this.depStr[d]!) ?? null;
+      this.depRich[d] = t;
+    }
+    return t ?? undefined;
+  }
+
+  /** @internal the provider view for a set of config-dependent rules. */
+  view(deb: boolean, fileMode: boolean, fileProvides: ReadonlyMap<string, readonly string[]>): ProviderView {
+    const key = `${deb ? "deb" : "rpm"}\0${fileMode ? JSON.stringify([...fileProvides]) : "-"}`;
+    let v = this.views.get(key);
+    if (!v) {
+      v = new ProviderView(this, deb, fileMode, fileMode ? fileProvides : new Map());
+      this.views.set(key, v);
+    }
+    return v;
+  }
+
+  /** @internal a fresh install stamp (scratch arrays sized to the slot count). */
+  nextStamp(): number {
+    if (this.instStamp.length < this.slotPkg.length) {
+      this.instStamp = new Uint32Array(Math.max(this.slotPkg.length, this.instStamp.length * 2));
+      this.stamp = 0;
+    }
+    if (this.stamp >= 0xfffffff0) {
+      this.instStamp.fill(0);
+      this.stamp = 0;
+    }
+    return ++this.stamp;
+  }
+
+  private checkLayer(layer: number): void {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= this.layers.length) {
+      throw new InvalidInputError(`no repository layer ${layer} (the path has ${this.layers.length})`);
+    }
+  }
+
+  private depList(list: readonly string[] | undefined, dropRpmlib: boolean): Int32Array {
+    if (!list || list.length === 0) return EMPTY;
+    const out: number[] = [];
+    for (const raw of list) {
+      const dep = normalizeDep(raw);
+      if (dep === "" || (dropRpmlib && dep.startsWith("rpmlib("))) continue;
+      out.push(this.internDep(dep));
+    }
+    return out.length === 0 ? EMPTY : Int32Array.from(out);
+  }
+
+  private put(layer: number, p: BinaryPackage): void {
+    if (!p.name) throw new InvalidInputError("a binary package needs a name");
+    const n = this.intern(p.name);
+    const s = this.freeSlots.pop() ?? this.slotPkg.length;
+    this.slotPkg[s] = p;
+    this.slotName[s] = p.name;
+    this.slotNameId[s] = n;
+    this.slotLayer[s] = layer;
+    // rpm headers carry rpmlib() requirements that no package provides; obs-build drops them.
+    this.slotReq[s] = this.depList(p.requires, true);
+    this.slotCon[s] = this.depList(p.conflicts, true);
+    this.slotObs[s] = this.depList(p.obsoletes, true);
+    this.slotRec[s] = this.depList(p.recommends, true);
+    const provides = p.provides.map(normalizeDep).filter((x) => x !== "" && !x.startsWith("rpmlib("));
+    const self = selfProvide(p);
+    if (!provides.includes(self)) provides.push(self);
+    const pn = new Int32Array(provides.length);
+    const pb = new Int8Array(provides.length);
+    const pv: string[] = [];
+    provides.forEach((x, i) => {
+      const pp = parseProvide(x);
+      pn[i] = this.intern(pp.name);
+      pb[i] = pp.bits;
+      pv.push(pp.version);
+    });
+    this.slotProvName[s] = pn;
+    this.slotProvBits[s] = pb;
+    this.slotProvVer[s] = pv;
+    const old = this.layers[layer]!.get(n);
+    this.layers[layer]!.set(n, s);
+    this.refreshVisibility(n);
+    if (old !== undefined) this.freeSlot(old);
+  }
+
+  private freeSlot(s: number): void {
+    this.slotPkg[s] = undefined;
+    this.slotReq[s] = EMPTY;
+    this.slotCon[s] = EMPTY;
+    this.slotObs[s] = EMPTY;
+    this.slotRec[s] = EMPTY;
+    this.slotProvName[s] = EMPTY;
+    this.slotProvBits[s] = new Int8Array(0);
+    this.slotProvVer[s] = [];
+    this.freeSlots.push(s);
+  }
+
+  private refreshVisibility(n: number): void {
+    let next: number | undefined;
+    for (const layer of this.layers) {
+      next = layer.get(n);
+      if (next !== undefined) break;
+    }
+    const prev = this.visibleSlot.get(n);
+    if (prev === next) return;
+    const changed = new Set<number>();
+    if (prev !== undefined) {
+      for (const pn of new Set(this.slotProvName[prev]!)) {
+        changed.add(pn);
+        const l = this.whatProvidesName.get(pn);
+        if (!l) continue;
+        const i = l.indexOf(prev);
+        if (i >= 0) l.splice(i, 1);
+        if (l.length === 0) this.whatProvidesName.delete(pn);
+      }
+      this.visibleSlot.delete(n);
+    }
+    if (next !== undefined) {
+      for (const pn of new Set(this.slotProvName[next]!)) {
+        changed.add(pn);
+        const l = this.whatProvidesName.get(pn);
+        if (l) l.push(next);
+        else this.whatProvidesName.set(pn, [next]);
+      }
+      this.visibleSlot.set(n, next);
+    }
+    changed.add(n);
+    if (this.building) return;
+    const version = ++this.versionCounter;
+    for (const c of changed) {
+      for (const v of this.views.values()) v.invalidateName(c);
+      this.logVersion.push(version);
+      this.logName.push(c);
+    }
+    if (this.logVersion.length > CHANGE_LOG_MAX) {
+      const cut = this.logVersion.length >> 1;
+      this.logFloor = this.logVersion[cut - 1]!;
+      this.logVersion.splice(0, cut);
+      this.logName.splice(0, cut);
+    }
+  }
+}
