@@ -134,7 +134,18 @@ export type SourceApi = BlobApi & {
   "package.history": { req: WherePkg; res: Omit<Revision, "files">[] };
   "package.delete": { req: WherePkg & { comment?: string }; res: null };
   "package.buildinfo": { req: WherePkg & { repository: string; arch: string }; res: PackageBuildInfo };
+  "user.add": { req: { name: string; pubkey: string; admin?: boolean }; res: UserView };
+  "user.list": { req: Record<string, never>; res: UserView[] };
+  "user.remove": { req: { name: string }; res: null };
+  "user.whoami": { req: Record<string, never>; res: { user: string; admin: boolean; anonymous: boolean } };
 };
+
+export interface UserView {
+  name: string;
+  pubkey: string;
+  admin: boolean;
+  created: number;
+}
 
 export type SourceRequest = RequestMsg<SourceApi>;
 

@@ -11,6 +11,7 @@ import path from "node:path";
 import { dispatch, spawn, stop, type Ref } from "nact";
 import {
   BLOB_VERBS,
+  ForbiddenError,
   InvalidInputError,
   Role,
   blobHandler,
@@ -105,6 +106,13 @@ const validators: Validators<SourceApi> = {
     repository: repository(obj(raw)),
     arch: arch(obj(raw)),
   }),
+  "user.add": (raw) => {
+    const o = obj(raw);
+    return { name: str(o, "name", { max: 200 }), pubkey: str(o, "pubkey", { max: 200 }), admin: bool(o, "admin", false) };
+  },
+  "user.list": () => ({}),
+  "user.remove": (raw) => ({ name: str(obj(raw), "name", { max: 200 }) }),
+  "user.whoami": () => ({}),
   "blob.stat": blobVerb,
   "blob.read": blobVerb,
   "upload.begin": blobVerb,
@@ -227,6 +235,10 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         dispatch(packages.get(msg.args.package), msg);
         return;
       case "project.list":
+      case "user.add":
+      case "user.list":
+      case "user.remove":
+      case "user.whoami":
       case "blob.stat":
       case "blob.read":
       case "upload.begin":
@@ -268,9 +280,37 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       }
       const req = validated(validators, msg as BridgedRequest);
       if (!req) return undefined;
-      if (req.type === "project.list") {
-        void answer(req.replyTo, () => state.listProjects().map((p) => ({ name: p.name, title: p.meta.title })));
-        return undefined;
+      switch (req.type) {
+        case "project.list":
+          void answer(req.replyTo, () => state.listProjects().map((p) => ({ name: p.name, title: p.meta.title })));
+          return undefined;
+        case "user.add":
+          void answer(req.replyTo, () => {
+            const caller = identities.callerOf(req);
+            if (!caller.admin) throw new ForbiddenError("only admins may add users");
+            return identities.add(req.args.name, req.args.pubkey, req.args.admin ?? false);
+          });
+          return undefined;
+        case "user.list":
+          void answer(req.replyTo, () => {
+            identities.callerOf(req);
+            return identities.list();
+          });
+          return undefined;
+        case "user.remove":
+          void answer(req.replyTo, () => {
+            if (!identities.callerOf(req).admin) throw new ForbiddenError("only admins may remove users");
+            return identities.remove(req.args.name).then(() => null);
+          });
+          return undefined;
+        case "user.whoami":
+          void answer(req.replyTo, () => {
+            const c = identities.callerOf(req);
+            return { user: c.user, admin: c.admin, anonymous: c.anonymous };
+          });
+          return undefined;
+        default:
+          break;
       }
       dispatch(projects.get((req.args as { project: string }).project), req);
       return undefined;
@@ -294,6 +334,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       clearInterval(sweep);
       stopPing();
       await sub.drain();
+      identities.close();
       await blobs.close();
       await store.close();
       await lease.release();

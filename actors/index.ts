@@ -1,0 +1,37 @@
+/**
+ * actors/ — kiln's roles as nact actors, and the domain types that travel between them.
+ *
+ * ```ts
+ * const ctx: RoleContext = { nc, rpc, system: start(), log, dataDir, nodeId, replicas: 1 };
+ * const roles = [await startSourceRole(ctx), await startRepoRole(ctx), await startDispatcherRole(ctx)];
+ * roles.push(await startSchedulerRole(ctx, { arch: "x86_64" }), await startWorker(ctx, { workerId: "w1" }));
+ * ```
+ */
+export { startSourceRole } from "./source/source-role.ts";
+export type { SourceRoleOptions } from "./source/source-role.ts";
+export { startRepoRole } from "./repo/repo-role.ts";
+export type { RepoRoleOptions } from "./repo/repo-role.ts";
+export { startDispatcherRole } from "./dispatcher/dispatcher.ts";
+export type { DispatcherOptions } from "./dispatcher/dispatcher.ts";
+export { startSchedulerRole } from "./scheduler/scheduler-role.ts";
+export type { SchedulerOptions } from "./scheduler/scheduler-role.ts";
+export { startWorker, hostArch, buildableArchs } from "./worker/worker-role.ts";
+export type { WorkerOptions } from "./worker/worker-role.ts";
+export { answerPings, collectPings, pingInfo, acquireLease, leaseKey, LEASE_TTL_MS } from "./common/runtime.ts";
+export type { RoleContext, RunningRole, PingInfo, Lease } from "./common/runtime.ts";
+export { PackageCode, RepoCode, JobCode, BuildResultCode, UNFINISHED_CODES } from "./common/model.ts";
+export type {
+  PackageResult,
+  RepoResult,
+  SourceFile,
+  BinaryInfo,
+  PoolBinary,
+  BuildDep,
+  BuildJob,
+} from "./common/model.ts";
+export type { SourceApi, SourceEvent, CommitEntry, Revision, PackageBuildInfo, BuildConfigView } from "./source/protocol.ts";
+export type { RepoApi, RepoEvent, StoredResult, StoredBinary, UploadedFile } from "./repo/protocol.ts";
+export type { DispatcherApi, WorkerView, JobView, WorkerRegistration } from "./dispatcher/protocol.ts";
+export type { WorkerApi } from "./worker/protocol.ts";
+export type { SchedulerApi, BuildReason, BuildInfoView, BuildDepInfoView } from "./scheduler/protocol.ts";
+export { actorName } from "./common/actor-kit.ts";

@@ -1,0 +1,55 @@
+/**
+ * A scheduler's requests (`kiln.rpc.sched.<arch>.<noun>.<verb>`) and the messages of its actors
+ * (Scheduler(arch) → RepoArch(project, repository)).
+ */
+import type { RequestMsg } from "../common/actor-kit.ts";
+import type { BuildDep, PackageCode, RepoResult } from "../common/model.ts";
+
+/** Why a package was (re)built, as `kiln reason` shows it (OBS `_reason`). */
+export interface BuildReason {
+  explain: string;
+  time: number;
+  /** For a meta change: the dependencies that changed (`md5sum`, `added`, `removed`). */
+  packagechange?: { change: "md5sum" | "added" | "removed"; key: string }[];
+  oldsource?: string;
+}
+
+/** What `kiln buildinfo` shows: the job a build would get. */
+export interface BuildInfoView {
+  project: string;
+  repository: string;
+  arch: string;
+  package: string;
+  code: PackageCode;
+  details: string;
+  srcmd5?: string;
+  versrel?: string;
+  release?: string;
+  specFile?: string;
+  bdeps: BuildDep[];
+  /** The expansion error when the package is unresolvable. */
+  error?: string;
+}
+
+/** What `kiln builddepinfo` shows (OBS `_builddepinfo`). */
+export interface BuildDepInfoView {
+  project: string;
+  repository: string;
+  arch: string;
+  packages: { package: string; source: string; pkgdeps: string[]; subpkgs: string[]; revdeps: string[] }[];
+  cycles: string[][];
+}
+
+export type SchedulerApi = {
+  "results.get": { req: { project: string; repository?: string; package?: string }; res: RepoResult[] };
+  "reason.get": { req: { project: string; repository: string; package: string }; res: BuildReason | null };
+  "buildinfo.get": { req: { project: string; repository: string; package: string }; res: BuildInfoView };
+  "builddepinfo.get": { req: { project: string; repository: string }; res: BuildDepInfoView };
+  /** `kiln rebuild`: forget the meta of matching packages so the next check rebuilds them. */
+  "rebuild.request": {
+    req: { project: string; package?: string; repository?: string; code?: string };
+    res: { packages: number };
+  };
+};
+
+export type SchedulerRequest = RequestMsg<SchedulerApi>;

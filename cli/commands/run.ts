@@ -1,0 +1,211 @@
+/**
+ * `kiln up`, `kiln serve` and `kiln worker`: processes that host roles.
+ *
+ * Shutdown order on SIGINT/SIGTERM: stop intake and the roles (workers first, source last),
+ * drain the NATS connection, close the stores (each role closes its own), stop the embedded
+ * nats-server. A second signal exits at once.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { start as startActorSystem, stop as stopActor } from "nact";
+import type { Logger } from "pino";
+import {
+  hostArch,
+  startDispatcherRole,
+  startRepoRole,
+  startSchedulerRole,
+  startSourceRole,
+  startWorker,
+  type RoleContext,
+  type RunningRole,
+  type WorkerOptions,
+} from "../../actors/index.ts";
+import { InvalidInputError, NatsServerProcess, RpcClient, UnavailableError, connectNats } from "../../transport/index.ts";
+import { adminIdentityPath } from "../config.ts";
+import { bootstrapAdmin } from "./identity.ts";
+
+type Starter = (ctx: RoleContext) => Promise<RunningRole>;
+
+export interface HostOptions {
+  natsUrl: string;
+  dataDir: string;
+  log: Logger;
+  /** JetStream replicas for streams kiln creates. */
+  replicas?: number;
+  /** Called once everything runs (e.g. to print where things are). */
+  ready?: (ctx: RoleContext, roles: RunningRole[]) => Promise<void> | void;
+  /** Stopped last, after the NATS connection. */
+  onStopped?: () => Promise<void>;
+}
+
+/** Reads or creates this data directory's node id. */
+export function nodeIdOf(dataDir: string): string {
+  mkdirSync(dataDir, { recursive: true });
+  const f = path.join(dataDir, "node-id");
+  if (existsSync(f)) return readFileSync(f, "utf8").trim();
+  const id = `${os.hostname().replace(/[^A-Za-z0-9-]/g, "-")}-${randomBytes(3).toString("hex")}`;
+  writeFileSync(f, id + "\n");
+  return id;
+}
+
+/** Connects, starts the roles in order, and runs until a signal. Resolves after shutdown. */
+export async function hostRoles(starters: Starter[], opts: HostOptions): Promise<void> {
+  const { log } = opts;
+  const nodeId = nodeIdOf(opts.dataDir);
+  const nc = await connectNats({ servers: opts.natsUrl, name: `kiln-${nodeId}`, log });
+  const system = startActorSystem();
+  const ctx: RoleContext = { nc, rpc: new RpcClient(nc), system, log, dataDir: opts.dataDir, nodeId, replicas: opts.replicas ?? 1 };
+  const roles: RunningRole[] = [];
+  let stopping: Promise<void> | undefined;
+  const shutdown = (why: string): Promise<void> =>
+    (stopping ??= (async () => {
+      log.info({ why }, "shutting down");
+      for (const r of [...roles].reverse()) {
+        try {
+          await r.stop();
+        } catch (err) {
+          log.error({ err, role: r.role }, "role did not stop cleanly");
+        }
+      }
+      stopActor(system);
+      await nc.drain().catch(() => undefined);
+      await opts.onStopped?.();
+      log.info({}, "stopped");
+    })());
+  try {
+    for (const s of starters) roles.push(await s(ctx));
+  } catch (err) {
+    await shutdown("start-up failed");
+    throw err;
+  }
+  await opts.ready?.(ctx, roles);
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.once("SIGINT", () => process.exit(130));
+      process.once("SIGTERM", () => process.exit(143));
+      void shutdown(sig).then(resolve);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    void nc.closed().then(() => {
+      if (!stopping) void shutdown("NATS connection closed").then(resolve);
+    });
+  });
+}
+
+export interface UpOptions {
+  dataDir: string;
+  natsUrl?: string;
+  natsPort: number;
+  workers: number;
+  archs: string[];
+  jobs: number;
+  log: Logger;
+  worker?: Partial<WorkerOptions>;
+  /** Announce on stderr where things are. */
+  announce?: (text: string) => void;
+}
+
+/** Starts the embedded nats-server, unless a URL is given. */
+async function embeddedNats(dataDir: string, port: number, log: Logger): Promise<NatsServerProcess> {
+  const dir = path.join(dataDir, "nats");
+  mkdirSync(dir, { recursive: true });
+  try {
+    return await NatsServerProcess.start(
+      {
+        port,
+        http: "127.0.0.1:-1",
+        server_name: `kiln-${nodeIdOf(dataDir)}`,
+        jetstream: { store_dir: path.join(dir, "jetstream") },
+        max_payload: 1024 * 1024,
+      },
+      { dir }
+    );
+  } catch (err) {
+    log.error({ err }, "embedded nats-server failed");
+    throw new UnavailableError(
+      `the embedded nats-server could not start on 127.0.0.1:${port} (is the port in use? pass --nats-port or --nats URL): ${(err as Error).message.split("\n").slice(-3).join(" ")}`
+    );
+  }
+}
+
+export async function runUp(opts: UpOptions): Promise<void> {
+  const { log } = opts;
+  mkdirSync(opts.dataDir, { recursive: true });
+  if (opts.workers < 0 || !Number.isInteger(opts.workers)) throw new InvalidInputError("--workers must be a whole number");
+  const server = opts.natsUrl ? undefined : await embeddedNats(opts.dataDir, opts.natsPort, log);
+  const natsUrl = opts.natsUrl ?? server!.url;
+  const nodeId = nodeIdOf(opts.dataDir);
+  const starters: Starter[] = [
+    (ctx) => startSourceRole(ctx),
+    (ctx) => startRepoRole(ctx),
+    (ctx) => startDispatcherRole(ctx),
+    ...opts.archs.map((arch) => (ctx: RoleContext) => startSchedulerRole(ctx, { arch })),
+    ...Array.from({ length: opts.workers }, (_, i) => (ctx: RoleContext) =>
+      startWorker(ctx, { ...opts.worker, workerId: `${nodeId}:${i + 1}`, jobs: opts.jobs })
+    ),
+  ];
+  try {
+    await hostRoles(starters, {
+      natsUrl,
+      dataDir: opts.dataDir,
+      log,
+      ready: async (ctx, roles) => {
+        const admin = await bootstrapAdmin(ctx, opts.dataDir);
+        opts.announce?.(
+          [
+            `kiln is up (node ${nodeId})`,
+            `  NATS:     ${natsUrl}${server ? " (embedded)" : ""}`,
+            `  data:     ${opts.dataDir}`,
+            `  roles:    ${roles.map((r) => r.role).join(", ")}`,
+            admin.created
+              ? `  identity: created admin identity ${adminIdentityPath(opts.dataDir)} (user 'admin'); kiln commands on this machine use it`
+              : `  identity: ${adminIdentityPath(opts.dataDir)} (user 'admin')`,
+            `Stop with Ctrl-C.`,
+          ].join("\n")
+        );
+      },
+      onStopped: async () => {
+        await server?.stop();
+      },
+    });
+  } catch (err) {
+    await server?.stop();
+    throw err;
+  }
+}
+
+/** `kiln serve --roles source,repo,dispatcher,scheduler:x86_64`. */
+export function parseRoles(spec: string): Starter[] {
+  const starters: Starter[] = [];
+  for (const raw of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [name, arg] = raw.split(":") as [string, string | undefined];
+    switch (name) {
+      case "source":
+        starters.push((ctx) => startSourceRole(ctx));
+        break;
+      case "repo":
+        starters.push((ctx) => startRepoRole(ctx));
+        break;
+      case "dispatcher":
+        starters.push((ctx) => startDispatcherRole(ctx));
+        break;
+      case "scheduler":
+        if (!arg) throw new InvalidInputError("role 'scheduler' needs an arch: scheduler:x86_64");
+        starters.push((ctx) => startSchedulerRole(ctx, { arch: arg }));
+        break;
+      default:
+        throw new InvalidInputError(`unknown role '${raw}' (known: source, repo, dispatcher, scheduler:<arch>)`);
+    }
+  }
+  if (!starters.length) throw new InvalidInputError("--roles names no role");
+  return starters;
+}
+
+export function defaultArchs(): string[] {
+  return [hostArch()];
+}
