@@ -1,0 +1,389 @@
+import assert from "node:assert/strict";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import type { AddressInfo, Server } from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import pino from "pino";
+import {
+  DEFAULT_LIMITS,
+  cleanBuildRoot,
+  runRpmBuild,
+  runSandboxed,
+  sandboxSelfTest,
+} from "../../sandbox/index.ts";
+import type { BuildOutcome, RpmBuildJob, SandboxLimits } from "../../sandbox/index.ts";
+import { Latch } from "../helpers/latch.ts";
+
+// Every hostile spec here runs through real bwrap and rpmbuild. Each must end with a clear
+// reason, leave the host as it was, and leave the sandbox usable for the next, normal build.
+
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "sandbox");
+const log = pino({ level: "warn" });
+const MiB = 1024 * 1024;
+
+/** Limits small enough that hostile builds hit them quickly. */
+const TEST_LIMITS: SandboxLimits = {
+  ...DEFAULT_LIMITS,
+  wallMs: 60_000,
+  idleLogMs: 30_000,
+  logBytes: 4 * MiB,
+  memoryBytes: 256 * MiB,
+  diskBytes: 64 * MiB,
+  pids: 128,
+};
+
+let root: string;
+let jobs = 0;
+
+interface Built {
+  outcome: BuildOutcome;
+  output: string;
+  jobDir: string;
+}
+
+async function build(
+  specFile: string,
+  opts: {
+    limits?: Partial<SandboxLimits>;
+    defines?: Record<string, string>;
+    sourcesDir?: string;
+    dependencyRpms?: string[];
+    hiddenPaths?: string[];
+    signal?: AbortSignal;
+    onLog?: (chunk: Buffer) => void;
+    keepOutput?: boolean;
+  } = {}
+): Promise<Built> {
+  const jobDir = path.join(root, `job-${++jobs}`);
+  let output = "";
+  const job: RpmBuildJob = {
+    jobDir,
+    sourcesDir: opts.sourcesDir ?? FIXTURES,
+    specFile,
+    dependencyRpms: opts.dependencyRpms ?? [],
+    defines: opts.defines ?? {},
+    limits: { ...TEST_LIMITS, ...opts.limits },
+    onLog: (chunk) => {
+      if (opts.keepOutput !== false && output.length < 256 * 1024) output += chunk.toString("utf8");
+      opts.onLog?.(chunk);
+    },
+    log,
+  };
+  if (opts.signal) job.signal = opts.signal;
+  if (opts.hiddenPaths) job.hiddenPaths = opts.hiddenPaths;
+  const outcome = await runRpmBuild(job);
+  return { outcome, output, jobDir };
+}
+
+function failed(b: Built): Extract<BuildOutcome, { type: "build.failed" }> {
+  assert.equal(b.outcome.type, "build.failed", `expected a failed build, got ${b.outcome.type}:\n${b.output.slice(-2000)}`);
+  return b.outcome as Extract<BuildOutcome, { type: "build.failed" }>;
+}
+
+function succeeded(b: Built): Extract<BuildOutcome, { type: "build.succeeded" }> {
+  assert.equal(
+    b.outcome.type,
+    "build.succeeded",
+    `expected success, got ${JSON.stringify(b.outcome)}\n${b.output.slice(-3000)}`
+  );
+  return b.outcome as Extract<BuildOutcome, { type: "build.succeeded" }>;
+}
+
+async function rpmQuery(file: string, format: string): Promise<string> {
+  return (await execa("rpm", ["-qp", "--nosignature", "--nodigest", "--queryformat", format, file])).stdout;
+}
+
+/** After a hostile build: a normal build in this same process still works. */
+async function assertStillBuilds(): Promise<void> {
+  const b = await build("trivial.spec", { defines: { release: "9" } });
+  const ok = succeeded(b);
+  assert.equal(await rpmQuery(ok.rpms[0]!, "%{RELEASE}"), "9");
+  await cleanBuildRoot(b.jobDir);
+}
+
+/** Processes anywhere on the host whose command line contains `marker`. */
+async function processesWith(marker: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const e of await readdir("/proc")) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    const cmd = await readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "");
+    const line = cmd.replace(/\0/g, " ");
+    if (line.includes(marker)) found.push(`${e}: ${line}`);
+  }
+  return found;
+}
+
+async function duBytes(dir: string): Promise<number> {
+  const { stdout } = await execa("du", ["-sb", dir]);
+  return Number(stdout.split("\t")[0]);
+}
+
+describe("sandbox/ (real bwrap and rpmbuild)", function () {
+  this.timeout(60_000);
+
+  before(async () => {
+    root = await mkdtemp("/tmp/kiln-sandbox-test-");
+  });
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  afterEach(async () => {
+    // Every run removes its cgroups, however it ended.
+    const { stdout } = await execa("find", ["/sys/fs/cgroup", "-maxdepth", "4", "-name", "kiln-sandbox-*"], {
+      reject: false,
+    });
+    assert.equal(stdout, "", "leftover sandbox cgroups");
+  });
+
+  it("should pass the self-test on this machine", async () => {
+    const r = await sandboxSelfTest(log, { scratchDir: root });
+    assert.deepEqual(r, { ok: true });
+  });
+
+  it("should build a trivial spec into an SRPM and an RPM carrying the release from defines", async () => {
+    const b = await build("trivial.spec", {
+      defines: { release: "3.1", disturl: "obs://kiln/home:test/standard/abc-kiln-trivial" },
+    });
+    const ok = succeeded(b);
+    assert.equal(ok.srpms.length, 1);
+    assert.equal(ok.rpms.length, 1);
+    for (const f of [...ok.srpms, ...ok.rpms]) assert.ok(f.startsWith(b.jobDir + "/"), f);
+    assert.equal(await rpmQuery(ok.rpms[0]!, "%{NAME} %{VERSION} %{RELEASE}"), "kiln-trivial 1.0 3.1");
+    assert.equal(await rpmQuery(ok.srpms[0]!, "%{NAME} %{VERSION} %{RELEASE}"), "kiln-trivial 1.0 3.1");
+    assert.equal(await rpmQuery(ok.rpms[0]!, "%{DISTURL}"), "obs://kiln/home:test/standard/abc-kiln-trivial");
+    assert.match(b.output, /Wrote: .*kiln-trivial-1\.0-3\.1\.noarch\.rpm/);
+    assert.equal(ok.stats.logBytes, Buffer.byteLength(b.output));
+    assert.ok(ok.stats.wallMs >= 0 && ok.stats.endedAt >= ok.stats.startedAt);
+    await cleanBuildRoot(b.jobDir);
+    await assert.rejects(stat(b.jobDir), /ENOENT/);
+  });
+
+  it("should unpack dependency RPMs into the build root, merging /bin into /usr/bin", async () => {
+    const provider = succeeded(await build("marker-provider.spec"));
+    const noDeps = failed(await build("needs-marker.spec"));
+    assert.equal(noDeps.reason, "rpmbuild exited with 1");
+    const b = await build("needs-marker.spec", { dependencyRpms: provider.rpms });
+    succeeded(b);
+    assert.match(b.output, /KILN-MARKER-FOUND/);
+  });
+
+  it("should deny the network: a TCP server on the host's loopback sees no connection", async () => {
+    let connections = 0;
+    const server: Server = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const b = await build("network.spec", { defines: { kiln_port: String(port) } });
+      assert.equal(failed(b).reason, "rpmbuild exited with 1");
+      assert.match(b.output, /KILN-NET-BLOCKED/);
+      assert.doesNotMatch(b.output, /KILN-NET-CONNECTED/);
+      assert.equal(connections, 0);
+    } finally {
+      server.close();
+    }
+    await assertStillBuilds();
+  });
+
+  it("should hide /root, /etc/shadow, hidden paths and the worker's environment", async () => {
+    const secretRoot = await mkdtemp(path.join(root, "hidden-"));
+    const dataDir = path.join(secretRoot, "data");
+    const cacheDir = path.join(secretRoot, "cache");
+    const sourcesDir = path.join(cacheDir, "sources");
+    await mkdir(sourcesDir, { recursive: true });
+    await mkdir(dataDir);
+    await writeFile(path.join(dataDir, "db.key"), "KILN-SECRET-CONTENT\n");
+    await writeFile(path.join(cacheDir, "worker.key"), "KILN-SECRET-CONTENT\n");
+    await writeFile(path.join(sourcesDir, "secret.txt"), "KILN-SECRET-CONTENT\n");
+    await copyFile(path.join(FIXTURES, "hidden.spec"), path.join(sourcesDir, "hidden.spec"));
+    process.env.KILN_SANDBOX_TEST_SECRET = "KILN-SECRET-CONTENT";
+    try {
+      const b = await build("hidden.spec", {
+        sourcesDir,
+        hiddenPaths: [dataDir, cacheDir, path.join(sourcesDir, "secret.txt")],
+        defines: { kiln_data_dir: dataDir, kiln_cache_dir: cacheDir },
+      });
+      for (const what of ["root", "shadow", "data-dir", "cache-dir", "masked-source", "environment", "init-environ"]) {
+        assert.match(b.output, new RegExp(`KILN-DENIED-${what}\\b`), `no denial for ${what}:\n${b.output}`);
+        assert.doesNotMatch(b.output, new RegExp(`KILN-LEAK-${what}\\b`));
+      }
+      succeeded(b);
+    } finally {
+      delete process.env.KILN_SANDBOX_TEST_SECRET;
+    }
+  });
+
+  it("should keep writes outside the build root from reaching the host", async () => {
+    const name = `kiln-evil-${process.pid}-${Date.now()}`;
+    const sourcesDir = await mkdtemp(path.join(root, "escape-src-"));
+    await copyFile(path.join(FIXTURES, "escape-write.spec"), path.join(sourcesDir, "escape-write.spec"));
+    const hostDir = path.join("/tmp", `${name}-dir`);
+    const { stdout: hostnameBefore } = await execa("hostname");
+    const b = await build("escape-write.spec", { sourcesDir, defines: { kiln_name: name, kiln_host_dir: hostDir } });
+    succeeded(b);
+    assert.match(b.output, /KILN-ESCAPE-DONE/);
+    for (const what of ["usr", "root", "etc", "sources", "specs", "sysrq", "hostname"]) {
+      assert.match(b.output, new RegExp(`KILN-DENIED-${what}\\b`), `write to ${what} was not denied`);
+    }
+    const hostPaths = [
+      `/usr/${name}`,
+      `/${name}`,
+      `/etc/${name}`,
+      `/var/lib/${name}`,
+      `/home/${name}`,
+      `/tmp/${name}`,
+      hostDir,
+      path.join(sourcesDir, name),
+    ];
+    for (const p of hostPaths) await assert.rejects(stat(p), /ENOENT/, `${p} appeared on the host`);
+    const { stdout: hostnameAfter } = await execa("hostname");
+    assert.equal(hostnameAfter, hostnameBefore);
+    assert.deepEqual((await readdir(sourcesDir)).sort(), ["escape-write.spec"]);
+  });
+
+  it("should kill a fork bomb at the process limit and leave the worker unharmed", async () => {
+    const marker = `kiln-bomb-${process.pid}`;
+    const b = await build("fork-bomb.spec", { limits: { pids: 64 }, defines: { kiln_marker: marker } });
+    const f = failed(b);
+    assert.equal(f.reason, "killed: process limit (64)");
+    assert.equal(f.signal, "SIGKILL");
+    assert.deepEqual(await processesWith(marker), []);
+    assert.equal((await execa("true")).exitCode, 0);
+    await assertStillBuilds();
+  });
+
+  it("should stop a build that fills the disk at the disk limit, without filling the host", async () => {
+    const diskBytes = 32 * MiB;
+    const b = await build("fill-disk.spec", { limits: { diskBytes } });
+    const f = failed(b);
+    assert.match(f.reason, new RegExp(`disk limit.*${diskBytes} bytes`));
+    assert.ok((f.stats.diskBytes ?? 0) > diskBytes / 2, `diskBytes ${f.stats.diskBytes}`);
+    assert.ok((await duBytes(b.jobDir)) < diskBytes / 4, "the job directory grew on the host");
+    await assertStillBuilds();
+  });
+
+  it("should kill a build whose log exceeds logBytes, delivering no more than that", async () => {
+    const logBytes = 2 * MiB;
+    let delivered = 0;
+    const rssBefore = process.memoryUsage().rss;
+    const b = await build("log-flood.spec", {
+      limits: { logBytes },
+      keepOutput: false,
+      onLog: (c) => (delivered += c.length),
+    });
+    const f = failed(b);
+    assert.equal(f.reason, `killed: log exceeded ${logBytes} bytes`);
+    assert.equal(delivered, logBytes);
+    assert.equal(f.stats.logBytes, logBytes);
+    assert.ok(process.memoryUsage().rss - rssBefore < 200 * MiB, "the test process grew with the log");
+    await assertStillBuilds();
+  });
+
+  it("should kill a build that prints nothing for idleLogMs", async () => {
+    const b = await build("sleep-forever.spec", { limits: { idleLogMs: 1500 } });
+    const f = failed(b);
+    assert.equal(f.reason, "killed: no output for 1.5 s");
+    assert.match(b.output, /KILN-SLEEPING/);
+    assert.deepEqual(await processesWith("sleep 100000"), []);
+  });
+
+  it("should kill a build that outlasts wallMs even though it keeps printing", async () => {
+    const b = await build("tick-forever.spec", { limits: { wallMs: 2500, idleLogMs: 30_000 } });
+    const f = failed(b);
+    assert.equal(f.reason, "killed: wall time 2.5 s exceeded");
+    assert.match(b.output, /tick/);
+    await assertStillBuilds();
+  });
+
+  it("should kill a build that ignores SIGTERM on abort, leaving no process behind", async () => {
+    const marker = String(7_000_000 + (process.pid % 1_000_000));
+    const ready = new Latch();
+    const abort = new AbortController();
+    let seen = "";
+    const running = build("ignore-term.spec", {
+      defines: { kiln_marker: marker },
+      signal: abort.signal,
+      onLog: (c) => {
+        seen += c.toString("utf8");
+        if (seen.includes("KILN-READY")) ready.countDown();
+      },
+    });
+    await ready.wait(30_000, "build started");
+    const marked = await processesWith(`${marker}2`);
+    assert.equal(marked.length, 1, "the marked process should be running");
+    // It runs as an unprivileged host uid, not as root mapped into a namespace.
+    const status = await readFile(`/proc/${marked[0]!.split(":")[0]}/status`, "utf8");
+    const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+    assert.ok(uids && uids[1] !== "0" && uids[2] !== "0", `sandbox uid: ${uids?.[0]}`);
+    abort.abort();
+    const b = await running;
+    const f = failed(b);
+    assert.equal(f.reason, "killed: aborted");
+    assert.deepEqual(await processesWith(marker), []);
+    await assertStillBuilds();
+  });
+
+  it("should SIGKILL a whole tree that ignores SIGTERM once the grace period is over", async () => {
+    const marker = String(6_000_000 + (process.pid % 1_000_000));
+    const ready = new Latch();
+    const abort = new AbortController();
+    const running = runSandboxed({
+      dir: path.join(root, "ignore-term"),
+      command: ["/bin/sh", "-c", `trap '' TERM; sleep ${marker}1 & echo ready; sleep ${marker}2; wait`],
+      limits: TEST_LIMITS,
+      onOutput: (c) => {
+        if (c.toString("utf8").includes("ready")) ready.countDown();
+      },
+      signal: abort.signal,
+      graceMs: 500,
+      log,
+    });
+    await ready.wait(30_000, "command started");
+    abort.abort();
+    const r = await running;
+    assert.deepEqual(
+      { type: r.type, reason: r.type === "sandbox.killed" && r.reason, signal: r.type === "sandbox.killed" && r.signal },
+      { type: "sandbox.killed", reason: "aborted", signal: "SIGKILL" }
+    );
+    assert.deepEqual(await processesWith(marker), []);
+  });
+
+  it("should kill a build that allocates more than memoryBytes", async () => {
+    const memoryBytes = 128 * MiB;
+    const b = await build("memory-hog.spec", { limits: { memoryBytes, diskBytes: 16 * MiB } });
+    const f = failed(b);
+    assert.equal(f.reason, `killed: memory limit (${memoryBytes} bytes)`);
+    assert.ok((f.stats.peakMemoryBytes ?? 0) > memoryBytes / 2, `peak ${f.stats.peakMemoryBytes}`);
+    await assertStillBuilds();
+  });
+
+  it("should run a plain command with runSandboxed and collect only regular files", async () => {
+    const dir = path.join(root, "generic");
+    let out = "";
+    const r = await runSandboxed({
+      dir,
+      command: [
+        "/bin/sh",
+        "-c",
+        "mkdir -p res/sub && echo data > res/a.txt && echo deep > res/sub/b.txt && ln -s /etc/passwd res/link.txt && " +
+          "mkfifo res/fifo.txt && id -un && pwd && echo $PATH",
+      ],
+      collect: { dir: ".", paths: ["res"], maxDepth: 2, name: "*.txt" },
+      limits: TEST_LIMITS,
+      onOutput: (c) => (out += c.toString("utf8")),
+      log,
+    });
+    assert.equal(r.type, "sandbox.exited", JSON.stringify(r));
+    assert.equal(r.type === "sandbox.exited" && r.code, 0);
+    assert.match(out, /^abuild\n\/home\/abuild\n/);
+    const files = r.type === "sandbox.exited" ? r.files.map((f) => path.relative(path.join(dir, "out"), f)) : [];
+    assert.deepEqual(files, ["res/a.txt", "res/sub/b.txt"]);
+    assert.equal(await readFile(path.join(dir, "out", "res", "a.txt"), "utf8"), "data\n");
+  });
+});
