@@ -44,7 +44,10 @@ export interface BuildConfig {
   ignore: string[];
   /** `Conflict:` entries as written: `a:b[,c…]`, or a single name. */
   conflict: string[];
-  /** `Substitute: a b c` → `{a: ["b", "c"]}`; values unique, a trailing `=` removed. */
+  /**
+   * `Substitute: a b c` → `{a: ["b", "c"]}`; values unique, a trailing `=` removed. Keys of this
+   * and the other maps come from the config text: look them up with `Object.hasOwn`.
+   */
   substitute: Record<string, string[]>;
   /** `FileProvides: /path pkg…` → `{"/path": ["pkg", …]}`. */
   fileProvides: Record<string, string[]>;
@@ -250,6 +253,14 @@ function emptyConfig(arch: string): BuildConfig {
   };
 }
 
+/**
+ * Sets an own property, so that names such as `__proto__` from a config are data, not a
+ * prototype change. Readers of the maps should use `Object.hasOwn`.
+ */
+function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function unify(list: readonly string[]): string[] {
   return [...new Set(list)];
 }
@@ -328,9 +339,9 @@ export function readBuildConfig(
         if (first === "!*") {
           for (const k of Object.keys(map)) delete map[k];
         } else if (first.startsWith("!")) {
-          delete map[first.slice(1)];
+          if (Object.hasOwn(map, first.slice(1))) delete map[first.slice(1)];
         } else {
-          map[first] = words;
+          setOwn(map, first, words);
         }
         break;
       }
@@ -344,7 +355,7 @@ export function readBuildConfig(
         break;
       case "optflags:": {
         const first = words.shift();
-        if (first !== undefined) config.optFlags[first] = words.join(" ");
+        if (first !== undefined) setOwn(config.optFlags, first, words.join(" "));
         break;
       }
       case "order:":
@@ -434,11 +445,17 @@ export function readBuildConfig(
     config.binaryType = perlTrue(bt) ? bt : "UNDEFINED";
   }
   const repoCreation = "system-packages:repo-creation";
-  if (!config.substitute[repoCreation] && REPO_CREATION_DEFAULTS[config.binaryType]) {
-    config.substitute[repoCreation] = [...REPO_CREATION_DEFAULTS[config.binaryType]!];
-  }
+  const defaults = Object.hasOwn(REPO_CREATION_DEFAULTS, config.binaryType)
+    ? REPO_CREATION_DEFAULTS[config.binaryType]
+    : undefined;
+  if (!Object.hasOwn(config.substitute, repoCreation) && defaults)
+    setOwn(config.substitute, repoCreation, [...defaults]);
   for (const [k, v] of Object.entries(config.substitute)) {
-    config.substitute[k] = unify(v).map((s) => s.replace(/=$/, ""));
+    setOwn(
+      config.substitute,
+      k,
+      unify(v).map((s) => s.replace(/=$/, ""))
+    );
   }
   return config;
 }

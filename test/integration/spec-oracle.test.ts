@@ -84,13 +84,13 @@ type Job =
   | { kind: "spec"; arch: string; config: string[]; file: string }
   | { kind: "config"; arch: string; config: string[] };
 
-function runOracle(jobs: Job[]): unknown[] {
+function runOracle(jobs: Job[], encoding: BufferEncoding = "utf8"): unknown[] {
   const out = execFileSync("perl", ["-e", ORACLE_PL], {
     input: JSON.stringify({ jobs }),
     maxBuffer: 512 * 1024 * 1024,
     stdio: ["pipe", "pipe", "pipe"],
   });
-  return JSON.parse(out.toString("utf8")) as unknown[];
+  return JSON.parse(out.toString(encoding)) as unknown[];
 }
 
 // --- Project configs, modelled on distribution prjconfs --------------------------------------

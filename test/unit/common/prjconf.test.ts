@@ -86,6 +86,15 @@ describe("actors/common/prjconf", () => {
       assert.deepEqual(c.fileProvides, { "/usr/bin/x": ["a", "b"] });
     });
 
+    it("should keep names like __proto__ as data", () => {
+      const c = one("Substitute: __proto__ evil\nFileProvides: constructor x\nOptFlags: __proto__ -O0");
+      assert.deepEqual(Object.getPrototypeOf(c.substitute), Object.prototype);
+      assert.ok(Object.hasOwn(c.substitute, "__proto__"));
+      assert.deepEqual(c.substitute["__proto__"], ["evil"]);
+      assert.deepEqual(c.fileProvides["constructor"], ["x"]);
+      assert.equal(c.optFlags["__proto__"], "-O0");
+    });
+
     it("should read OptFlags per arch", () => {
       const c = one("OptFlags: x86_64 -O2  -g\nOptFlags: i586 -O1\nOptFlags: x86_64 -O3");
       assert.deepEqual(c.optFlags, { x86_64: "-O3", i586: "-O1" });
