@@ -25,6 +25,8 @@ export interface MacroLimits {
   maxDepth: number;
   /** Scanning work (characters examined) allowed for one whole parse. @default 100000000 */
   maxWork: number;
+  /** Macro references expanded in one whole parse. @default 2000000 */
+  maxExpansions: number;
 }
 
 /** Default {@link MacroLimits}. */
@@ -32,6 +34,7 @@ export const DEFAULT_MACRO_LIMITS: Readonly<MacroLimits> = Object.freeze({
   maxLineLength: 256 * 1024,
   maxDepth: 1200,
   maxWork: 100_000_000,
+  maxExpansions: 2_000_000,
 });
 
 /** obs-build gives up on a line after this many macro expansions and replaces it with `MACRO`. */
@@ -86,6 +89,7 @@ export class MacroContext {
   readonly args = new Map<string, string>();
   readonly limits: MacroLimits;
   private work = 0;
+  private expansions = 0;
 
   constructor(limits: Partial<MacroLimits> = {}) {
     this.limits = { ...DEFAULT_MACRO_LIMITS, ...limits };
@@ -110,6 +114,15 @@ export class MacroContext {
     if (this.work > this.limits.maxWork) {
       throw new InvalidInputError("macro expansion exceeds the work limit", {
         data: { limit: this.limits.maxWork },
+      });
+    }
+  }
+
+  /** Counts one macro reference against the parse's budget. */
+  countExpansion(): void {
+    if (++this.expansions > this.limits.maxExpansions) {
+      throw new InvalidInputError("macro expansion exceeds the expansion limit", {
+        data: { limit: this.limits.maxExpansions },
       });
     }
   }
@@ -200,9 +213,9 @@ export function macroEnd(s: string): string {
 }
 
 /**
- * obs-build builds the bracket search as the character class `[[]` followed by a literal `\\]`,
- * so for `%[` nothing ever counts as the closing bracket: `%[…]` always runs to the end of the
- * text.
+ * obs-build builds the bracket search as the character class `[[]` followed by a literal
+ * backslash and `]`, so for `%[` nothing ever counts as the closing bracket: `%[…]` always runs to
+ * the end of the text.
  */
 function macroEndBracket(s: string): string {
   return s;
@@ -326,6 +339,7 @@ export function expandMacros(ctx: MacroContext, lineIn: string, tries = 0, depth
       ctx.checkLength(held + expanded.length + line.length);
       const t = nextMacro(line, ctx);
       if (!t) break;
+      ctx.countExpansion();
       if (tries++ > MAX_TRIES) {
         line = "MACRO";
         break;

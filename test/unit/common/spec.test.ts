@@ -134,6 +134,15 @@ describe("actors/common/rpm-macros", () => {
       assert.deepEqual(evalExpr("(".repeat(20) + "1" + ")".repeat(20), ctx), [1, ""]);
     });
 
+    it("should raise InvalidInputError when a parse expands too many macros", () => {
+      const ctx = new MacroContext({ maxExpansions: 5000 });
+      defineFromLines(ctx, ["%define a %b%b", "%define b %c%c", "%define c x"]);
+      assert.equal(expandMacros(ctx, "%a"), "xxxx");
+      assert.throws(() => {
+        for (let i = 0; i < 1000; i++) expandMacros(ctx, "%a");
+      }, InvalidInputError);
+    });
+
     it("should raise InvalidInputError when a parse exceeds its work budget", () => {
       const ctx = new MacroContext({ maxWork: 100_000 });
       const line = "x".repeat(1000) + "%{nil}";
