@@ -13,8 +13,11 @@
  * macros of every build and of spec parsing), and then the `Keyword: values` lines are applied in
  * order. List keywords add, `!x` removes `x`, `!*` clears; unknown keywords are ignored.
  *
- * kiln addition: a layer containing a `FromScratch:` line discards the layers before it (obs-build
- * has no such keyword and ignores the line).
+ * kiln additions (obs-build 20210120 warns about both keywords and ignores them):
+ * - a layer containing a `FromScratch:` line discards the layers before it. The decision is made
+ *   on the text, per layer: a `FromScratch:` under a false `%if` still counts, and lines of the
+ *   same layer before it are kept;
+ * - `IgnoreRebuild:` is read as a list keyword.
  */
 import { InvalidInputError } from "../../transport/index.ts";
 import { MAX_RECIPE_CHARS, parseRecipeLines } from "./spec.ts";
