@@ -29,7 +29,14 @@ export type {
   BuildDep,
   BuildJob,
 } from "./common/model.ts";
-export type { SourceApi, SourceEvent, CommitEntry, Revision, PackageBuildInfo, BuildConfigView } from "./source/protocol.ts";
+export type {
+  SourceApi,
+  SourceEvent,
+  CommitEntry,
+  Revision,
+  PackageBuildInfo,
+  BuildConfigView,
+} from "./source/protocol.ts";
 export type { RepoApi, RepoEvent, StoredResult, StoredBinary, UploadedFile } from "./repo/protocol.ts";
 export type { DispatcherApi, WorkerView, JobView, WorkerRegistration } from "./dispatcher/protocol.ts";
 export type { WorkerApi } from "./worker/protocol.ts";

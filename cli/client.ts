@@ -6,7 +6,15 @@ import { readFileSync } from "node:fs";
 import type { NatsConnection } from "nats";
 import type { Logger } from "pino";
 import type { DispatcherApi, RepoApi, SchedulerApi, SourceApi } from "../actors/index.ts";
-import { Identity, Role, RoleClient, RpcClient, connectNats, subjects, UnauthenticatedError } from "../transport/index.ts";
+import {
+  Identity,
+  Role,
+  RoleClient,
+  RpcClient,
+  connectNats,
+  subjects,
+  UnauthenticatedError,
+} from "../transport/index.ts";
 import type { Settings } from "./config.ts";
 
 export interface Clients {

@@ -54,7 +54,8 @@ function readConfigFile(file: string): FileSettings {
   } catch (err) {
     throw new InvalidInputError(`config file ${file} is not readable JSON: ${(err as Error).message}`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new InvalidInputError(`config file ${file} must hold a JSON object`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new InvalidInputError(`config file ${file} must hold a JSON object`);
   const o = raw as Record<string, unknown>;
   const out: FileSettings = {};
   for (const k of ["nats", "identity", "data", "logLevel"] as const) {
@@ -63,7 +64,8 @@ function readConfigFile(file: string): FileSettings {
     out[k] = o[k];
   }
   const unknown = Object.keys(o).filter((k) => !["nats", "identity", "data", "logLevel"].includes(k));
-  if (unknown.length) throw new InvalidInputError(`config file ${file}: unknown setting ${unknown.map((u) => `'${u}'`).join(", ")}`);
+  if (unknown.length)
+    throw new InvalidInputError(`config file ${file}: unknown setting ${unknown.map((u) => `'${u}'`).join(", ")}`);
   return out;
 }
 

@@ -67,7 +67,17 @@ export function buildProgram(env: NodeJS.ProcessEnv): { program: Command; cenv: 
     .option("--identity <file>", "identity file that signs requests (env KILN_IDENTITY)")
     .option("--data <dir>", "data directory of kiln up/serve/worker (env KILN_DATA)")
     .option("--config <file>", "JSON config file (env KILN_CONFIG; default ~/.config/kiln/config.json)")
-    .addOption(new Option("--log-level <level>", "log level (env KILN_LOG_LEVEL)").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]))
+    .addOption(
+      new Option("--log-level <level>", "log level (env KILN_LOG_LEVEL)").choices([
+        "trace",
+        "debug",
+        "info",
+        "warn",
+        "error",
+        "fatal",
+        "silent",
+      ])
+    )
     .option("--json", "print machine-readable JSON");
   let settings: Settings | undefined;
   let log: Logger | undefined;
@@ -103,7 +113,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     const code = exitCodeOf(err);
     if (err instanceof CommanderError) return code;
     const message = err instanceof Error ? err.message : String(err);
-    if (cenv.json()) process.stdout.write(JSON.stringify({ error: { code: (err as KilnError).code ?? "ERR_INTERNAL", message } }) + "\n");
+    if (cenv.json())
+      process.stdout.write(
+        JSON.stringify({ error: { code: (err as KilnError).code ?? "ERR_INTERNAL", message } }) + "\n"
+      );
     process.stderr.write(`kiln: ${message}\n`);
     if (!(err instanceof KilnError)) cenv.log().debug({ err }, "command failed");
     return code;

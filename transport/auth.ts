@@ -98,7 +98,8 @@ export function verifySignedAuth(subject: string, args: unknown, auth: unknown, 
   const a = auth as Partial<SignedAuth>;
   if (
     typeof a.pubkey !== "string" ||
-    typeof a.time !== "number" ||
+    // NaN would pass the staleness check below (every comparison with NaN is false).
+    !Number.isFinite(a.time) ||
     typeof a.nonce !== "string" ||
     typeof a.digest !== "string" ||
     typeof a.sig !== "string"
@@ -108,13 +109,14 @@ export function verifySignedAuth(subject: string, args: unknown, auth: unknown, 
   if (!/^[0-9a-f]{32}$/.test(a.nonce)) throw new UnauthenticatedError("request nonce is malformed");
   const now = opts.now ?? Date.now();
   const skew = opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS;
-  if (Math.abs(now - a.time) > skew) {
-    throw new UnauthenticatedError(`request time is stale (${Math.round((now - a.time) / 1000)} s off)`);
+  const time = a.time as number;
+  if (Math.abs(now - time) > skew) {
+    throw new UnauthenticatedError(`request time is stale (${Math.round((now - time) / 1000)} s off)`);
   }
   if (argsDigest(args) !== a.digest) throw new UnauthenticatedError("request digest does not match its arguments");
   let ok = false;
   try {
-    ok = fromPublic(a.pubkey).verify(signedText(subject, a.time, a.nonce, a.digest), Buffer.from(a.sig, "base64"));
+    ok = fromPublic(a.pubkey).verify(signedText(subject, time, a.nonce, a.digest), Buffer.from(a.sig, "base64"));
   } catch {
     ok = false;
   }

@@ -70,7 +70,8 @@ export function serve(nc: NatsConnection, opts: ServeOptions): Subscription {
     let reply: Uint8Array;
     try {
       const wire = decode<RequestWire>(msg.data);
-      if (typeof wire !== "object" || wire === null || !("args" in wire)) {
+      // `args` is absent when the caller passed undefined (the codec drops undefined fields).
+      if (typeof wire !== "object" || wire === null || Array.isArray(wire) || wire instanceof Uint8Array) {
         throw new InvalidInputError("request payload must be {args, auth?}");
       }
       const meta: RequestMeta = { subject: msg.subject, type };

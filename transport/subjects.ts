@@ -26,9 +26,14 @@ export const EVENT_STREAM = "KILN_EVENTS";
 
 const SAFE = /^[A-Za-z0-9_-]$/;
 
+/** A UTF-16 surrogate not part of a pair: UTF-8 cannot encode it (it would become U+FFFD). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /** Encodes one name as a single subject token, injectively (see the module doc). */
 export function encodeToken(name: string): string {
   if (name.length === 0) throw new RangeError("a subject token cannot be empty");
+  // Lone surrogates would all encode as U+FFFD, so two names would share one token.
+  if (LONE_SURROGATE.test(name)) throw new RangeError("a subject token cannot hold a lone UTF-16 surrogate");
   let out = "";
   for (const ch of name) {
     if (SAFE.test(ch)) {
@@ -57,7 +62,11 @@ export function decodeToken(token: string): string {
       throw new RangeError(`unexpected character in subject token: ${token}`);
     }
   }
-  return Buffer.from(bytes).toString("utf8");
+  const name = Buffer.from(bytes).toString("utf8");
+  // Only the canonical form is accepted (`~41` is not `A`, bytes must be valid UTF-8), so that one
+  // name has exactly one subject.
+  if (encodeToken(name) !== token) throw new RangeError(`non-canonical subject token: ${token}`);
+  return name;
 }
 
 /** A message type tag is `noun.verb`, both lower-case words that may contain `-`. */
@@ -144,18 +153,20 @@ export function parseSubject(subject: string): ParsedSubject {
     throw new RangeError(`not a kiln subject: ${subject}`);
   };
   if (t[0] !== SUBJECT_PREFIX) return bad();
+  const typeAt = (i: number): string => {
+    const type = `${t[i]}.${t[i + 1]}`;
+    return TYPE_TAG.test(type) ? type : bad();
+  };
   switch (t[1]) {
     case "rpc":
-      if (t[2] === "sched" && t.length === 6)
-        return { kind: "sched", arch: decodeToken(t[3]!), type: `${t[4]}.${t[5]}` };
-      if (t[2] === "worker" && t.length === 6)
-        return { kind: "worker", workerId: decodeToken(t[3]!), type: `${t[4]}.${t[5]}` };
-      if (t.length === 5 && ROLES.has(t[2]!)) return { kind: "rpc", role: t[2] as Role, type: `${t[3]}.${t[4]}` };
+      if (t[2] === "sched" && t.length === 6) return { kind: "sched", arch: decodeToken(t[3]!), type: typeAt(4) };
+      if (t[2] === "worker" && t.length === 6) return { kind: "worker", workerId: decodeToken(t[3]!), type: typeAt(4) };
+      if (t.length === 5 && ROLES.has(t[2]!)) return { kind: "rpc", role: t[2] as Role, type: typeAt(3) };
       return bad();
     case "evt":
-      if (t.length === 5) return { kind: "event", type: `${t[2]}.${t[3]}`, project: decodeToken(t[4]!) };
+      if (t.length === 5) return { kind: "event", type: typeAt(2), project: decodeToken(t[4]!) };
       if (t.length === 6)
-        return { kind: "event", type: `${t[2]}.${t[3]}`, project: decodeToken(t[4]!), package: decodeToken(t[5]!) };
+        return { kind: "event", type: typeAt(2), project: decodeToken(t[4]!), package: decodeToken(t[5]!) };
       return bad();
     case "log":
       if (t.length === 3) return { kind: "log", jobId: decodeToken(t[2]!) };

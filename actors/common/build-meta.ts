@@ -16,7 +16,12 @@ const LINE = /^([^ ]+ {2})((?:.*\/)?([^/]*))$/;
  * (`<srcmd5>  <package>`) is renamed to the dependency and the rest is nested under it; lines that
  * lead back into the package being built are left out. Without a meta, the header md5 stands in.
  */
-export function depMetaLines(dep: string, hdrmd5: string, producerMeta: readonly string[] | undefined, self: string): string[] {
+export function depMetaLines(
+  dep: string,
+  hdrmd5: string,
+  producerMeta: readonly string[] | undefined,
+  self: string
+): string[] {
   if (!producerMeta || producerMeta.length === 0) return [`${hdrmd5}  ${dep}`];
   const out: string[] = [];
   const first = producerMeta[0]!;
@@ -56,13 +61,18 @@ export function genMeta(myself: string | undefined, subpacks: readonly string[],
     pathOf.set(d, m[2]!);
     lastKey.set(d, `${m[1]}${m[3]}`);
     if (subRe && subRe.test(`/${m[2]}/`)) {
-      const first = /  ([^/]+)/.exec(d);
+      const first = / {2}([^/]+)/.exec(d);
       if (first) cycle.add(first[1]!);
     }
   }
   let list = [...deps];
   if (cycle.size) {
-    const cycleRe = new RegExp([...cycle].sort().map((c) => escapeRe(`/${c}/`)).join("|"));
+    const cycleRe = new RegExp(
+      [...cycle]
+        .sort()
+        .map((c) => escapeRe(`/${c}/`))
+        .join("|")
+    );
     list = list.filter((d) => !cycleRe.test(`${d}/`));
   }
   list.sort((a, b) => {

@@ -55,7 +55,10 @@ export async function collectPings(nc: NatsConnection, waitMs = 500): Promise<Pi
   const out: PingInfo[] = [];
   const { RequestStrategy } = await import("nats");
   try {
-    const replies = await nc.requestMany(subjects.ping(), encode({}), { strategy: RequestStrategy.Timer, maxWait: waitMs });
+    const replies = await nc.requestMany(subjects.ping(), encode({}), {
+      strategy: RequestStrategy.Timer,
+      maxWait: waitMs,
+    });
     for await (const m of replies) {
       try {
         out.push(decode<PingInfo>(m.data));
@@ -91,7 +94,10 @@ export interface Lease {
  * Takes the lease of a single-writer role, refusing when another node holds it. The same node
  * may take over its own lease at once (a restart after a crash does not wait for the TTL).
  */
-export async function acquireLease(ctx: Pick<RoleContext, "nc" | "log" | "replicas" | "nodeId">, role: string): Promise<Lease> {
+export async function acquireLease(
+  ctx: Pick<RoleContext, "nc" | "log" | "replicas" | "nodeId">,
+  role: string
+): Promise<Lease> {
   const js = ctx.nc.jetstream();
   const kv: KV = await js.views.kv(LEASE_BUCKET, { ttl: LEASE_TTL_MS, history: 1, replicas: ctx.replicas });
   const key = leaseKey(role);
@@ -101,7 +107,8 @@ export async function acquireLease(ctx: Pick<RoleContext, "nc" | "log" | "replic
     revision = await kv.create(key, value);
   } catch {
     const cur = await kv.get(key);
-    const holder = cur && cur.value.length > 0 ? decode<{ nodeId: string; host: string; pid: number }>(cur.value) : undefined;
+    const holder =
+      cur && cur.value.length > 0 ? decode<{ nodeId: string; host: string; pid: number }>(cur.value) : undefined;
     if (cur && holder && holder.nodeId !== ctx.nodeId) {
       throw new ConflictError(
         `role ${role} is already running on node ${holder.nodeId} (host ${holder.host}, pid ${holder.pid}); a second instance would split its state`

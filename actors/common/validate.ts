@@ -62,7 +62,12 @@ export function arr<T>(o: Raw, field: string, each: (v: unknown, i: number) => T
   return v.map((x, i) => each(x, i));
 }
 
-export function optArr<T>(o: Raw, field: string, each: (v: unknown, i: number) => T, opts: { max?: number } = {}): T[] | undefined {
+export function optArr<T>(
+  o: Raw,
+  field: string,
+  each: (v: unknown, i: number) => T,
+  opts: { max?: number } = {}
+): T[] | undefined {
   return o[field] === undefined || o[field] === null ? undefined : arr(o, field, each, opts);
 }
 

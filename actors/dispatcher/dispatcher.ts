@@ -185,7 +185,16 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     running: [...w.running].flatMap((id) => {
       const r = jobs.get(id);
       return r
-        ? [{ jobId: id, project: r.job.project, repository: r.job.repository, arch: r.job.arch, package: r.job.package, since: r.startTime ?? 0 }]
+        ? [
+            {
+              jobId: id,
+              project: r.job.project,
+              repository: r.job.repository,
+              arch: r.job.arch,
+              package: r.job.package,
+              since: r.startTime ?? 0,
+            },
+          ]
         : [];
     }),
     lastSeen: w.lastSeen,
@@ -228,7 +237,13 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
                 : { type: "assign.refused", jobId, workerId, reason: r.reason ?? "refused", workerGone: false }
             ),
           (err: unknown) =>
-            dispatch(self, { type: "assign.refused", jobId, workerId, reason: String((err as Error).message), workerGone: true })
+            dispatch(self, {
+              type: "assign.refused",
+              jobId,
+              workerId,
+              reason: String((err as Error).message),
+              workerGone: true,
+            })
         );
       }
     }
@@ -274,7 +289,8 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           // Jobs we think run there but the worker does not know any more were lost.
           for (const jobId of [...w.running]) {
             const rec = jobs.get(jobId);
-            if (rec?.code === JobCode.Building && !msg.args.running.includes(jobId)) requeue(rec, "worker lost the job");
+            if (rec?.code === JobCode.Building && !msg.args.running.includes(jobId))
+              requeue(rec, "worker lost the job");
           }
           if (w.running.size < w.reg.jobs) dispatch(self, { type: "queue.kick" });
           return { known: true, abort };
@@ -334,7 +350,11 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       case "job.list":
         return answer(msg.replyTo, () =>
           [...jobs.values()]
-            .filter((r) => (!msg.args.project || r.job.project === msg.args.project) && (!msg.args.arch || r.job.arch === msg.args.arch))
+            .filter(
+              (r) =>
+                (!msg.args.project || r.job.project === msg.args.project) &&
+                (!msg.args.arch || r.job.arch === msg.args.arch)
+            )
             .map(view)
         );
       case "job.abort":

@@ -7,7 +7,12 @@ import { arr, bool, int, md5, obj, optInt, optStr, sha256, str, type Raw } from 
 
 function sourceFile(v: unknown): SourceFile {
   const o = obj(v, "file");
-  return { name: str(o, "name", { max: 255 }), md5: md5(o, "md5"), sha256: sha256(o, "sha256"), size: int(o, "size", { min: 0 }) };
+  return {
+    name: str(o, "name", { max: 255 }),
+    md5: md5(o, "md5"),
+    sha256: sha256(o, "sha256"),
+    size: int(o, "size", { min: 0 }),
+  };
 }
 
 function buildDep(v: unknown): BuildDep {

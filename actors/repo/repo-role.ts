@@ -92,7 +92,12 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
   const lease = await acquireLease(ctx, "repo");
   const dir = path.join(ctx.dataDir, "repo");
   const store = RoleStore.open({ path: path.join(dir, "db"), log });
-  const blobs = new BlobStore({ dir: path.join(dir, "blobs"), store, log, ...(opts.maxBlobBytes ? { maxBlobBytes: opts.maxBlobBytes } : {}) });
+  const blobs = new BlobStore({
+    dir: path.join(dir, "blobs"),
+    store,
+    log,
+    ...(opts.maxBlobBytes ? { maxBlobBytes: opts.maxBlobBytes } : {}),
+  });
   const js = ctx.nc.jetstream();
   await ensureEventStream(await ctx.nc.jetstreamManager(), { replicas: ctx.replicas });
   const outbox = new Outbox<RepoEvent>(store, (e) => publishEvent(js, e), log);
@@ -105,10 +110,18 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
     const a = msg.args;
     const found = await dispatcher.call("job.get", { jobId: a.jobId }, { idempotent: true });
     if (!found) throw new ConflictError(`job ${a.jobId} is unknown (superseded or aborted): result not stored`);
-    if (found.workerId !== a.workerId) throw new ConflictError(`job ${a.jobId} is not assigned to worker ${a.workerId}`);
+    if (found.workerId !== a.workerId)
+      throw new ConflictError(`job ${a.jobId} is not assigned to worker ${a.workerId}`);
     const job = found.job;
-    if (job.project !== a.project || job.repository !== a.repository || job.arch !== a.arch || job.package !== a.package) {
-      throw new ConflictError(`job ${a.jobId} builds ${job.name}, not ${a.project}/${a.repository}/${a.arch}/${a.package}`);
+    if (
+      job.project !== a.project ||
+      job.repository !== a.repository ||
+      job.arch !== a.arch ||
+      job.package !== a.package
+    ) {
+      throw new ConflictError(
+        `job ${a.jobId} builds ${job.name}, not ${a.project}/${a.repository}/${a.arch}/${a.package}`
+      );
     }
     const rk = keys.result(job.project, job.repository, job.arch, job.package);
     const prev = store.get<StoredResult>(rk);
@@ -127,7 +140,14 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       else if (f.name === "_statistics") statsSha256 = f.sha256;
       else if (f.name.endsWith(".rpm")) {
         const hdr = await queryRpm(blobs.pathOf(f.sha256));
-        binaries.push({ ...hdr.info, filename: f.name, sha256: f.sha256, md5: f.md5, size: f.size, isSource: hdr.isSource });
+        binaries.push({
+          ...hdr.info,
+          filename: f.name,
+          sha256: f.sha256,
+          md5: f.md5,
+          size: f.size,
+          isSource: hdr.isSource,
+        });
       } else {
         throw new InvalidInputError(`unexpected file in build result: ${f.name}`);
       }
@@ -225,7 +245,10 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       }
     });
     await outbox.flush();
-    log.info({ jobId: job.jobId, package: job.package, code: a.code, binaries: binaries.length, unchanged }, "result stored");
+    log.info(
+      { jobId: job.jobId, package: job.package, code: a.code, binaries: binaries.length, unchanged },
+      "result stored"
+    );
     return { stored: true };
   };
 
@@ -240,21 +263,31 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
         });
       case "result.list":
         return answer(msg.replyTo, () =>
-          [...store.scan<StoredResult>(keys.resultsOf(msg.args.project, msg.args.repository, msg.args.arch))].map(({ value }) => {
-            const { binaries: _b, ...rest } = value;
-            return rest;
-          })
+          [...store.scan<StoredResult>(keys.resultsOf(msg.args.project, msg.args.repository, msg.args.arch))].map(
+            ({ value }) => {
+              const { binaries: _b, ...rest } = value;
+              return rest;
+            }
+          )
         );
       case "pool.get":
         return answer(msg.replyTo, () =>
-          [...store.scan<PoolBinary>(keys.poolOf(msg.args.project, msg.args.repository, msg.args.arch))].map((e) => e.value)
+          [...store.scan<PoolBinary>(keys.poolOf(msg.args.project, msg.args.repository, msg.args.arch))].map(
+            (e) => e.value
+          )
         );
       case "binaries.list":
         return answer(msg.replyTo, () => {
           const a = msg.args;
           const r = store.get<StoredResult>(keys.result(a.project, a.repository, a.arch, a.package));
           if (!r) throw new NotFoundError(`no build result of ${a.package} in ${a.project}/${a.repository}/${a.arch}`);
-          return r.binaries.map((b) => ({ filename: b.filename, size: b.size, sha256: b.sha256, md5: b.md5, mtime: r.endTime }));
+          return r.binaries.map((b) => ({
+            filename: b.filename,
+            size: b.size,
+            sha256: b.sha256,
+            md5: b.md5,
+            mtime: r.endTime,
+          }));
         });
       case "blob.stat":
       case "blob.read":

@@ -24,7 +24,15 @@ export async function queryRpm(file: string): Promise<{ info: BinaryInfo; isSour
   const lines = r.stdout.split("\n");
   const head = (lines.shift() ?? "").split("|");
   if (head.length < 7) throw new InvalidInputError("not a readable rpm: no header");
-  const [name, epoch, version, release, arch, sourceRpm, sha256hdr] = head as [string, string, string, string, string, string, string];
+  const [name, epoch, version, release, arch, sourceRpm, sha256hdr] = head as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   const isSource = sourceRpm === "(none)";
   const info: BinaryInfo = {
     name,

@@ -340,7 +340,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   const repoArch = new Children<CheckMsg>((name, key) =>
     spawn(
-      schedRef(),
+      root,
       async (_s: undefined, msg: CheckMsg) => {
         const prp = prps.get(key);
         if (!prp) return undefined;
@@ -621,9 +621,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     }
   };
 
-  let rootRef: Ref<unknown> | undefined;
-  const schedRef = (): Ref<unknown> => rootRef!;
-  const root = spawn(
+  const root: Ref<unknown> = spawn(
     ctx.system,
     (_s: undefined, msg: BridgedRequest | { type: "children.sweep" }) => {
       if (msg.type === "children.sweep") return undefined;
@@ -633,7 +631,6 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     },
     `scheduler-${arch.replace(/[^a-zA-Z0-9_-]/g, "_")}`
   );
-  rootRef = root;
 
   // Initial load: every repository of every project that builds for this arch.
   for (const p of await source.call("project.list", {}, { idempotent: true, timeoutMs: 60_000 })) {

@@ -105,7 +105,8 @@ export class Identities {
 
   async add(name: string, pubkey: string, admin: boolean): Promise<UserRecord> {
     validateUserName(name);
-    if (!isUserPublicKey(pubkey)) throw new InvalidInputError(`'${pubkey.slice(0, 80)}' is not an nkey user public key (U…)`);
+    if (!isUserPublicKey(pubkey))
+      throw new InvalidInputError(`'${pubkey.slice(0, 80)}' is not an nkey user public key (U…)`);
     if (this.user(name)) throw new ConflictError(`user '${name}' already exists`);
     const other = this.#store.get<string>(keys.userKey(pubkey));
     if (other) throw new ConflictError(`that key already belongs to user '${other}'`);

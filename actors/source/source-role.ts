@@ -74,12 +74,25 @@ const validators: Validators<SourceApi> = {
     const o = obj(raw);
     return { project: project(o), text: str(o, "text", { max: 4 * 1024 * 1024, allowEmpty: true }), ...comment(o) };
   },
-  "project.delete": (raw) => ({ project: project(obj(raw)), force: bool(obj(raw), "force", false), ...comment(obj(raw)) }),
+  "project.delete": (raw) => ({
+    project: project(obj(raw)),
+    force: bool(obj(raw), "force", false),
+    ...comment(obj(raw)),
+  }),
   "project.build-config": (raw) => ({ project: project(obj(raw)), repository: repository(obj(raw)) }),
-  "project.buildinfo": (raw) => ({ project: project(obj(raw)), repository: repository(obj(raw)), arch: arch(obj(raw)) }),
+  "project.buildinfo": (raw) => ({
+    project: project(obj(raw)),
+    repository: repository(obj(raw)),
+    arch: arch(obj(raw)),
+  }),
   "package.list": (raw) => ({ project: project(obj(raw)) }),
   "package.get-meta": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)) }),
-  "package.put-meta": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)), xml: xml(obj(raw)), ...comment(obj(raw)) }),
+  "package.put-meta": (raw) => ({
+    project: project(obj(raw)),
+    package: pkg(obj(raw)),
+    xml: xml(obj(raw)),
+    ...comment(obj(raw)),
+  }),
   "package.commit": (raw) => {
     const o = obj(raw);
     const files = arr(
@@ -108,7 +121,11 @@ const validators: Validators<SourceApi> = {
   }),
   "user.add": (raw) => {
     const o = obj(raw);
-    return { name: str(o, "name", { max: 200 }), pubkey: str(o, "pubkey", { max: 200 }), admin: bool(o, "admin", false) };
+    return {
+      name: str(o, "name", { max: 200 }),
+      pubkey: str(o, "pubkey", { max: 200 }),
+      admin: bool(o, "admin", false),
+    };
   },
   "user.list": () => ({}),
   "user.remove": (raw) => ({ name: str(obj(raw), "name", { max: 200 }) }),
@@ -168,12 +185,21 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
           state.history(msg.args.project, msg.args.package).map(({ files: _f, ...r }) => r)
         );
       case "package.delete":
-        return answer(msg.replyTo, () => state.deletePackage(msg.args.project, msg.args.package, who()).then(() => null));
+        return answer(msg.replyTo, () =>
+          state.deletePackage(msg.args.project, msg.args.package, who()).then(() => null)
+        );
       case "package.buildinfo":
         return answer(msg.replyTo, () => {
           const a = msg.args;
           const prj = state.requireProject(a.project);
-          return packageBuildInfo(state, configs, prj, state.requirePackage(a.project, a.package), a.repository, a.arch);
+          return packageBuildInfo(
+            state,
+            configs,
+            prj,
+            state.requirePackage(a.project, a.package),
+            a.repository,
+            a.arch
+          );
         });
       default:
         return answer(msg.replyTo, () => {
@@ -206,9 +232,13 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "project.get-config":
         return answer(msg.replyTo, () => state.config(msg.args.project, msg.args.rev));
       case "project.put-config":
-        return answer(msg.replyTo, () => state.putConfig(msg.args.project, msg.args.text, who(), msg.args.comment ?? ""));
+        return answer(msg.replyTo, () =>
+          state.putConfig(msg.args.project, msg.args.text, who(), msg.args.comment ?? "")
+        );
       case "project.delete":
-        return answer(msg.replyTo, () => state.deleteProject(msg.args.project, msg.args.force ?? false, who()).then(() => null));
+        return answer(msg.replyTo, () =>
+          state.deleteProject(msg.args.project, msg.args.force ?? false, who()).then(() => null)
+        );
       case "project.build-config":
         return answer(msg.replyTo, () => state.buildConfig(msg.args.project, msg.args.repository));
       case "project.buildinfo":

@@ -147,7 +147,9 @@ export class SourceState {
     }
     const path = this.expandedPath(project, repository);
     // Base first: the configs of the end of the path come before the project's own.
-    const layers = [...path].reverse().map((e) => ({ ...e, text: this.project(e.project) ? this.config(e.project).text : "" }));
+    const layers = [...path]
+      .reverse()
+      .map((e) => ({ ...e, text: this.project(e.project) ? this.config(e.project).text : "" }));
     const text = layers.map((l) => `%define _repository ${l.repository}\n${l.text}`).join("\n");
     return { project, repository, text, layers, path };
   }
@@ -190,18 +192,26 @@ export class SourceState {
       for (const e of repo.paths) {
         if (e.project === meta.name) {
           if (!meta.repositories.some((r) => r.name === e.repository)) {
-            throw new InvalidInputError(`repository '${repo.name}' has a path to '${e.project}/${e.repository}', which does not exist`);
+            throw new InvalidInputError(
+              `repository '${repo.name}' has a path to '${e.project}/${e.repository}', which does not exist`
+            );
           }
           continue;
         }
         const target = this.project(e.project);
-        if (!target) throw new InvalidInputError(`repository '${repo.name}' has a path to project '${e.project}', which does not exist`);
+        if (!target)
+          throw new InvalidInputError(
+            `repository '${repo.name}' has a path to project '${e.project}', which does not exist`
+          );
         if (!target.meta.repositories.some((r) => r.name === e.repository)) {
-          throw new InvalidInputError(`repository '${repo.name}' has a path to '${e.project}/${e.repository}', which does not exist`);
+          throw new InvalidInputError(
+            `repository '${repo.name}' has a path to '${e.project}/${e.repository}', which does not exist`
+          );
         }
       }
     }
-    const lookup = (p: string): RepositoryMeta[] | undefined => (p === meta.name ? meta.repositories : this.project(p)?.meta.repositories);
+    const lookup = (p: string): RepositoryMeta[] | undefined =>
+      p === meta.name ? meta.repositories : this.project(p)?.meta.repositories;
     for (const repo of meta.repositories) {
       const loop = findPathLoop(lookup, meta.name, repo.name);
       if (loop) throw new InvalidInputError(`repository '${repo.name}': ${loop}`);
@@ -213,7 +223,7 @@ export class SourceState {
     if (Buffer.byteLength(text) > this.limits.maxConfigBytes) {
       throw new InvalidInputError(`project config is larger than ${this.limits.maxConfigBytes} bytes`);
     }
-    if (/\u0000/.test(text)) throw new InvalidInputError("project config contains a NUL character");
+    if (text.includes("\u0000")) throw new InvalidInputError("project config contains a NUL character");
     if (p.configRev > 0 && this.config(project).text === text) return { rev: p.configRev };
     const rev = p.configRev + 1;
     await this.#store.transact(() => {
@@ -236,7 +246,9 @@ export class SourceState {
     this.requireProject(project);
     const users = this.dependentsOf(project);
     if (users.length && !force) {
-      throw new ConflictError(`project '${project}' is used by ${users.map((u) => `'${u}'`).join(", ")}; delete with --force to break them`);
+      throw new ConflictError(
+        `project '${project}' is used by ${users.map((u) => `'${u}'`).join(", ")}; delete with --force to break them`
+      );
     }
     await this.#store.transact(() => {
       for (const k of this.#store.scanKeys(keys.packagesOf(project))) void this.#store.db.remove(k);
@@ -252,7 +264,12 @@ export class SourceState {
 
   // ---- packages --------------------------------------------------------------------------
 
-  async putPackageMeta(project: string, name: string, xml: string, user: string): Promise<{ xml: string; created: boolean }> {
+  async putPackageMeta(
+    project: string,
+    name: string,
+    xml: string,
+    user: string
+  ): Promise<{ xml: string; created: boolean }> {
     this.requireProject(project);
     validatePackageName(name);
     const meta = parsePackageMeta(xml, { project, name });
@@ -278,7 +295,16 @@ export class SourceState {
     const xml = `<package name="${name}" project="${project}"><title/><description/></package>`;
     const meta = parsePackageMeta(xml, { project, name });
     const now = Date.now();
-    return { project, name, meta, xml: renderPackageMeta(meta), rev: 0, srcmd5: computeSrcmd5([]), created: now, updated: now };
+    return {
+      project,
+      name,
+      meta,
+      xml: renderPackageMeta(meta),
+      rev: 0,
+      srcmd5: computeSrcmd5([]),
+      created: now,
+      updated: now,
+    };
   }
 
   /**
@@ -303,7 +329,9 @@ export class SourceState {
       if (names.has(e.name)) throw new InvalidInputError(`file '${e.name}' is listed twice`);
       names.add(e.name);
       if (e.size > this.limits.maxFileBytes) {
-        throw new InvalidInputError(`file '${e.name}' is ${e.size} bytes, more than the limit of ${this.limits.maxFileBytes}`);
+        throw new InvalidInputError(
+          `file '${e.name}' is ${e.size} bytes, more than the limit of ${this.limits.maxFileBytes}`
+        );
       }
     }
     const files: SourceFile[] = [];
@@ -313,7 +341,9 @@ export class SourceState {
       const info = sha ? await this.#blobs.stat(sha) : undefined;
       if (!sha || !info) missing.push(e);
       else if (info.size !== e.size) {
-        throw new InvalidInputError(`file '${e.name}' claims md5 ${e.md5} with ${e.size} bytes, but that content has ${info.size}`);
+        throw new InvalidInputError(
+          `file '${e.name}' claims md5 ${e.md5} with ${e.size} bytes, but that content has ${info.size}`
+        );
       } else files.push({ name: e.name, md5: e.md5, sha256: sha, size: info.size });
     }
     if (missing.length) return { missing };
@@ -344,7 +374,8 @@ export class SourceState {
 
   /** Reads a small stored file (spec, _constraints) as text. */
   async readText(file: SourceFile, maxBytes = 4 * 1024 * 1024): Promise<string> {
-    if (file.size > maxBytes) throw new InvalidInputError(`file '${file.name}' is too large to parse (${file.size} bytes)`);
+    if (file.size > maxBytes)
+      throw new InvalidInputError(`file '${file.name}' is too large to parse (${file.size} bytes)`);
     const data = await this.#blobs.read(file.sha256, 0, file.size);
     return Buffer.from(data).toString("utf8");
   }
@@ -353,7 +384,10 @@ export class SourceState {
     validateRepositoryName(name);
   }
 
-  meta(): { project: (p: string) => ProjectMeta | undefined; package: (p: string, k: string) => PackageMeta | undefined } {
+  meta(): {
+    project: (p: string) => ProjectMeta | undefined;
+    package: (p: string, k: string) => PackageMeta | undefined;
+  } {
     return { project: (p) => this.project(p)?.meta, package: (p, k) => this.package(p, k)?.meta };
   }
 }

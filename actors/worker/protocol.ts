@@ -21,7 +21,6 @@ export type WorkerApi = {
 export type WorkerRequest = RequestMsg<WorkerApi>;
 
 export type WorkerInternal =
-  | { type: "build.ended"; jobId: string; result: BuildResultCode }
-  | { type: "dispatcher.heartbeat" };
+  { type: "build.ended"; jobId: string; result: BuildResultCode } | { type: "dispatcher.heartbeat" };
 
 export type WorkerMsg = WorkerRequest | WorkerInternal;

@@ -66,7 +66,14 @@ interface Running {
 
 /** The host's arch as rpm names it. */
 export function hostArch(): string {
-  const m: Record<string, string> = { x64: "x86_64", arm64: "aarch64", ia32: "i586", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" };
+  const m: Record<string, string> = {
+    x64: "x86_64",
+    arm64: "aarch64",
+    ia32: "i586",
+    ppc64: "ppc64le",
+    s390x: "s390x",
+    riscv64: "riscv64",
+  };
   return m[os.arch()] ?? os.arch();
 }
 
@@ -93,7 +100,11 @@ const validators: Validators<WorkerApi> = {
   },
   "log.read": (raw) => {
     const o = obj(raw);
-    return { jobId: str(o, "jobId"), offset: int(o, "offset", { min: 0 }), length: int(o, "length", { min: 0, max: 4 << 20 }) };
+    return {
+      jobId: str(o, "jobId"),
+      offset: int(o, "offset", { min: 0 }),
+      length: int(o, "length", { min: 0, max: 4 << 20 }),
+    };
   },
   "worker.info": () => ({}),
 };
@@ -170,7 +181,8 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
       emit(`[kiln] building ${job.package} for ${job.project}/${job.repository}/${job.arch} on ${workerId}\n`);
       emit(`[kiln] reason: ${job.reason}; release ${job.release}\n`);
       for (const f of job.files) {
-        if (f.name.includes("/") || f.name === "." || f.name === "..") throw new InvalidInputError(`bad source file name ${f.name}`);
+        if (f.name.includes("/") || f.name === "." || f.name === "..")
+          throw new InvalidInputError(`bad source file name ${f.name}`);
         await fetchInto(source, f.sha256, path.join(srcDir, f.name), f.md5);
       }
       const depPaths: string[] = [];
@@ -188,7 +200,9 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
         }
         metaLines.push(...depMetaLines(d.name, d.hdrmd5, producer, job.package));
       }
-      emit(`[kiln] ${job.files.length} source files, ${depPaths.length} build dependencies (cache hits ${cache.hits}, misses ${cache.misses})\n`);
+      emit(
+        `[kiln] ${job.files.length} source files, ${depPaths.length} build dependencies (cache hits ${cache.hits}, misses ${cache.misses})\n`
+      );
       const meta = genMeta(`${job.verifymd5}  ${job.package}`, job.subpacks, metaLines);
       await writeFile(path.join(jobDir, "_meta"), renderMeta(meta));
       const defines: Record<string, string> = {
@@ -283,7 +297,8 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
           if (running.has(job.jobId)) return { accepted: true };
           if (stopping) return { accepted: false, reason: "worker is stopping" };
           if (running.size >= slots) return { accepted: false, reason: "no free slot" };
-          if (!registration.buildArchs.includes(job.arch)) return { accepted: false, reason: `cannot build ${job.arch}` };
+          if (!registration.buildArchs.includes(job.arch))
+            return { accepted: false, reason: `cannot build ${job.arch}` };
           const r: Running = {
             job,
             abort: new AbortController(),
@@ -335,7 +350,11 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
       case "dispatcher.heartbeat": {
         if (stopping) return;
         try {
-          const res = await dispatcher.call("worker.heartbeat", { workerId, running: [...running.keys()] }, { timeoutMs: 3000 });
+          const res = await dispatcher.call(
+            "worker.heartbeat",
+            { workerId, running: [...running.keys()] },
+            { timeoutMs: 3000 }
+          );
           if (!res.known) {
             heartbeatMs = (await dispatcher.call("worker.register", registration, { timeoutMs: 3000 })).heartbeatMs;
           }

@@ -36,20 +36,31 @@ async function targetsOf(c: Clients, project: string, repo?: string, arch?: stri
     if (repo && r.name !== repo) continue;
     for (const a of r.archs) if (!arch || a === arch) out.push({ repository: r.name, arch: a });
   }
-  if (!out.length) throw new NotFoundError(`project ${project} has no repository${repo ? ` '${repo}'` : ""}${arch ? ` for ${arch}` : ""}`);
+  if (!out.length)
+    throw new NotFoundError(
+      `project ${project} has no repository${repo ? ` '${repo}'` : ""}${arch ? ` for ${arch}` : ""}`
+    );
   return out;
 }
 
-async function collectResults(c: Clients, project: string, repo?: string, arch?: string, pkg?: string): Promise<RepoResult[]> {
+async function collectResults(
+  c: Clients,
+  project: string,
+  repo?: string,
+  arch?: string,
+  pkg?: string
+): Promise<RepoResult[]> {
   const targets = await targetsOf(c, project, repo, arch);
   const out: RepoResult[] = [];
   for (const a of [...new Set(targets.map((t) => t.arch))]) {
     try {
-      const r = await c.sched(a).call(
-        "results.get",
-        { project, ...(repo ? { repository: repo } : {}), ...(pkg ? { package: pkg } : {}) },
-        { idempotent: true }
-      );
+      const r = await c
+        .sched(a)
+        .call(
+          "results.get",
+          { project, ...(repo ? { repository: repo } : {}), ...(pkg ? { package: pkg } : {}) },
+          { idempotent: true }
+        );
       out.push(...r);
     } catch (err) {
       if ((err as KilnError).code !== "ERR_NO_RESPONDERS" && (err as KilnError).code !== "ERR_TIMEOUT") throw err;
@@ -90,31 +101,37 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     .option("-w, --watch", "wait until nothing is left to build, showing progress")
     .option("--exit-status", `exit ${EXIT.somethingFailed} when a package failed, is broken or unresolvable`)
     .option("--timeout <seconds>", "give up waiting after this long", (v) => Number(v))
-    .action(async (project: string, pkg: string | undefined, o: { repo?: string; arch?: string; watch?: boolean; exitStatus?: boolean; timeout?: number }) => {
-      await withClients(cenv, async (c) => {
-        const deadline = o.timeout ? Date.now() + o.timeout * 1000 : Infinity;
-        let rs = await collectResults(c, project, o.repo, o.arch, pkg);
-        let last = "";
-        while (o.watch && unfinished(rs)) {
-          if (Date.now() > deadline) throw new InvalidInputError(`still building after ${o.timeout} s`);
-          const counts = new Map<string, number>();
-          for (const r of rs) for (const p of r.packages) counts.set(p.code, (counts.get(p.code) ?? 0) + 1);
-          const line = [...counts].map(([k, v]) => `${v} ${k}`).join(", ") || "waiting for the scheduler";
-          if (line !== last) {
-            if (process.stderr.isTTY) progress(line);
-            else process.stderr.write(line + "\n");
-            last = line;
+    .action(
+      async (
+        project: string,
+        pkg: string | undefined,
+        o: { repo?: string; arch?: string; watch?: boolean; exitStatus?: boolean; timeout?: number }
+      ) => {
+        await withClients(cenv, async (c) => {
+          const deadline = o.timeout ? Date.now() + o.timeout * 1000 : Infinity;
+          let rs = await collectResults(c, project, o.repo, o.arch, pkg);
+          let last = "";
+          while (o.watch && unfinished(rs)) {
+            if (Date.now() > deadline) throw new InvalidInputError(`still building after ${o.timeout} s`);
+            const counts = new Map<string, number>();
+            for (const r of rs) for (const p of r.packages) counts.set(p.code, (counts.get(p.code) ?? 0) + 1);
+            const line = [...counts].map(([k, v]) => `${v} ${k}`).join(", ") || "waiting for the scheduler";
+            if (line !== last) {
+              if (process.stderr.isTTY) progress(line);
+              else process.stderr.write(line + "\n");
+              last = line;
+            }
+            await delay(500);
+            rs = await collectResults(c, project, o.repo, o.arch, pkg);
           }
-          await delay(500);
-          rs = await collectResults(c, project, o.repo, o.arch, pkg);
-        }
-        progressDone();
-        const flat: PackageResult[] = rs.flatMap((r) => r.packages);
-        if (cenv.json()) printJson(flat);
-        else print(renderResults(rs));
-        if (o.exitStatus && flat.some((p) => failedCodes.has(p.code))) process.exitCode = EXIT.somethingFailed;
-      });
-    });
+          progressDone();
+          const flat: PackageResult[] = rs.flatMap((r) => r.packages);
+          if (cenv.json()) printJson(flat);
+          else print(renderResults(rs));
+          if (o.exitStatus && flat.some((p) => failedCodes.has(p.code))) process.exitCode = EXIT.somethingFailed;
+        });
+      }
+    );
 
   program
     .command("log <project> <repository> <arch> <package>")
@@ -149,7 +166,8 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         if (o.out) {
           mkdirSync(o.out, { recursive: true });
           for (const b of list) {
-            if (b.filename.includes("/") || b.filename.startsWith(".")) throw new InvalidInputError(`refusing file name ${b.filename}`);
+            if (b.filename.includes("/") || b.filename.startsWith("."))
+              throw new InvalidInputError(`refusing file name ${b.filename}`);
             await downloadBlob(c.repo, b.sha256, path.join(o.out, b.filename), {
               onProgress: (d, t) => progress(`${b.filename}: ${formatBytes(d)} / ${formatBytes(t)}`),
             });
@@ -157,7 +175,12 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
           }
         }
         if (cenv.json()) return printJson(list);
-        print(table(["FILE", "SIZE", "SHA256"], list.map((b) => [b.filename, formatBytes(b.size), b.sha256])));
+        print(
+          table(
+            ["FILE", "SIZE", "SHA256"],
+            list.map((b) => [b.filename, formatBytes(b.size), b.sha256])
+          )
+        );
         if (o.out) print(`downloaded ${list.length} files into ${o.out}`);
       });
     });
@@ -242,7 +265,14 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         print(
           table(
             ["JOB", "PACKAGE", "CODE", "WORKER", "REASON", "WAITING"],
-            js.map((j) => [j.jobId.slice(0, 12), `${j.project}/${j.repository}/${j.arch}/${j.package}`, j.code, j.workerId ?? "", j.reason, formatAge(Date.now() - j.readyTime)])
+            js.map((j) => [
+              j.jobId.slice(0, 12),
+              `${j.project}/${j.repository}/${j.arch}/${j.package}`,
+              j.code,
+              j.workerId ?? "",
+              j.reason,
+              formatAge(Date.now() - j.readyTime),
+            ])
           )
         );
       });
@@ -269,7 +299,9 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
       await withClients(cenv, async (c) => {
         const b = await c.sched(arch).call("buildinfo.get", { project, repository, package: pkg });
         if (cenv.json()) return printJson(b);
-        print(`${pkg}: ${b.code}${b.details ? ` (${b.details})` : ""}; srcmd5 ${b.srcmd5 ?? "-"}, versrel ${b.versrel ?? "-"}, recipe ${b.specFile ?? "-"}`);
+        print(
+          `${pkg}: ${b.code}${b.details ? ` (${b.details})` : ""}; srcmd5 ${b.srcmd5 ?? "-"}, versrel ${b.versrel ?? "-"}, recipe ${b.specFile ?? "-"}`
+        );
         if (b.error) return print(`cannot expand: ${b.error}`);
         print(
           table(
@@ -292,7 +324,12 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
       await withClients(cenv, async (c) => {
         const d = await c.sched(arch).call("builddepinfo.get", { project, repository });
         if (cenv.json()) return printJson(d);
-        print(table(["PACKAGE", "DEPENDS ON", "NEEDED BY"], d.packages.map((p) => [p.package, p.pkgdeps.join(" "), p.revdeps.join(" ")])));
+        print(
+          table(
+            ["PACKAGE", "DEPENDS ON", "NEEDED BY"],
+            d.packages.map((p) => [p.package, p.pkgdeps.join(" "), p.revdeps.join(" ")])
+          )
+        );
         for (const cyc of d.cycles) print(`cycle: ${cyc.join(" ")}`);
       });
     });
@@ -357,7 +394,11 @@ async function streamLog(c: Clients, jobId: string, workerId: string, follow: bo
         const skip = Math.max(0, offset - chunk.offset);
         if (chunk.offset > offset) {
           // A gap (a chunk was missed): fetch it from the worker.
-          const r = await worker.call<{ data: Uint8Array } | null>(subject("log.read"), { jobId, offset, length: chunk.offset - offset }, { idempotent: true });
+          const r = await worker.call<{ data: Uint8Array } | null>(
+            subject("log.read"),
+            { jobId, offset, length: chunk.offset - offset },
+            { idempotent: true }
+          );
           if (r?.data.length) {
             process.stdout.write(r.data);
             offset += r.data.length;

@@ -9,11 +9,13 @@ import type { CommandEnv } from "../main.ts";
 import { formatAge, print, printJson, table } from "../output.ts";
 import { defaultArchs, hostRoles, parseRoles, runUp } from "./run.ts";
 
-const int = (what: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidInputError(`${what} must be a whole number, got '${v}'`);
-  return n;
-};
+const int =
+  (what: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidInputError(`${what} must be a whole number, got '${v}'`);
+    return n;
+  };
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(",").filter(Boolean)];
 
 export function registerRunCommands(program: Command, cenv: CommandEnv): void {
@@ -115,7 +117,11 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
               p.host,
               p.pid,
               formatAge(Date.now() - p.startedAt),
-              p.detail ? Object.entries(p.detail).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`).join(" ") : "",
+              p.detail
+                ? Object.entries(p.detail)
+                    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : String(v)}`)
+                    .join(" ")
+                : "",
             ])
           )
         );

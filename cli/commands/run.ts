@@ -22,7 +22,13 @@ import {
   type RunningRole,
   type WorkerOptions,
 } from "../../actors/index.ts";
-import { InvalidInputError, NatsServerProcess, RpcClient, UnavailableError, connectNats } from "../../transport/index.ts";
+import {
+  InvalidInputError,
+  NatsServerProcess,
+  RpcClient,
+  UnavailableError,
+  connectNats,
+} from "../../transport/index.ts";
 import { adminIdentityPath } from "../config.ts";
 import { bootstrapAdmin } from "./identity.ts";
 
@@ -56,7 +62,15 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
   const nodeId = nodeIdOf(opts.dataDir);
   const nc = await connectNats({ servers: opts.natsUrl, name: `kiln-${nodeId}`, log });
   const system = startActorSystem();
-  const ctx: RoleContext = { nc, rpc: new RpcClient(nc), system, log, dataDir: opts.dataDir, nodeId, replicas: opts.replicas ?? 1 };
+  const ctx: RoleContext = {
+    nc,
+    rpc: new RpcClient(nc),
+    system,
+    log,
+    dataDir: opts.dataDir,
+    nodeId,
+    replicas: opts.replicas ?? 1,
+  };
   const roles: RunningRole[] = [];
   let stopping: Promise<void> | undefined;
   const shutdown = (why: string): Promise<void> =>
@@ -136,7 +150,8 @@ async function embeddedNats(dataDir: string, port: number, log: Logger): Promise
 export async function runUp(opts: UpOptions): Promise<void> {
   const { log } = opts;
   mkdirSync(opts.dataDir, { recursive: true });
-  if (opts.workers < 0 || !Number.isInteger(opts.workers)) throw new InvalidInputError("--workers must be a whole number");
+  if (opts.workers < 0 || !Number.isInteger(opts.workers))
+    throw new InvalidInputError("--workers must be a whole number");
   const server = opts.natsUrl ? undefined : await embeddedNats(opts.dataDir, opts.natsPort, log);
   const natsUrl = opts.natsUrl ?? server!.url;
   const nodeId = nodeIdOf(opts.dataDir);
@@ -145,8 +160,10 @@ export async function runUp(opts: UpOptions): Promise<void> {
     (ctx) => startRepoRole(ctx),
     (ctx) => startDispatcherRole(ctx),
     ...opts.archs.map((arch) => (ctx: RoleContext) => startSchedulerRole(ctx, { arch })),
-    ...Array.from({ length: opts.workers }, (_, i) => (ctx: RoleContext) =>
-      startWorker(ctx, { ...opts.worker, workerId: `${nodeId}:${i + 1}`, jobs: opts.jobs })
+    ...Array.from(
+      { length: opts.workers },
+      (_, i) => (ctx: RoleContext) =>
+        startWorker(ctx, { ...opts.worker, workerId: `${nodeId}:${i + 1}`, jobs: opts.jobs })
     ),
   ];
   try {
@@ -182,7 +199,10 @@ export async function runUp(opts: UpOptions): Promise<void> {
 /** `kiln serve --roles source,repo,dispatcher,scheduler:x86_64`. */
 export function parseRoles(spec: string): Starter[] {
   const starters: Starter[] = [];
-  for (const raw of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [name, arg] = raw.split(":") as [string, string | undefined];
     switch (name) {
       case "source":

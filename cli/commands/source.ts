@@ -64,7 +64,11 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
   const meta = program.command("meta").description("show or change project/package meta and project config");
   const metaAction =
     (kind: "prj" | "pkg" | "prjconf") =>
-    async (project: string, pkg: string | undefined, o: { file?: string; edit?: boolean; message?: string }): Promise<void> => {
+    async (
+      project: string,
+      pkg: string | undefined,
+      o: { file?: string; edit?: boolean; message?: string }
+    ): Promise<void> => {
       if (kind === "pkg" && !pkg) throw new InvalidInputError("meta pkg needs PROJECT PACKAGE");
       await withClients(cenv, async (c) => {
         const get = async (): Promise<string> => {
@@ -75,7 +79,8 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
         const put = async (text: string): Promise<string> => {
           const comment = o.message ? { comment: o.message } : {};
           if (kind === "prj") return (await c.source.call("project.put-meta", { project, xml: text, ...comment })).xml;
-          if (kind === "pkg") return (await c.source.call("package.put-meta", { project, package: pkg!, xml: text, ...comment })).xml;
+          if (kind === "pkg")
+            return (await c.source.call("package.put-meta", { project, package: pkg!, xml: text, ...comment })).xml;
           const r = await c.source.call("project.put-config", { project, text, ...comment });
           return `config revision ${r.rev}\n`;
         };
@@ -131,7 +136,11 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
         let uploaded = 0;
         let uploadedBytes = 0;
         for (let attempt = 0; attempt < 3; attempt++) {
-          const r = await c.source.call("package.commit", { project, package: pkg, files: entries, comment: o.message }, { timeoutMs: 60_000 });
+          const r = await c.source.call(
+            "package.commit",
+            { project, package: pkg, files: entries, comment: o.message },
+            { timeoutMs: 60_000 }
+          );
           if ("revision" in r) {
             const rev = r.revision;
             if (cenv.json()) return printJson({ ...rev, uploadedFiles: uploaded, uploadedBytes });
@@ -141,9 +150,15 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
           }
           for (const m of r.missing) {
             const file = paths.get(m.name)!;
-            await uploadFile(c.source, file, { md5: m.md5, size: m.size }, {
-              onProgress: (done, total) => progress(`uploading ${m.name}: ${formatBytes(done)} / ${formatBytes(total)}`),
-            });
+            await uploadFile(
+              c.source,
+              file,
+              { md5: m.md5, size: m.size },
+              {
+                onProgress: (done, total) =>
+                  progress(`uploading ${m.name}: ${formatBytes(done)} / ${formatBytes(total)}`),
+              }
+            );
             progressDone();
             uploaded++;
             uploadedBytes += m.size;
@@ -160,7 +175,11 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     .action(async (project: string, pkg: string, dir: string | undefined, o: { rev?: number }) => {
       const target = dir ?? pkg;
       await withClients(cenv, async (c) => {
-        const rev = await c.source.call("package.get", { project, package: pkg, ...(o.rev !== undefined ? { rev: o.rev } : {}) });
+        const rev = await c.source.call("package.get", {
+          project,
+          package: pkg,
+          ...(o.rev !== undefined ? { rev: o.rev } : {}),
+        });
         mkdirSync(target, { recursive: true });
         for (const f of rev.files) {
           await downloadBlob(c.source, f.sha256, path.join(target, f.name), {
@@ -188,7 +207,12 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
         }
         const rev = await c.source.call("package.get", { project, package: pkg });
         if (cenv.json()) return printJson(rev);
-        print(table(["NAME", "SIZE", "MD5"], rev.files.map((f) => [f.name, f.size, f.md5])));
+        print(
+          table(
+            ["NAME", "SIZE", "MD5"],
+            rev.files.map((f) => [f.name, f.size, f.md5])
+          )
+        );
       });
     });
 
@@ -254,7 +278,12 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
       await withClients(cenv, async (c) => {
         const list = await c.source.call("user.list", {});
         if (cenv.json()) return printJson(list);
-        print(table(["NAME", "ADMIN", "PUBKEY"], list.map((u) => [u.name, u.admin ? "yes" : "", u.pubkey])));
+        print(
+          table(
+            ["NAME", "ADMIN", "PUBKEY"],
+            list.map((u) => [u.name, u.admin ? "yes" : "", u.pubkey])
+          )
+        );
       });
     });
   user

@@ -50,7 +50,11 @@ describe("e2e/walking skeleton", function () {
       assert.match(rev.srcmd5, /^[0-9a-f]{32}$/);
       assert.ok(rev.files.length >= 1);
     }
-    const hist = JSON.parse(await kilnOk(up, ["--json", "history", "demo", "hello"])) as { rev: number; comment: string; user: string }[];
+    const hist = JSON.parse(await kilnOk(up, ["--json", "history", "demo", "hello"])) as {
+      rev: number;
+      comment: string;
+      user: string;
+    }[];
     assert.deepEqual(
       hist.map((h) => [h.rev, h.comment, h.user]),
       [[1, "add hello", "admin"]]
@@ -83,11 +87,19 @@ describe("e2e/walking skeleton", function () {
   });
 
   it("should list and download the built RPMs, which rpm reads as the right package", async () => {
-    const list = JSON.parse(await kilnOk(up, ["--json", "binaries", "demo", "standard", "x86_64", "hello"])) as { filename: string }[];
+    const list = JSON.parse(await kilnOk(up, ["--json", "binaries", "demo", "standard", "x86_64", "hello"])) as {
+      filename: string;
+    }[];
     assert.deepEqual(list.map((b) => b.filename).sort(), ["hello-1.0-1.1.noarch.rpm", "hello-1.0-1.1.src.rpm"]);
     await kilnOk(up, ["binaries", "demo", "standard", "x86_64", "hello", "-o", out]);
     assert.deepEqual(readdirSync(out).sort(), ["hello-1.0-1.1.noarch.rpm", "hello-1.0-1.1.src.rpm"]);
-    const q = await execa("rpm", ["-qp", "--nosignature", "--queryformat", "%{NAME} %{VERSION} %{RELEASE}\n", path.join(out, "hello-1.0-1.1.noarch.rpm")]);
+    const q = await execa("rpm", [
+      "-qp",
+      "--nosignature",
+      "--queryformat",
+      "%{NAME} %{VERSION} %{RELEASE}\n",
+      path.join(out, "hello-1.0-1.1.noarch.rpm"),
+    ]);
     assert.equal(q.stdout.trim(), "hello 1.0 1.1");
   });
 
@@ -99,7 +111,9 @@ describe("e2e/walking skeleton", function () {
       bi.bdeps.map((d) => [d.name, d.version]),
       [["hello", "1.0"]]
     );
-    const reason = JSON.parse(await kilnOk(up, ["--json", "reason", "demo", "standard", "x86_64", "world"])) as { explain: string };
+    const reason = JSON.parse(await kilnOk(up, ["--json", "reason", "demo", "standard", "x86_64", "world"])) as {
+      explain: string;
+    };
     assert.equal(reason.explain, "new build");
   });
 
@@ -118,7 +132,10 @@ describe("e2e/walking skeleton", function () {
   it("should answer status with every role and exit cleanly on SIGTERM", async () => {
     const st = JSON.parse(await kilnOk(up, ["--json", "status"])) as { role: string; uptimeMs: number }[];
     for (const role of ["source", "repo", "dispatcher", "scheduler:x86_64", "worker"]) {
-      assert.ok(st.some((s) => s.role === role), `${role} missing from status`);
+      assert.ok(
+        st.some((s) => s.role === role),
+        `${role} missing from status`
+      );
     }
     assert.ok(st.every((s) => s.uptimeMs >= 0));
     const bad = await kiln(up, ["meta", "prj", "no-such-project"]);

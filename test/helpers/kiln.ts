@@ -37,7 +37,11 @@ export interface KilnEnv {
 }
 
 /** Runs one `kiln` command and returns its exit code and output (never throws on failure). */
-export async function kiln(env: KilnEnv, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<KilnRun> {
+export async function kiln(
+  env: KilnEnv,
+  args: string[],
+  opts: { timeoutMs?: number; input?: string } = {}
+): Promise<KilnRun> {
   const r = await execa("node", [KILN_BIN, ...args], {
     env: { KILN_DATA: env.dataDir, KILN_NATS_URL: env.natsUrl, KILN_LOG_LEVEL: "warn", HOME: env.dataDir },
     extendEnv: true,
@@ -49,7 +53,11 @@ export async function kiln(env: KilnEnv, args: string[], opts: { timeoutMs?: num
 }
 
 /** Like {@link kiln} but fails the test with the command's output when it exits non-zero. */
-export async function kilnOk(env: KilnEnv, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<string> {
+export async function kilnOk(
+  env: KilnEnv,
+  args: string[],
+  opts: { timeoutMs?: number; input?: string } = {}
+): Promise<string> {
   const r = await kiln(env, args, opts);
   if (r.exitCode !== 0) throw new Error(`kiln ${args.join(" ")} exited ${r.exitCode}\n${r.stderr}\n${r.stdout}`);
   return r.stdout;
@@ -64,13 +72,25 @@ export interface KilnUp extends KilnEnv {
 }
 
 /** Starts `kiln up` on free ports with a fresh data directory and waits until every role answers. */
-export async function startKilnUp(opts: { workers?: number; extraArgs?: string[]; dataDir?: string } = {}): Promise<KilnUp> {
+export async function startKilnUp(
+  opts: { workers?: number; extraArgs?: string[]; dataDir?: string } = {}
+): Promise<KilnUp> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), "kiln-e2e-"));
   const port = await freePort();
   const natsUrl = `nats://127.0.0.1:${port}`;
   const proc = execa(
     "node",
-    [KILN_BIN, "--data", dataDir, "up", "--nats-port", String(port), "--workers", String(opts.workers ?? 1), ...(opts.extraArgs ?? [])],
+    [
+      KILN_BIN,
+      "--data",
+      dataDir,
+      "up",
+      "--nats-port",
+      String(port),
+      "--workers",
+      String(opts.workers ?? 1),
+      ...(opts.extraArgs ?? []),
+    ],
     { env: { KILN_LOG_LEVEL: "info", HOME: dataDir }, extendEnv: true, reject: false, buffer: false, stdin: "ignore" }
   );
   let log = "";
@@ -88,7 +108,10 @@ export async function startKilnUp(opts: { workers?: number; extraArgs?: string[]
       const r = await kiln(env, ["--json", "status", "--wait", "300"]);
       if (r.exitCode !== 0) return false;
       const roles = (JSON.parse(r.stdout) as { role: string }[]).map((p) => p.role);
-      return ["source", "repo", "dispatcher", "worker"].every((x) => roles.includes(x)) && roles.some((x) => x.startsWith("scheduler:"));
+      return (
+        ["source", "repo", "dispatcher", "worker"].every((x) => roles.includes(x)) &&
+        roles.some((x) => x.startsWith("scheduler:"))
+      );
     },
     { timeoutMs: 60_000, intervalMs: 250, name: "kiln up ready" }
   );
