@@ -219,6 +219,7 @@ class Run {
   private readonly legacy: boolean;
   private readonly stamp: number;
   private readonly inst: Uint32Array;
+  private readonly sat: Uint32Array;
   private readonly installed: number[] = [];
   private todoDep: number[] = [];
   private todoReq: number[] = [];
@@ -227,12 +228,14 @@ class Run {
   private readonly todoCond = new Map<number, [CondClause, number][]>();
   private readonly aconflicts = new Map<number, string[]>();
   private readonly recommended = new Set<number>();
-  private recTodo: number[] = [];
+  /** Installed packages before this index have had their Recommends collected. */
+  private recDone = 0;
   private readonly errors: string[] = [];
   private readonly xignore: Set<number>;
   private readonly xignorePkg: Map<number, Set<number>>;
   private readonly cfgIgnore: boolean;
   private readonly ignoreActive: boolean;
+  private readonly globalIgnoreActive: boolean;
   private readonly ignoreConflicts: boolean;
   private readonly keepFileRequires: boolean;
 
@@ -248,6 +251,7 @@ class Run {
     this.legacy = compat === ObsBuildCompat.V20210120;
     this.stamp = ix.nextStamp();
     this.inst = ix.instStamp;
+    this.sat = ix.satStamp;
     this.xignore = new Set();
     this.xignorePkg = new Map();
     for (const k of xignoreKeys) {
@@ -255,7 +259,9 @@ class Run {
       if (k.includes(":")) addPkgKey(ix, this.xignorePkg, k);
     }
     this.cfgIgnore = !xignoreKeys.has("-ignoreignore--");
-    this.ignoreActive = this.xignore.size > 0 || (this.cfgIgnore && (cc.ignore.size > 0 || cc.ignorePkg.size > 0));
+    this.globalIgnoreActive = this.xignore.size > 0 || (this.cfgIgnore && cc.ignore.size > 0);
+    this.ignoreActive =
+      this.globalIgnoreActive || this.xignorePkg.size > 0 || (this.cfgIgnore && cc.ignorePkg.size > 0);
     this.ignoreConflicts = cc.flags.has("ignoreconflicts") || xignoreKeys.has("-ignoreconflicts--");
     this.keepFileRequires = !this.legacy && (cc.keepFileRequires || xignoreKeys.has("-keepfilerequires--"));
   }
@@ -295,7 +301,7 @@ class Run {
   }
 
   private sortedNames(slots: readonly number[]): string[] {
-    return slots.map((s) => this.name(s)).sort();
+    return this.ix.sortByName(slots);
   }
 
   private richContext(p: number, withIgnore: boolean): RichContext {
@@ -526,34 +532,61 @@ class Run {
     const inst = this.inst;
     const st = this.stamp;
     let list = this.todoInst;
-    if (list.length > 1) list = unify(list);
-    for (const q of list) {
-      const a = this.aconflicts.get(q);
-      if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
+    if (list.length > 1) {
+      const mark = ix.nextMark();
+      const marks = ix.markStamp;
+      const uniq: number[] = [];
+      for (const q of list) {
+        if (marks[q] === mark) continue;
+        marks[q] = mark;
+        uniq.push(q);
+      }
+      list = uniq;
     }
-    if (this.errors.length > 0) return false;
+    const aconflicts = this.aconflicts;
+    if (aconflicts.size > 0) {
+      for (const q of list) {
+        const a = aconflicts.get(q);
+        if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
+      }
+      if (this.errors.length > 0) return false;
+    }
+    const todoCond = this.todoCond;
     for (const q of list) {
       inst[q] = st;
       this.installed.push(q);
-      const pending = this.todoCond.get(q);
-      if (pending) {
-        this.todoCond.delete(q);
-        for (const [c, cp] of pending) {
-          const naconf = new Map<number, string>();
-          this.condInst(cp, [c], naconf, undefined);
-          this.mergeConflicts(naconf);
+      if (todoCond.size > 0) {
+        const pending = todoCond.get(q);
+        if (pending) {
+          todoCond.delete(q);
+          for (const [c, cp] of pending) {
+            const naconf = new Map<number, string>();
+            this.condInst(cp, [c], naconf, undefined);
+            this.mergeConflicts(naconf);
+          }
         }
       }
-      this.aconflicts.delete(q);
+      if (aconflicts.size > 0) aconflicts.delete(q);
     }
     if (this.errors.length > 0) return false;
 
     const fileMode = this.view.fileMode;
     const ignoreActive = this.ignoreActive;
+    const globalIgnore = this.globalIgnoreActive;
+    const sat = this.sat;
+    const provCache = this.view.prov;
+    const tracing = this.trace !== undefined;
     const todoDep = this.todoDep;
     const todoReq = this.todoReq;
     for (const p of list) {
       const pName = ix.slotName[p]!;
+      let pIgn: Set<number> | undefined;
+      let pXIgn: Set<number> | undefined;
+      if (ignoreActive) {
+        const pn = ix.slotNameId[p]!;
+        pIgn = this.cfgIgnore ? cc.ignorePkg.get(pn) : undefined;
+        pXIgn = this.xignorePkg.get(pn);
+      }
       let naconf: Map<number, string> | undefined;
       const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(pName) : undefined;
       if (cfgCon) {
@@ -579,7 +612,22 @@ class Run {
         }
         if (ignoreActive) {
           const key = ix.depKey[d]!;
-          if (this.isIgnoredFor(p, key) || this.isIgnored(key)) continue;
+          if (pIgn?.has(key) || pXIgn?.has(key) || (globalIgnore && this.isIgnored(key))) continue;
+        }
+        // Already satisfied requirements would be dropped first thing in pass 0; dropping them
+        // here is the same and keeps the todo list short. Satisfied stays satisfied.
+        if (sat[d] === st) continue;
+        const q = (tracing ? undefined : provCache[d]) ?? this.prov(d);
+        let met = false;
+        for (let k = 0; k < q.length; k++) {
+          if (inst[q[k]!] === st) {
+            met = true;
+            break;
+          }
+        }
+        if (met) {
+          sat[d] = st;
+          continue;
         }
         todoDep.push(d);
         todoReq.push(p);
@@ -617,7 +665,6 @@ class Run {
         for (const n of this.sortedNames(hits)) this.errors.push(`${pName} obsoletes ${n}`);
         this.mergeConflicts(naobs);
       }
-      this.recTodo.push(p);
     }
     if (this.errors.length > 0) return false;
     this.todoInst = [];
@@ -630,6 +677,8 @@ class Run {
     const inst = this.inst;
     const st = this.stamp;
     const legacy = this.legacy;
+    const provCache = this.view.prov;
+    const tracing = this.trace !== undefined;
     for (let pass = 0; pass <= 5; pass++) {
       const todoDep = this.todoDep;
       const todoReq = this.todoReq;
@@ -639,12 +688,23 @@ class Run {
       outer: for (let i = 0; i < n; i++) {
         const d = todoDep[i]!;
         const p = todoReq[i]!;
-        const q: ArrayLike<number> = d >= 0 ? this.prov(d) : this.conds[-d - 1]!.q;
+        const q: ArrayLike<number> =
+          d >= 0 ? ((tracing ? undefined : provCache[d]) ?? this.prov(d)) : this.conds[-d - 1]!.q;
         const ql = q.length;
         for (let k = 0; k < ql; k++) if (inst[q[k]!] === st) continue outer;
         if (p >= 0 && this.ignoreActive && ql > 0) {
-          for (let k = 0; k < ql; k++) if (this.isIgnored(ix.slotNameId[q[k]!]!)) continue outer;
-          for (let k = 0; k < ql; k++) if (this.isIgnoredFor(p, ix.slotNameId[q[k]!]!)) continue outer;
+          if (this.globalIgnoreActive) {
+            for (let k = 0; k < ql; k++) if (this.isIgnored(ix.slotNameId[q[k]!]!)) continue outer;
+          }
+          const pn = ix.slotNameId[p]!;
+          const pIgn = this.cfgIgnore ? cc.ignorePkg.get(pn) : undefined;
+          const pXIgn = this.xignorePkg.get(pn);
+          if (pIgn || pXIgn) {
+            for (let k = 0; k < ql; k++) {
+              const qn = ix.slotNameId[q[k]!]!;
+              if (pIgn?.has(qn) || pXIgn?.has(qn)) continue outer;
+            }
+          }
         }
         if (ql === 0) {
           const r = d >= 0 ? ix.depStr[d]! : this.conds[-d - 1]!.dep;
@@ -668,7 +728,7 @@ class Run {
         if (ql === 1) {
           const q0 = q[0]!;
           if (
-            !this.aconflicts.has(q0) &&
+            (this.aconflicts.size === 0 || !this.aconflicts.has(q0)) &&
             (this.ignoreConflicts || (ix.slotCon[q0]!.length === 0 && ix.slotObs[q0]!.length === 0))
           ) {
             this.todoInst.push(q0);
@@ -748,11 +808,10 @@ class Run {
           nextReq.push(p);
           continue;
         }
-        if (this.recTodo.length > 0) {
-          for (const s of this.recTodo) {
-            for (const rd of ix.slotRec[s]!) for (const x of this.prov(rd)) this.recommended.add(x);
-          }
-          this.recTodo = [];
+        // Recommends of packages installed since the last look (obs-build's rec_todo).
+        while (this.recDone < this.installed.length) {
+          const s = this.installed[this.recDone++]!;
+          for (const rd of ix.slotRec[s]!) for (const x of this.prov(rd)) this.recommended.add(x);
         }
         const rq = cand.filter((s) => this.recommended.has(s));
         if (rq.length > 0) cand = rq;

@@ -36,7 +36,18 @@ const CHANGE_LOG_MAX = 1 << 18;
 
 // Collapses blank runs the way obs-build's dependency-line reader rejoins tokens.
 function normalizeDep(s: string): string {
-  return /^\S+( \S+)*$/.test(s) ? s : s.trim().split(/\s+/).join(" ");
+  let clean = s.length > 0;
+  let prevSpace = true;
+  for (let i = 0; i < s.length && clean; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 32) {
+      if (prevSpace) clean = false;
+      prevSpace = true;
+    } else if (c === 9 || c === 10 || c === 13 || c === 11 || c === 12) clean = false;
+    else prevSpace = false;
+  }
+  if (clean && !prevSpace) return s;
+  return s.trim().split(/\s+/).join(" ");
 }
 
 function selfProvide(p: BinaryPackage): string {
@@ -230,6 +241,15 @@ export class ProviderIndex {
   instStamp = new Uint32Array(1024);
   /** @internal */
   stamp = 0;
+  /** @internal scratch for the expander: per-dependency "known satisfied" stamps. */
+  satStamp = new Uint32Array(1024);
+  /** @internal scratch for the expander: per-slot "already queued" marks. */
+  markStamp = new Uint32Array(1024);
+  /** @internal */
+  mark = 0;
+  private slotRank = new Int32Array(0);
+  private rankSlot = new Int32Array(0);
+  private ranksDirty = true;
   /** @internal cache owned by the expander (compiled configs). */
   readonly compiled = new WeakMap<object, unknown>();
 
@@ -400,14 +420,62 @@ export class ProviderIndex {
     return v;
   }
 
+  /**
+   * @internal Sorts visible slots by package name (JavaScript string order, which is
+   * obs-build's byte order for the ASCII names packages have) using precomputed ranks.
+   */
+  sortByName(slots: readonly number[]): string[] {
+    if (this.ranksDirty) this.rebuildRanks();
+    const n = slots.length;
+    const ranks = new Int32Array(n);
+    for (let i = 0; i < n; i++) ranks[i] = this.slotRank[slots[i]!]!;
+    ranks.sort();
+    const out = new Array<string>(n);
+    for (let i = 0; i < n; i++) out[i] = this.slotName[this.rankSlot[ranks[i]!]!]!;
+    return out;
+  }
+
+  private rebuildRanks(): void {
+    const visible = [...this.visibleSlot.values()];
+    visible.sort((a, b) => {
+      const x = this.slotName[a]!;
+      const y = this.slotName[b]!;
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    this.slotRank = new Int32Array(this.slotPkg.length).fill(-1);
+    this.rankSlot = Int32Array.from(visible);
+    visible.forEach((s, i) => (this.slotRank[s] = i));
+    this.ranksDirty = false;
+  }
+
+  /** @internal a fresh "queued" mark. */
+  nextMark(): number {
+    if (this.markStamp.length < this.slotPkg.length) {
+      this.markStamp = new Uint32Array(Math.max(this.slotPkg.length, this.markStamp.length * 2));
+      this.mark = 0;
+    }
+    if (this.mark >= 0xfffffff0) {
+      this.markStamp.fill(0);
+      this.mark = 0;
+    }
+    return ++this.mark;
+  }
+
   /** @internal a fresh install stamp (scratch arrays sized to the slot count). */
   nextStamp(): number {
     if (this.instStamp.length < this.slotPkg.length) {
       this.instStamp = new Uint32Array(Math.max(this.slotPkg.length, this.instStamp.length * 2));
+      this.satStamp.fill(0);
       this.stamp = 0;
+    }
+    if (this.satStamp.length < this.depStr.length) {
+      const grown = new Uint32Array(Math.max(this.depStr.length * 2, 1024));
+      grown.set(this.satStamp);
+      this.satStamp = grown;
     }
     if (this.stamp >= 0xfffffff0) {
       this.instStamp.fill(0);
+      this.satStamp.fill(0);
       this.stamp = 0;
     }
     return ++this.stamp;
@@ -484,6 +552,7 @@ export class ProviderIndex {
     }
     const prev = this.visibleSlot.get(n);
     if (prev === next) return;
+    this.ranksDirty = true;
     const changed = new Set<number>();
     if (prev !== undefined) {
       for (const pn of new Set(this.slotProvName[prev]!)) {
