@@ -53,6 +53,8 @@ export interface GenRepoOptions {
   fileProvides?: boolean;
   /** Emit rich dependencies. @default true */
   rich?: boolean;
+  /** Set `Keep:` (switches subpackage handling from "empty keep" mode). @default false */
+  keep?: boolean;
 }
 
 /** A generated repository path with its config. */
@@ -194,7 +196,7 @@ export function generateRepo(opts: GenRepoOptions): GeneratedRepo {
     vminstall: [],
     required: rng.sample(base, rng.int(2)),
     support: rng.sample(base, rng.int(2)),
-    keep: [],
+    keep: opts.keep ? rng.sample(names, 1 + rng.int(2)) : [],
     runscripts: [],
     prefer,
     ignore,
@@ -234,6 +236,36 @@ export function randomRequest(repo: GeneratedRepo, rng: Rng): string[] {
 function depLine(deps: readonly string[]): string {
   const rich = deps.filter((d) => d.startsWith("("));
   return [...rich, ...deps.filter((d) => !d.startsWith("("))].join(" ");
+}
+
+/** A spec-file build: its name, subpackages, BuildRequires and PreReq. */
+export interface RandomSpec {
+  name: string;
+  subpacks: string[];
+  buildRequires: string[];
+  prereqs: string[];
+}
+
+/** A random spec build whose subpackages are binaries of the repository. */
+export function randomSpec(repo: GeneratedRepo, rng: Rng): RandomSpec {
+  const [name, ...more] = rng.sample(repo.names, 1 + rng.int(3));
+  // Spec files have no negatives, conflicts or Debian-style "a | b" alternatives.
+  const buildRequires = randomRequest(repo, rng).filter((d) => !/^[-!]/.test(d) && !d.includes("|"));
+  // Building against one's own subpackage is what Keep: is about.
+  if (rng.chance(0.5) && more.length > 0) buildRequires.push(more[0]!);
+  const prereqs = rng.chance(0.3) ? [rng.pick(repo.names)] : [];
+  return { name: name!, subpacks: [name!, ...more], buildRequires: [...new Set(buildRequires)], prereqs };
+}
+
+/** The spec as a recipe file obs-build can parse. */
+export function toSpec(s: RandomSpec): string {
+  const lines = [`Name: ${s.name}`, "Version: 1.0", "Release: 1", "Summary: s", "License: MIT"];
+  for (const d of s.buildRequires) lines.push(`BuildRequires: ${d}`);
+  for (const d of s.prereqs) lines.push(`PreReq: ${d}`);
+  lines.push("", "%description", "s");
+  for (const sub of s.subpacks.slice(1))
+    lines.push("", `%package -n ${sub}`, "Summary: s", "", `%description -n ${sub}`, "s");
+  return `${lines.join("\n")}\n`;
 }
 
 function evrOf(p: BinaryPackage): string {

@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { expandBuild, getPreinstalls, ObsBuildCompat } from "../../actors/scheduler/expand.ts";
 import { ProviderIndex } from "../../actors/scheduler/provider-index.ts";
-import { generateRepo, randomRequest, Rng, toDepfile, toPrjconf } from "../helpers/gen-repo.ts";
-import type { GeneratedRepo } from "../helpers/gen-repo.ts";
+import { generateRepo, randomRequest, randomSpec, Rng, toDepfile, toPrjconf, toSpec } from "../helpers/gen-repo.ts";
+import type { GeneratedRepo, RandomSpec } from "../helpers/gen-repo.ts";
 
 const run = promisify(execFile);
 const OBS_BUILD_DIR = "/usr/lib/obs-build";
@@ -29,7 +29,7 @@ interface Outcome {
   lines: string[];
 }
 
-async function obsBuild(dir: string, deps: string[]): Promise<Outcome> {
+async function obsBuild(dir: string, deps: string[], spec?: string): Promise<Outcome> {
   const args = [
     EXPANDDEPS,
     "--dist",
@@ -40,7 +40,9 @@ async function obsBuild(dir: string, deps: string[]): Promise<Outcome> {
     "x86_64",
   ];
   try {
-    const { stdout } = await run("perl", [...args, ...deps], { env: { ...process.env, BUILD_DIR: OBS_BUILD_DIR } });
+    const { stdout } = await run("perl", [...args, ...(spec ? [spec] : []), ...deps], {
+      env: { ...process.env, BUILD_DIR: OBS_BUILD_DIR },
+    });
     const lines = stdout
       .split("\n")
       .filter((l) => l !== "" && !/^(rpmid|preinstall|vminstall|runscripts|dist):/.test(l))
@@ -60,9 +62,16 @@ async function obsBuild(dir: string, deps: string[]): Promise<Outcome> {
 }
 
 // What expanddeps prints: get_build's result, then the preinstalls, which must all exist.
-function kiln(repo: GeneratedRepo, index: ProviderIndex, deps: string[]): Outcome {
+function kiln(repo: GeneratedRepo, index: ProviderIndex, deps: string[], spec?: RandomSpec): Outcome {
   const opts = { compat: ObsBuildCompat.V20210120 };
-  const r = expandBuild(repo.config, [], deps, index, opts);
+  let input = deps;
+  if (spec) {
+    // expanddeps puts PreReq: after a --directdepsend-- marker, minus what is already listed.
+    const listed = new Set([...spec.buildRequires, ...spec.subpacks]);
+    const prereqs = spec.prereqs.filter((p) => !listed.has(p));
+    input = [...spec.buildRequires, ...(prereqs.length > 0 ? ["--directdepsend--", ...prereqs] : [])];
+  }
+  const r = expandBuild(repo.config, spec?.subpacks ?? [], input, index, opts);
   if (!r.ok) return { ok: false, lines: r.errors };
   const pre = getPreinstalls(repo.config, index, opts);
   assert.ok(pre.ok);
@@ -95,22 +104,31 @@ describe("integration/expand-oracle", function () {
   });
 
   it("should expand random repositories exactly like obs-build's expanddeps", async function () {
-    const jobs: { repo: GeneratedRepo; index: ProviderIndex; dir: string; deps: string[] }[] = [];
+    const jobs: { repo: GeneratedRepo; index: ProviderIndex; dir: string; deps: string[]; spec?: RandomSpec }[] = [];
     for (let seed = 1; seed <= REPOS; seed++) {
-      const repo = generateRepo({ seed, names: 200 + (seed % 5) * 50, layers: 1 + (seed % 3) });
+      const repo = generateRepo({ seed, names: 200 + (seed % 5) * 50, layers: 1 + (seed % 3), keep: seed % 4 === 0 });
       const dir = join(root, `r${seed}`);
       mkdirSync(dir);
       writeFileSync(join(dir, "repo.deps"), toDepfile(repo.layers));
       writeFileSync(join(dir, "prj.conf"), toPrjconf(repo.config));
       const index = new ProviderIndex(repo.layers);
       const rng = new Rng(seed * 7919);
-      for (let i = 0; i < REQUESTS_PER_REPO; i++) jobs.push({ repo, index, dir, deps: randomRequest(repo, rng) });
+      for (let i = 0; i < REQUESTS_PER_REPO; i++) {
+        // Every third build comes from a spec file, with subpackages and PreReq:.
+        if (i % 3 === 2) jobs.push({ repo, index, dir, deps: [], spec: randomSpec(repo, rng) });
+        else jobs.push({ repo, index, dir, deps: randomRequest(repo, rng) });
+      }
     }
     const mismatches: string[] = [];
     let resolved = 0;
     await pool(jobs, CONCURRENCY, async (job) => {
-      const want = await obsBuild(job.dir, job.deps);
-      const got = kiln(job.repo, job.index, job.deps);
+      let specFile: string | undefined;
+      if (job.spec) {
+        specFile = join(job.dir, `${job.spec.name}-${Math.random().toString(36).slice(2)}.spec`);
+        writeFileSync(specFile, toSpec(job.spec));
+      }
+      const want = await obsBuild(job.dir, job.deps, specFile);
+      const got = kiln(job.repo, job.index, job.deps, job.spec);
       if (want.ok) resolved++;
       if (JSON.stringify(want) !== JSON.stringify(got)) {
         mismatches.push(
