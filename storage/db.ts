@@ -67,10 +67,13 @@ export class RoleStore {
 
   /**
    * Runs `fn` in one write transaction: all its puts/removes commit together or not at all.
-   * `fn` must be synchronous (LMDB transactions cannot span awaits).
+   * `fn` must be synchronous (LMDB transactions cannot span awaits). When `fn` throws, its writes
+   * are rolled back and the promise rejects with the error.
    */
   async transact<T>(fn: () => T): Promise<T> {
-    return this.db.transaction(fn);
+    // A child transaction of lmdb-js's batched write transaction: `transaction()` would still
+    // commit the writes made before a throw, along with the rest of the batch.
+    return this.db.childTransaction(fn);
   }
 
   /** A key's value, from the store or by `fallback`. */

@@ -17,9 +17,11 @@ import {
   type ConsumerMessages,
   type JetStreamClient,
   type JetStreamManager,
+  type JsMsg,
   type NatsConnection,
 } from "nats";
 import type { Logger } from "pino";
+import { delay } from "./backoff.ts";
 import { decode, encode } from "./codec.ts";
 import { EVENT_STREAM, subjects } from "./subjects.ts";
 
@@ -132,12 +134,32 @@ export async function consumeEvents<E extends EventBase>(
   const log = opts.log.child({ durable: opts.durable });
   let stopping = false;
   let messages: ConsumerMessages | undefined;
+  const unhandled: JsMsg[] = [];
+
+  /**
+   * Naks what this instance received but did not handle, so that the next instance gets it at
+   * once and before newer events; merely left unacknowledged, it would come back only after
+   * ack_wait (60 s), behind them. The naks wait until the server dropped this instance's pull
+   * request (its inbox is unsubscribed): a nak before that may be redelivered into that request.
+   */
+  const giveBack = async (): Promise<void> => {
+    if (unhandled.length === 0) return;
+    const deadline = Date.now() + 2000;
+    while (Date.now() < deadline) {
+      const info = await jsm.consumers.info(EVENT_STREAM, opts.durable).catch(() => undefined);
+      if (!info || info.num_waiting === 0) break;
+      await delay(20);
+    }
+    for (const m of unhandled.splice(0)) m.nak();
+    await nc.flush().catch(() => undefined);
+  };
 
   const loop = async (): Promise<void> => {
     messages = await consumer.consume({ max_messages: opts.batch ?? 64 });
     for await (const m of messages) {
       if (stopping) {
-        // Left unacknowledged on purpose: redelivered to the next consumer instance.
+        // Delivered to this instance but not handled: given back by stop().
+        unhandled.push(m);
         continue;
       }
       let event: E;
@@ -170,6 +192,7 @@ export async function consumeEvents<E extends EventBase>(
       stopping = true;
       if (messages) await messages.close().catch(() => undefined);
       await done;
+      await giveBack();
     },
     done,
   };
