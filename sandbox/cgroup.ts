@@ -8,9 +8,13 @@
  * back to rlimits.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rmdir, writeFile, access } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+
+/** Run cgroups are named `kiln-sandbox-<worker pid>-<random>`, so stale ones can be told apart. */
+export const CGROUP_PREFIX = "kiln-sandbox-";
+const STALE_NAME = /^kiln-sandbox-(\d+)-[0-9a-f]+$/;
 
 /** Where one hierarchy is mounted and which cgroup it shows at the mount point. */
 export interface CgroupMount {
@@ -75,8 +79,9 @@ export function parseProcCgroup(text: string): ProcCgroups {
 /** The directory of a cgroup path under a mount, allowing for mounts of a sub-tree (containers). */
 export function cgroupDir(mount: CgroupMount, cgroupPath: string): string {
   let rel = cgroupPath;
-  if (mount.root !== "/" && (rel === mount.root || rel.startsWith(mount.root + "/"))) rel = rel.slice(mount.root.length);
-  return path.join(mount.mountPoint, rel);
+  if (mount.root !== "/" && (rel === mount.root || rel.startsWith(mount.root + "/")))
+    rel = rel.slice(mount.root.length);
+  return path.join(mount.mountPoint, rel).replace(/(.)\/+$/, "$1");
 }
 
 /** Counters read while a run is going; missing fields mean the controller is not available. */
@@ -245,13 +250,63 @@ export async function detectCgroups(): Promise<{ mounts: CgroupMounts; own: Proc
   return { mounts: parseCgroupMounts(mountinfo), own: parseProcCgroup(own) };
 }
 
+/** The directories under which {@link createRunCgroups} may create run cgroups. */
+async function parentDirs(): Promise<string[]> {
+  const { mounts, own } = await detectCgroups();
+  const dirs: string[] = [];
+  if (mounts.v2 && own.v2 !== undefined) {
+    const ownDir = cgroupDir(mounts.v2, own.v2);
+    dirs.push(ownDir);
+    if (path.resolve(ownDir) !== path.resolve(mounts.v2.mountPoint)) dirs.push(path.dirname(ownDir));
+  }
+  for (const ctrl of ["memory", "pids"]) {
+    const mount = mounts.v1.get(ctrl);
+    const ownPath = own.v1.get(ctrl);
+    if (mount && ownPath !== undefined) dirs.push(cgroupDir(mount, ownPath));
+  }
+  return [...new Set(dirs)];
+}
+
+/** Whether a worker pid still runs; a zombie (a dead worker nobody reaped) does not. */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (stat === undefined) return false;
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state !== "Z" && state !== "X";
+}
+
+/**
+ * Removes run cgroups left behind by a worker that died (its pid is gone), killing anything still
+ * in them. Returns the directories removed. Meant for worker start-up.
+ */
+export async function removeStaleCgroups(log: Logger): Promise<string[]> {
+  const removed: string[] = [];
+  for (const parent of await parentDirs()) {
+    const entries = await readdir(parent).catch(() => [] as string[]);
+    for (const name of entries) {
+      const m = STALE_NAME.exec(name);
+      if (!m || (await alive(Number(m[1])))) continue;
+      const dir = path.join(parent, name);
+      const cg = new RunCgroups({
+        dirs: [dir],
+        ...((await exists(path.join(dir, "cgroup.kill"))) ? { killDir: dir } : {}),
+      });
+      await cg.killAll();
+      await cg.remove(log, 2000);
+      if (!(await exists(dir))) removed.push(dir);
+    }
+  }
+  if (removed.length > 0) log.info({ removed }, "stale sandbox cgroups removed");
+  return removed;
+}
+
 /**
  * Creates the cgroups of one run and sets their limits. Never throws: controllers that cannot be
  * set up here are simply absent from the result (and logged), so the caller can fall back.
  */
 export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promise<RunCgroups> {
   const { mounts, own } = await detectCgroups();
-  const name = `kiln-sandbox-${randomBytes(6).toString("hex")}`;
+  const name = `${CGROUP_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
   const dirs: string[] = [];
   let memory: Controller | undefined;
   let pids: Controller | undefined;

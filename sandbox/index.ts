@@ -28,7 +28,14 @@
  * process limits use cgroups (v2 or v1) and the sandbox runs as a fresh unprivileged host uid;
  * otherwise rlimits are the fallback.
  */
-export { DEFAULT_LIMITS, parseByteSize, parseDuration, resolveLimits, validateLimits, formatSeconds } from "./limits.ts";
+export {
+  DEFAULT_LIMITS,
+  parseByteSize,
+  parseDuration,
+  resolveLimits,
+  validateLimits,
+  formatSeconds,
+} from "./limits.ts";
 export type { SandboxLimits, SandboxLimitsInput } from "./limits.ts";
 export { runRpmBuild, cleanBuildRoot, rpmbuildCommand } from "./rpmbuild.ts";
 export type { RpmBuildJob, BuildOutcome, BuildStats } from "./rpmbuild.ts";
@@ -37,6 +44,7 @@ export type { SandboxRunOptions, SandboxRoot, SandboxResult, SandboxStats } from
 export { sandboxSelfTest, REQUIRED_TOOLS } from "./self-test.ts";
 export type { SelfTestOptions } from "./self-test.ts";
 export { describeResult } from "./outcome.ts";
+export { removeStaleCgroups as removeStaleSandboxCgroups } from "./cgroup.ts";
 export type { FailureDescription } from "./outcome.ts";
 export { SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
 export type { SandboxBind, CollectPlan } from "./plan.ts";

@@ -175,7 +175,9 @@ function skeleton(usr: string): string[] {
 }
 
 function maskArgs(masks: readonly Mask[]): string[] {
-  return masks.flatMap((m) => (m.isDir ? ["--ro-bind", `${STAGE_DIR}/empty`, m.target] : ["--ro-bind", "/dev/null", m.target]));
+  return masks.flatMap((m) =>
+    m.isDir ? ["--ro-bind", `${STAGE_DIR}/empty`, m.target] : ["--ro-bind", "/dev/null", m.target]
+  );
 }
 
 /**
@@ -246,7 +248,7 @@ export const UNPACK_SCRIPT = [
   "shopt -s nullglob",
   "for f in /rpms/*.rpm; do",
   '  echo "[kiln] unpacking ${f#/rpms/?????-}"',
-  "  rpm2cpio < \"$f\" | bsdtar -x -f - --no-same-owner --no-xattrs --no-acls --no-fflags \\",
+  '  rpm2cpio < "$f" | bsdtar -x -f - --no-same-owner --no-xattrs --no-acls --no-fflags \\',
   "    -s ',^\\(\\./\\)*\\(bin\\|sbin\\|lib\\|lib64\\)$,.kiln-usrmerge/\\2,' \\",
   "    -s ',^\\(\\./\\)*\\(bin\\|sbin\\|lib\\|lib64\\)/,usr/\\2/,S'",
   "done",
@@ -386,7 +388,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
       "set -e",
       // A package that turned usr or etc into a symlink would make the overlay below follow it
       // on the host, as root.
-      "for d in deps/usr deps/etc; do if [ -L $d ]; then echo \"[kiln] dependency packages made /${d#deps/} a symlink\"; rc=100; fi; done",
+      'for d in deps/usr deps/etc; do if [ -L $d ]; then echo "[kiln] dependency packages made /${d#deps/} a symlink"; rc=100; fi; done',
       'echo "unpack $rc" >&3',
       '[ "$rc" = 0 ] || exit 0'
     );

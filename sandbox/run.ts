@@ -199,7 +199,9 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     }
   }
   if (opts.collect && (opts.collect.dir.startsWith("/") || opts.collect.dir.split("/").includes(".."))) {
-    throw new InvalidInputError("collect.dir must be relative to the sandbox home", { data: { dir: opts.collect.dir } });
+    throw new InvalidInputError("collect.dir must be relative to the sandbox home", {
+      data: { dir: opts.collect.dir },
+    });
   }
 
   // Everything the sandbox sees from the host, as (host source → sandbox target), for masking.
@@ -243,7 +245,8 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
 
   // The run's directory: fresh, with kiln's /etc, the unpack target and out/.
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  if ((await readdir(dir)).length > 0) throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
+  if ((await readdir(dir)).length > 0)
+    throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
   await writeMinimalEtc(path.join(dir, "etc"), { hostname, network });
   stageBinds.push({ source: "etc", name: "kiln-etc" });
   for (const d of ["out", ...(rpms.length > 0 ? ["deps"] : [])]) {
@@ -467,9 +470,12 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   if (unpack !== undefined && unpack !== "0") return { type: "sandbox.unpackFailed", code: Number(unpack), stats };
   const exit = lines.get("exit");
   if (exit === undefined || !/^\d+$/.test(exit)) {
-    throw new SandboxSetupError(`sandbox set-up failed: ${lastLine(stderrTail) || `wrapper exited with ${result.exitCode}`}`, {
-      data: { exitCode: result.exitCode, signal: result.signal, stderr: stderrTail },
-    });
+    throw new SandboxSetupError(
+      `sandbox set-up failed: ${lastLine(stderrTail) || `wrapper exited with ${result.exitCode}`}`,
+      {
+        data: { exitCode: result.exitCode, signal: result.signal, stderr: stderrTail },
+      }
+    );
   }
   const code = Number(exit);
   if (code !== 0 && cg.pidsLimitHits > 0) {

@@ -5,7 +5,7 @@
 import { access, constants, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import { createRunCgroups } from "./cgroup.ts";
+import { createRunCgroups, removeStaleCgroups } from "./cgroup.ts";
 import { resolveLimits } from "./limits.ts";
 import { runSandboxed } from "./run.ts";
 
@@ -30,10 +30,12 @@ const TOOL_DIRS = ["/usr/bin", "/usr/sbin", "/bin", "/sbin"];
 async function findTool(name: string): Promise<string | undefined> {
   for (const d of TOOL_DIRS) {
     const p = path.join(d, name);
-    if (await access(p, constants.X_OK).then(
-      () => true,
-      () => false
-    )) {
+    if (
+      await access(p, constants.X_OK).then(
+        () => true,
+        () => false
+      )
+    ) {
       return p;
     }
   }
@@ -47,7 +49,7 @@ export interface SelfTestOptions {
 }
 
 /**
- * Checks the tools, then runs a real sandbox: user namespaces, bwrap, an overlay with a layer on
+ * Removes cgroups a crashed worker left, checks the tools, then runs a real sandbox: user namespaces, bwrap, an overlay with a layer on
  * top of /usr, and rpmbuild starting inside it. Logs (warns) when cgroups are not available and
  * limits fall back to rlimits.
  */
@@ -59,6 +61,7 @@ export async function sandboxSelfTest(
   for (const t of REQUIRED_TOOLS) if (!(await findTool(t))) missing.push(t);
   if (missing.length > 0) return { ok: false, reason: `missing programs: ${missing.join(", ")}` };
 
+  await removeStaleCgroups(log);
   const cg = await createRunCgroups({ memoryBytes: 64 * 1024 * 1024, pids: 64 }, log);
   const cgroupInfo = { memory: cg.memory?.version ?? "rlimit", pids: cg.pids?.version ?? "rlimit" };
   await cg.remove(log);
@@ -72,9 +75,18 @@ export async function sandboxSelfTest(
     let output = "";
     const result = await runSandboxed({
       dir: path.join(scratch, "run"),
-      command: ["/bin/sh", "-c", "cat /usr/share/kiln-selftest/marker && rpmbuild --version >/dev/null && echo rpmbuild-ok"],
+      command: [
+        "/bin/sh",
+        "-c",
+        "cat /usr/share/kiln-selftest/marker && rpmbuild --version >/dev/null && echo rpmbuild-ok",
+      ],
       root: { layers: [layer] },
-      limits: resolveLimits({ wallMs: 60_000, idleLogMs: 60_000, memoryBytes: 256 * 1024 * 1024, diskBytes: 16 * 1024 * 1024 }),
+      limits: resolveLimits({
+        wallMs: 60_000,
+        idleLogMs: 60_000,
+        memoryBytes: 256 * 1024 * 1024,
+        diskBytes: 16 * 1024 * 1024,
+      }),
       onOutput: (c) => {
         if (output.length < 4096) output += c.toString("utf8");
       },

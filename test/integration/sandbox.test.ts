@@ -9,11 +9,13 @@ import pino from "pino";
 import {
   DEFAULT_LIMITS,
   cleanBuildRoot,
+  removeStaleSandboxCgroups,
   runRpmBuild,
   runSandboxed,
   sandboxSelfTest,
 } from "../../sandbox/index.ts";
 import type { BuildOutcome, RpmBuildJob, SandboxLimits } from "../../sandbox/index.ts";
+import { check } from "../helpers/check.ts";
 import { Latch } from "../helpers/latch.ts";
 
 // Every hostile spec here runs through real bwrap and rpmbuild. Each must end with a clear
@@ -78,7 +80,11 @@ async function build(
 }
 
 function failed(b: Built): Extract<BuildOutcome, { type: "build.failed" }> {
-  assert.equal(b.outcome.type, "build.failed", `expected a failed build, got ${b.outcome.type}:\n${b.output.slice(-2000)}`);
+  assert.equal(
+    b.outcome.type,
+    "build.failed",
+    `expected a failed build, got ${b.outcome.type}:\n${b.output.slice(-2000)}`
+  );
   return b.outcome as Extract<BuildOutcome, { type: "build.failed" }>;
 }
 
@@ -103,16 +109,21 @@ async function assertStillBuilds(): Promise<void> {
   await cleanBuildRoot(b.jobDir);
 }
 
-/** Processes anywhere on the host whose command line contains `marker`. */
+/** Processes anywhere on the host whose command line contains `marker`, as "pid: argv". */
 async function processesWith(marker: string): Promise<string[]> {
   const found: string[] = [];
   for (const e of await readdir("/proc")) {
     if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
     const cmd = await readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "");
-    const line = cmd.replace(/\0/g, " ");
+    const line = cmd.replace(/\0$/, "").replace(/\0/g, " ");
     if (line.includes(marker)) found.push(`${e}: ${line}`);
   }
   return found;
+}
+
+/** Processes whose whole command line is `argv`. */
+async function processesRunning(argv: string): Promise<string[]> {
+  return (await processesWith(argv)).filter((p) => p.endsWith(`: ${argv}`));
 }
 
 async function duBytes(dir: string): Promise<number> {
@@ -315,7 +326,7 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
       },
     });
     await ready.wait(30_000, "build started");
-    const marked = await processesWith(`${marker}2`);
+    const marked = await processesRunning(`sleep ${marker}2`);
     assert.equal(marked.length, 1, "the marked process should be running");
     // It runs as an unprivileged host uid, not as root mapped into a namespace.
     const status = await readFile(`/proc/${marked[0]!.split(":")[0]}/status`, "utf8");
@@ -348,7 +359,11 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     abort.abort();
     const r = await running;
     assert.deepEqual(
-      { type: r.type, reason: r.type === "sandbox.killed" && r.reason, signal: r.type === "sandbox.killed" && r.signal },
+      {
+        type: r.type,
+        reason: r.type === "sandbox.killed" && r.reason,
+        signal: r.type === "sandbox.killed" && r.signal,
+      },
       { type: "sandbox.killed", reason: "aborted", signal: "SIGKILL" }
     );
     assert.deepEqual(await processesWith(marker), []);
@@ -361,6 +376,35 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     assert.equal(f.reason, `killed: memory limit (${memoryBytes} bytes)`);
     assert.ok((f.stats.peakMemoryBytes ?? 0) > memoryBytes / 2, `peak ${f.stats.peakMemoryBytes}`);
     await assertStillBuilds();
+  });
+
+  it("should take the whole sandbox down when the worker process dies, and clean its cgroups later", async () => {
+    const marker = String(5_000_000 + (process.pid % 1_000_000));
+    const runner = execa(
+      "node",
+      ["--import", "tsx", path.join(FIXTURES, "orphan-runner.ts"), path.join(root, "orphan"), marker],
+      {
+        reject: false,
+      }
+    );
+    let runnerDone = false;
+    void runner.then(() => (runnerDone = true));
+    await check(
+      async () => {
+        if (runnerDone) throw new Error(`runner exited early: ${(await runner).stderr}`);
+        return (await processesRunning(`sleep ${marker}2`)).length === 1;
+      },
+      { timeoutMs: 30_000, name: "sandboxed sleep started" }
+    );
+    runner.kill("SIGKILL");
+    await runner;
+    await check(async () => (await processesWith(marker)).length === 0, { timeoutMs: 5_000, name: "orphans gone" });
+    const removed = await removeStaleSandboxCgroups(log);
+    assert.ok(removed.length > 0, "the dead worker's cgroups should have been found");
+    assert.ok(
+      removed.some((d) => d.includes(`kiln-sandbox-${runner.pid}-`)),
+      removed.join(" ")
+    );
   });
 
   it("should run a plain command with runSandboxed and collect only regular files", async () => {

@@ -1,0 +1,284 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { rpmbuildCommand } from "../../../sandbox/index.ts";
+import {
+  SANDBOX_USER,
+  STAGE_DIR,
+  baseEnv,
+  buildBwrapArgs,
+  buildUnpackBwrapArgs,
+  computeMasks,
+  renderDefines,
+  renderWrapperScript,
+  shq,
+  substituteRelease,
+} from "../../../sandbox/plan.ts";
+import type { BwrapPlan, WrapperPlan } from "../../../sandbox/plan.ts";
+
+function sh(script: string): string {
+  return execFileSync("/bin/sh", ["-c", script], { encoding: "utf8" });
+}
+
+const PLAN: BwrapPlan = {
+  network: false,
+  command: ["rpmbuild", "-ba", "x.spec"],
+  cwd: SANDBOX_USER.home,
+  env: baseEnv(),
+  roBinds: [{ source: `${STAGE_DIR}/ro0`, target: "/home/abuild/rpmbuild/SOURCES" }],
+  masks: [],
+  hostname: "kiln-build",
+};
+
+/** The value following `flag` at each of its occurrences. */
+function valuesOf(args: string[], flag: string, arity = 1): string[][] {
+  const out: string[][] = [];
+  args.forEach((a, i) => {
+    if (a === flag) out.push(args.slice(i + 1, i + 1 + arity));
+  });
+  return out;
+}
+
+describe("sandbox/plan", () => {
+  describe("shq", () => {
+    it("should quote anything so that sh reads it back unchanged", () => {
+      for (const s of ["plain", "with space", "it's", "'", "$HOME `id` $(id)", "a\nb", "*", "", "-n", "%{nil}"]) {
+        assert.equal(sh(`printf %s ${shq(s)}`), s, JSON.stringify(s));
+      }
+    });
+  });
+
+  describe("renderDefines", () => {
+    it("should render one --define per macro in order, an empty body as %{nil}", () => {
+      assert.deepEqual(renderDefines({ release: "3.1", disturl: "obs://a/b c", debug_package: "%{nil}", empty: "" }), [
+        "--define",
+        "release 3.1",
+        "--define",
+        "disturl obs://a/b c",
+        "--define",
+        "debug_package %{nil}",
+        "--define",
+        "empty %{nil}",
+      ]);
+      assert.deepEqual(renderDefines({}), []);
+    });
+
+    it("should reject macro names that are not names and bodies with line breaks", () => {
+      for (const name of ["", "1abc", "a b", "a-b", "%foo", "a\nb"]) {
+        assert.throws(() => renderDefines({ [name]: "x" }), { code: "ERR_INVALID_INPUT" }, JSON.stringify(name));
+      }
+      for (const body of ["a\nb", "a\rb", "a\0b"]) {
+        assert.throws(() => renderDefines({ ok: body }), { code: "ERR_INVALID_INPUT" });
+      }
+    });
+  });
+
+  describe("substituteRelease", () => {
+    it("should replace the first Release tag only, keeping its spacing", () => {
+      const spec = "Name: x\nRelease:        1%{?dist}\nSummary: y\n%package sub\nRelease: 7\n";
+      assert.equal(
+        substituteRelease(spec, "3.1"),
+        "Name: x\nRelease:        3.1\nSummary: y\n%package sub\nRelease: 7\n"
+      );
+      assert.equal(substituteRelease("release: 0\n", "2"), "release: 2\n");
+      assert.equal(substituteRelease("Name: x\r\nRelease: 1\r\n", "5"), "Name: x\r\nRelease: 5\r\n");
+    });
+
+    it("should leave a spec without Release alone and reject multi-line releases", () => {
+      assert.equal(substituteRelease("Name: x\n# Release: 1\n", "2"), "Name: x\n# Release: 1\n");
+      assert.throws(() => substituteRelease("Release: 1\n", "2\nEpoch: 9"), { code: "ERR_INVALID_INPUT" });
+      assert.throws(() => substituteRelease("Release: 1\n", " "), { code: "ERR_INVALID_INPUT" });
+    });
+  });
+
+  describe("computeMasks", () => {
+    const binds = [
+      { source: "/usr", target: "/usr" },
+      { source: "/srv/cache/job1/src", target: "/home/abuild/rpmbuild/SOURCES" },
+    ];
+
+    it("should mask hidden paths inside bound directories at their place in the sandbox", () => {
+      assert.deepEqual(
+        computeMasks(
+          [
+            { path: "/usr/local/secret", isDir: true },
+            { path: "/srv/cache/job1/src/key.pem", isDir: false },
+          ],
+          binds
+        ),
+        [
+          { target: "/usr/local/secret", isDir: true },
+          { target: "/home/abuild/rpmbuild/SOURCES/key.pem", isDir: false },
+        ]
+      );
+    });
+
+    it("should not mask hidden paths that nothing binds, nor parents of bound directories", () => {
+      assert.deepEqual(
+        computeMasks(
+          [
+            { path: "/srv/cache", isDir: true },
+            { path: "/var/lib/kiln", isDir: true },
+            { path: "/usrx", isDir: true },
+          ],
+          binds
+        ),
+        []
+      );
+    });
+
+    it("should refuse to bind a hidden path itself", () => {
+      assert.throws(() => computeMasks([{ path: "/usr", isDir: true }], binds), { code: "ERR_INVALID_INPUT" });
+    });
+  });
+
+  describe("buildBwrapArgs", () => {
+    it("should unshare everything, network included, and drop all capabilities", () => {
+      const args = buildBwrapArgs(PLAN);
+      assert.ok(args.includes("--unshare-all"));
+      assert.ok(!args.includes("--share-net"));
+      assert.ok(args.includes("--die-with-parent"));
+      assert.ok(args.includes("--new-session"));
+      assert.deepEqual(valuesOf(args, "--cap-drop"), [["ALL"]]);
+      assert.deepEqual(valuesOf(args, "--uid"), [[String(SANDBOX_USER.uid)]]);
+      assert.ok(buildBwrapArgs({ ...PLAN, network: true }).includes("--share-net"));
+    });
+
+    it("should clear the environment and set exactly the given one", () => {
+      const args = buildBwrapArgs({ ...PLAN, env: { ...baseEnv(), FOO: "a b" } });
+      const clear = args.indexOf("--clearenv");
+      const sets = valuesOf(args, "--setenv", 2);
+      assert.ok(clear >= 0 && clear < args.indexOf("--setenv"));
+      assert.deepEqual(Object.fromEntries(sets.map(([k, v]) => [k, v])), { ...baseEnv(), FOO: "a b" });
+      assert.throws(() => buildBwrapArgs({ ...PLAN, env: { "BAD NAME": "x" } }), { code: "ERR_INVALID_INPUT" });
+    });
+
+    it("should bind only stage paths, read-only except the work tree, and make the rest read-only", () => {
+      const args = buildBwrapArgs({ ...PLAN, masks: [{ target: "/usr/secret", isDir: true }] });
+      const ro = valuesOf(args, "--ro-bind", 2);
+      const rw = valuesOf(args, "--bind", 2);
+      for (const [src] of [...ro, ...rw]) assert.ok(src!.startsWith(`${STAGE_DIR}/`), src);
+      assert.deepEqual(
+        ro.find(([, dst]) => dst === "/etc"),
+        [`${STAGE_DIR}/etc`, "/etc"]
+      );
+      assert.deepEqual(
+        rw.map(([src, dst]) => `${src}→${dst}`),
+        [
+          `${STAGE_DIR}/work/shm→/dev/shm`,
+          `${STAGE_DIR}/work/tmp→/tmp`,
+          `${STAGE_DIR}/work/vartmp→/var/tmp`,
+          `${STAGE_DIR}/work/home→${SANDBOX_USER.home}`,
+        ]
+      );
+      assert.deepEqual(
+        ro.find(([, dst]) => dst === "/usr/secret"),
+        [`${STAGE_DIR}/empty`, "/usr/secret"]
+      );
+      assert.deepEqual(valuesOf(args, "--remount-ro"), [["/dev"], ["/"]]);
+    });
+
+    it("should end with the command after --", () => {
+      const args = buildBwrapArgs(PLAN);
+      assert.deepEqual(args.slice(args.lastIndexOf("--")), ["--", "rpmbuild", "-ba", "x.spec"]);
+      assert.deepEqual(valuesOf(args, "--chdir"), [[SANDBOX_USER.home]]);
+      assert.throws(() => buildBwrapArgs({ ...PLAN, command: [] }), { code: "ERR_INVALID_INPUT" });
+    });
+  });
+
+  describe("buildUnpackBwrapArgs", () => {
+    it("should have no network and write only into the unpack target", () => {
+      const args = buildUnpackBwrapArgs([]);
+      assert.ok(args.includes("--unshare-all") && !args.includes("--share-net"));
+      assert.deepEqual(valuesOf(args, "--bind", 2), [[`${STAGE_DIR}/deps`, "/dest"]]);
+      const script = args[args.length - 1]!;
+      assert.match(script, /rpm2cpio < "\$f" \| bsdtar -x/);
+      assert.doesNotMatch(script, /rpm -i|rpm --install/);
+    });
+  });
+
+  describe("renderWrapperScript", () => {
+    const base: WrapperPlan = {
+      privileged: true,
+      hostUid: 1_500_000_123,
+      cgroupProcs: ["/sys/fs/cgroup/memory/kiln-sandbox-1-ab/cgroup.procs"],
+      stageBinds: [
+        { source: "/usr", name: "hostusr" },
+        { source: "/srv/my sources", name: "ro0" },
+        { source: "out", name: "out", writable: true },
+        { source: "/srv/x.rpm", name: "rpms/00000-x.rpm", file: true },
+      ],
+      usrLayers: ["hostusr"],
+      etcLayers: [],
+      unpack: true,
+      workBytes: 64 * 1024 * 1024,
+      workInodes: 16384,
+      rlimits: [],
+      unpackArgs: buildUnpackBwrapArgs([]),
+      bwrapArgs: buildBwrapArgs(PLAN),
+      collect: { dir: "rpmbuild", paths: ["SRPMS", "RPMS"], maxDepth: 2, name: "*.rpm" },
+    };
+
+    it("should be valid sh", () => {
+      for (const plan of [base, { ...base, privileged: false, unpack: false, collect: undefined }]) {
+        execFileSync("/bin/sh", ["-n", "-c", renderWrapperScript(plan as WrapperPlan)]);
+      }
+    });
+
+    it("should join the cgroups before doing anything else", () => {
+      const lines = renderWrapperScript(base).split("\n");
+      const join = lines.findIndex((l) => l.includes("cgroup.procs"));
+      assert.equal(join, 2);
+      assert.ok(lines.slice(0, join).every((l) => !/mount|bwrap/.test(l)));
+    });
+
+    it("should drop to the host uid before bwrap only when privileged", () => {
+      const priv = renderWrapperScript(base);
+      assert.equal(priv.match(/setpriv --reuid 1500000123 --regid 1500000123 --clear-groups/g)?.length, 3);
+      assert.doesNotMatch(renderWrapperScript({ ...base, privileged: false }), /setpriv|chown/);
+      const bwraps = priv.split("\n").filter((l) => /(^| )bwrap /.test(l));
+      assert.equal(bwraps.length, 2);
+      for (const line of bwraps) assert.match(line, /^setpriv .* prlimit --core=0 -- bwrap /);
+      // Neither sandboxed step nor the copy-out gets the status fd.
+      assert.equal(priv.match(/ 3>&-/g)?.length, 3);
+    });
+
+    it("should size the work tmpfs, make binds read-only unless writable, and quote paths", () => {
+      const s = renderWrapperScript(base);
+      assert.match(s, /size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123 kiln-work/);
+      assert.match(s, /mount -n --bind '\/srv\/my sources' stage\/ro0\nmount -n -o remount,bind,ro stage\/ro0/);
+      assert.match(s, /mount -n --bind out stage\/out\n(?!mount -n -o remount)/);
+      assert.match(s, /: > stage\/rpms\/00000-x.rpm/);
+      assert.match(s, /find "\$p" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
+    });
+
+    it("should leave out unpacking and collecting when not asked for", () => {
+      const s = renderWrapperScript({ ...base, unpack: false, collect: undefined } as WrapperPlan);
+      assert.doesNotMatch(s, /unpack|collect|deps\//);
+    });
+
+    it("should refuse to overlay a dependency tree whose usr or etc is a symlink", () => {
+      assert.match(renderWrapperScript(base), /for d in deps\/usr deps\/etc; do if \[ -L \$d \]/);
+    });
+  });
+
+  describe("rpmbuildCommand", () => {
+    it("should build -ba --nodeps with the job's macros first and the fixed layout last", () => {
+      assert.deepEqual(rpmbuildCommand("hello.spec", { release: "2.1", _topdir: "/elsewhere" }), [
+        "rpmbuild",
+        "-ba",
+        "--nodeps",
+        "--define",
+        "release 2.1",
+        "--define",
+        "_topdir /elsewhere",
+        "--define",
+        "_topdir /home/abuild/rpmbuild",
+        "--define",
+        "_sourcedir /home/abuild/rpmbuild/SOURCES",
+        "--define",
+        "_specdir /home/abuild/rpmbuild/SPECS",
+        "/home/abuild/rpmbuild/SPECS/hello.spec",
+      ]);
+    });
+  });
+});
