@@ -22,6 +22,8 @@ import type { RoleClient, RequestHandler } from "./rpc.ts";
 export const CHUNK_BYTES = 256 * 1024;
 /** Outstanding chunk requests per transfer. @default 8 */
 export const DEFAULT_WINDOW = 8;
+/** Largest `blob.read` answered: the reply, with its envelope, must fit NATS's 1 MiB max_payload. */
+const MAX_READ_BYTES = 3 * CHUNK_BYTES;
 
 export interface BlobInfo {
   sha256: string;
@@ -83,7 +85,7 @@ export function blobHandler(reader: BlobReader, writer?: BlobWriter): RequestHan
       case "blob.stat":
         return (await reader.stat(field(args, "sha256", isStr, "a string"))) ?? null;
       case "blob.read": {
-        const length = Math.min(field(args, "length", isInt, "a count"), CHUNK_BYTES * 4);
+        const length = Math.min(field(args, "length", isInt, "a count"), MAX_READ_BYTES);
         return reader.read(field(args, "sha256", isStr, "a string"), field(args, "offset", isInt, "an offset"), length);
       }
     }

@@ -24,11 +24,30 @@ export function subscribeLog(nc: NatsConnection, jobId: string, onChunk: (c: Log
   return nc.subscribe(subjects.log(jobId), {
     callback: (err, msg) => {
       if (err) return;
+      let chunk: LogChunk;
       try {
-        onChunk(decode<LogChunk>(msg.data));
+        chunk = decode<LogChunk>(msg.data);
       } catch {
-        // Not a log chunk: someone else published on the subject; ignore it.
+        return; // Not MessagePack: someone else published on the subject; ignore it.
+      }
+      if (!isLogChunk(chunk)) return; // Likewise: not a log chunk.
+      try {
+        onChunk(chunk);
+      } catch {
+        // The reader's own failure must not take the NATS connection's read loop down.
       }
     },
   });
+}
+
+function isLogChunk(v: unknown): v is LogChunk {
+  const c = v as Partial<LogChunk> | null;
+  return (
+    typeof c === "object" &&
+    c !== null &&
+    Number.isSafeInteger(c.offset) &&
+    (c.offset as number) >= 0 &&
+    c.data instanceof Uint8Array &&
+    (c.eof === undefined || typeof c.eof === "boolean")
+  );
 }

@@ -12,10 +12,12 @@ import type { Logger } from "pino";
 import { decode, encode } from "./codec.ts";
 import { backoff, delay, type Backoff } from "./backoff.ts";
 import {
+  InternalError,
   InvalidInputError,
   KilnError,
   NoRespondersError,
   TimeoutError,
+  TooLargeError,
   UnavailableError,
   errorEnvelope,
   okEnvelope,
@@ -91,6 +93,18 @@ export function serve(nc: NatsConnection, opts: ServeOptions): Subscription {
         msg.respond(reply);
       } catch (err) {
         log.warn({ err, subject: msg.subject }, "reply not sent");
+        // Tell the caller instead of letting it wait for its timeout (a reply over max_payload).
+        const tooLarge = (err as { code?: string }).code === NatsErrorCode.MaxPayloadExceeded;
+        const why = tooLarge
+          ? new TooLargeError(`reply to ${type} exceeds the NATS max_payload`, {
+              data: { limit: nc.info?.max_payload ?? null, size: reply.length },
+            })
+          : new InternalError(`reply to ${type} could not be sent: ${(err as Error).message}`);
+        try {
+          msg.respond(encode(errorEnvelope(why)));
+        } catch {
+          // The connection is gone; the caller times out.
+        }
       }
     }
   };

@@ -34,6 +34,7 @@ type TestApi = {
   "fail.plain": { req: Record<string, never>; res: never };
   "slow.never": { req: Record<string, never>; res: never };
   "stats.get": { req: Record<string, never>; res: Record<string, number> };
+  "big.reply": { req: Record<string, never>; res: Uint8Array };
 };
 
 /** Asserts that `p` rejects with a KilnError of `code` and `retryable`, returning it. */
@@ -143,6 +144,12 @@ function rpcAcrossProcesses(setup: () => Promise<Setup>): void {
     const plain = await rejectsWith(client.call("fail.plain", {}), ErrorCode.Internal, false);
     assert.ok(plain instanceof errors.InternalError);
     assert.equal(plain.message, "boom");
+  });
+
+  it("should answer a reply too large for NATS with ERR_TOO_LARGE instead of silence", async () => {
+    const err = await rejectsWith(noRetry.call("big.reply", {}, { timeoutMs: 5000 }), ErrorCode.TooLarge, false);
+    assert.match(err.message, /max_payload/);
+    assert.equal(typeof err.data?.limit, "number");
   });
 
   it("should retry a retryable error by the backoff policy, and not a final one", async () => {
