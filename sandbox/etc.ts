@@ -2,7 +2,7 @@
  * The sandbox's own /etc: just enough for bash, rpm and rpmbuild, written fresh for each run. The
  * host's /etc is never bound (under a root worker its root-owned files would be the sandbox's).
  */
-import { copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { SANDBOX_USER } from "./plan.ts";
 
@@ -41,15 +41,32 @@ export function minimalEtc(opts: EtcOptions): Record<string, string | { link: st
  * copied because the host's /usr is the base; with network, so is its resolv.conf.
  */
 export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<void> {
-  await mkdir(dir, { mode: 0o755 });
+  // Explicit modes (not subject to the worker's umask): the sandbox's uid reads these as "other".
+  await mkdir(dir);
+  await chmod(dir, 0o755);
   for (const [name, content] of Object.entries(minimalEtc(opts))) {
     const p = path.join(dir, name);
-    if (typeof content === "string") await writeFile(p, content, { mode: 0o644 });
-    else await symlink(content.link, p);
+    if (typeof content === "string") {
+      await writeFile(p, content);
+      await chmod(p, 0o644);
+    } else {
+      await symlink(content.link, p);
+    }
   }
-  await copyFile("/etc/ld.so.cache", path.join(dir, "ld.so.cache")).catch(() => undefined);
+  const copies = [["/etc/ld.so.cache", "ld.so.cache"], ...(opts.network ? [["/etc/resolv.conf", "resolv.conf"]] : [])];
+  for (const [from, to] of copies) {
+    const p = path.join(dir, to!);
+    if (
+      await copyFile(from!, p).then(
+        () => true,
+        () => false
+      )
+    )
+      await chmod(p, 0o644);
+  }
   if (opts.network) {
-    await copyFile("/etc/resolv.conf", path.join(dir, "resolv.conf")).catch(() => undefined);
-    await mkdir(path.join(dir, "ssl", "certs"), { recursive: true, mode: 0o755 });
+    await mkdir(path.join(dir, "ssl", "certs"), { recursive: true });
+    await chmod(path.join(dir, "ssl"), 0o755);
+    await chmod(path.join(dir, "ssl", "certs"), 0o755);
   }
 }

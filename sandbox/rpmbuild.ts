@@ -94,8 +94,10 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   let spec = await readFile(specPath, "utf8");
   if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
   const specDir = path.join(job.jobDir, "spec");
-  await mkdir(specDir, { recursive: true, mode: 0o755 });
-  await writeFile(path.join(specDir, job.specFile), spec, { mode: 0o644 });
+  await mkdir(specDir, { recursive: true });
+  await chmod(specDir, 0o755);
+  await writeFile(path.join(specDir, job.specFile), spec);
+  await chmod(path.join(specDir, job.specFile), 0o644);
 
   const result = await runSandboxed({
     dir: path.join(job.jobDir, "build"),

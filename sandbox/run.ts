@@ -124,6 +124,19 @@ function checkAbsolute(p: string, what: string): string {
   return path.normalize(p);
 }
 
+/**
+ * The sandbox runs as an unprivileged uid, so what it reads must be readable by "other". (Parent
+ * directories need not be: the wrapper binds each input into a traversable stage.)
+ */
+function checkReadable(p: string, mode: number, dir: boolean): void {
+  const need = dir ? 0o005 : 0o004;
+  if ((mode & need) !== need) {
+    throw new InvalidInputError(`${p} is not readable by the sandbox (mode ${(mode & 0o777).toString(8)})`, {
+      data: { path: p, mode: mode & 0o777 },
+    });
+  }
+}
+
 async function isDir(p: string): Promise<boolean> {
   return stat(p).then(
     (s) => s.isDirectory(),
@@ -188,15 +201,16 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   for (const r of rpms) {
     const st = await stat(r).catch(() => undefined);
     if (!st?.isFile()) throw new InvalidInputError(`package ${r} is not a file`, { data: { path: r } });
+    if (privileged) checkReadable(r, st.mode, false);
   }
   const binds = (opts.binds ?? []).map((b) => ({
     source: checkAbsolute(b.source, "bind source"),
     target: checkAbsolute(b.target, "bind target"),
   }));
   for (const b of binds) {
-    if (!(await stat(b.source).catch(() => undefined))) {
-      throw new InvalidInputError(`bind source ${b.source} does not exist`, { data: { path: b.source } });
-    }
+    const st = await stat(b.source).catch(() => undefined);
+    if (!st) throw new InvalidInputError(`bind source ${b.source} does not exist`, { data: { path: b.source } });
+    if (privileged) checkReadable(b.source, st.mode, st.isDirectory());
   }
   if (opts.collect && (opts.collect.dir.startsWith("/") || opts.collect.dir.split("/").includes(".."))) {
     throw new InvalidInputError("collect.dir must be relative to the sandbox home", {

@@ -2,7 +2,7 @@
  * {@link sandboxSelfTest}: does this host have what the sandbox needs? Run at `kiln worker`
  * start-up; a worker that fails it must not take jobs.
  */
-import { access, constants, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { access, chmod, constants, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import { createRunCgroups, removeStaleCgroups } from "./cgroup.ts";
@@ -70,8 +70,12 @@ export async function sandboxSelfTest(
   const scratch = await mkdtemp(path.join(opts.scratchDir ?? "/var/tmp", "kiln-sandbox-selftest-"));
   try {
     const layer = path.join(scratch, "layer");
-    await mkdir(path.join(layer, "usr", "share", "kiln-selftest"), { recursive: true, mode: 0o755 });
-    await writeFile(path.join(layer, "usr", "share", "kiln-selftest", "marker"), "overlay-ok\n", { mode: 0o644 });
+    const share = path.join(layer, "usr", "share", "kiln-selftest");
+    await mkdir(share, { recursive: true });
+    await writeFile(path.join(share, "marker"), "overlay-ok\n");
+    // The sandbox reads the layer as "other", whatever the worker's umask.
+    for (const d of [layer, path.join(layer, "usr"), path.join(layer, "usr", "share"), share]) await chmod(d, 0o755);
+    await chmod(path.join(share, "marker"), 0o644);
     let output = "";
     const result = await runSandboxed({
       dir: path.join(scratch, "run"),

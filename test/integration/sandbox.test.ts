@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import type { AddressInfo, Server } from "node:net";
 import path from "node:path";
@@ -180,6 +180,15 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     const b = await build("needs-marker.spec", { dependencyRpms: provider.rpms });
     succeeded(b);
     assert.match(b.output, /KILN-MARKER-FOUND/);
+    assert.match(b.output, /\[kiln\] unpacking kiln-marker-1\.0-1\.noarch\.rpm/);
+    // The sandbox's uid could not read it; say so up front rather than fail inside.
+    const unreadable = path.join(root, "unreadable.rpm");
+    await copyFile(provider.rpms[0]!, unreadable);
+    await chmod(unreadable, 0o600);
+    await assert.rejects(build("needs-marker.spec", { dependencyRpms: [unreadable] }), {
+      code: "ERR_INVALID_INPUT",
+      message: /not readable by the sandbox/,
+    });
   });
 
   it("should deny the network: a TCP server on the host's loopback sees no connection", async () => {
@@ -207,7 +216,8 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     const dataDir = path.join(secretRoot, "data");
     const cacheDir = path.join(secretRoot, "cache");
     const sourcesDir = path.join(cacheDir, "sources");
-    await mkdir(sourcesDir, { recursive: true });
+    await mkdir(sourcesDir, { recursive: true, mode: 0o755 });
+    await chmod(sourcesDir, 0o755); // as the worker must: the sandbox's uid reads sources as "other"
     await mkdir(dataDir);
     await writeFile(path.join(dataDir, "db.key"), "KILN-SECRET-CONTENT\n");
     await writeFile(path.join(cacheDir, "worker.key"), "KILN-SECRET-CONTENT\n");
@@ -233,6 +243,7 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
   it("should keep writes outside the build root from reaching the host", async () => {
     const name = `kiln-evil-${process.pid}-${Date.now()}`;
     const sourcesDir = await mkdtemp(path.join(root, "escape-src-"));
+    await chmod(sourcesDir, 0o755);
     await copyFile(path.join(FIXTURES, "escape-write.spec"), path.join(sourcesDir, "escape-write.spec"));
     const hostDir = path.join("/tmp", `${name}-dir`);
     const { stdout: hostnameBefore } = await execa("hostname");
