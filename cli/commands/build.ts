@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { PackageCode, UNFINISHED_CODES, type PackageResult, type RepoResult } from "../../actors/index.ts";
+import type { PackageResult, RepoResult } from "../../actors/index.ts";
 import {
   InvalidInputError,
   NotFoundError,
@@ -72,10 +72,19 @@ async function collectResults(
   return out.sort((x, y) => (x.repository + x.arch < y.repository + y.arch ? -1 : 1));
 }
 
+/** Codes while which `results -w` keeps waiting (as osc does); kept in step with actors' UNFINISHED_CODES by a unit test. */
+export const WAIT_CODES: ReadonlySet<string> = new Set([
+  "blocked",
+  "scheduled",
+  "dispatching",
+  "building",
+  "signing",
+  "finished",
+]);
 const unfinished = (rs: RepoResult[]): boolean =>
-  rs.some((r) => r.dirty || r.packages.some((p) => UNFINISHED_CODES.has(p.code as PackageCode)));
+  rs.some((r) => r.dirty || r.packages.some((p) => WAIT_CODES.has(p.code)));
 
-const failedCodes = new Set<string>([PackageCode.Failed, PackageCode.Broken, PackageCode.Unresolvable]);
+const failedCodes = new Set<string>(["failed", "broken", "unresolvable"]);
 
 function renderResults(rs: RepoResult[]): string {
   const rows: string[][] = [];

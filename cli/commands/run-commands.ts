@@ -3,11 +3,13 @@
  */
 import os from "node:os";
 import type { Command } from "commander";
-import { buildableArchs, collectPings, hostArch, startWorker } from "../../actors/index.ts";
 import { InvalidInputError, connectNats } from "../../transport/index.ts";
 import type { CommandEnv } from "../main.ts";
 import { formatAge, print, printJson, table } from "../output.ts";
-import { defaultArchs, hostRoles, parseRoles, runUp } from "./run.ts";
+
+/** The roles are loaded only by the commands that host them: client commands start faster. */
+const actors = (): Promise<typeof import("../../actors/index.ts")> => import("../../actors/index.ts");
+const runner = (): Promise<typeof import("./run.ts")> => import("./run.ts");
 
 const int =
   (what: string) =>
@@ -33,6 +35,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .action(async (o: { natsPort: number; workers: number; jobs: number; arch?: string[] }) => {
       const s = cenv.settings();
       const explicitNats = program.opts<{ nats?: string }>().nats ?? process.env.KILN_NATS_URL;
+      const { runUp, defaultArchs } = await runner();
       await runUp({
         dataDir: s.dataDir,
         ...(explicitNats ? { natsUrl: s.natsUrl } : {}),
@@ -51,6 +54,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .requiredOption("--roles <list>", "comma-separated: source, repo, dispatcher, scheduler:<arch>")
     .action(async (o: { roles: string }) => {
       const s = cenv.settings();
+      const { hostRoles, parseRoles } = await runner();
       await hostRoles(parseRoles(o.roles), { natsUrl: s.natsUrl, dataDir: s.dataDir, log: cenv.log() });
     });
 
@@ -78,6 +82,8 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
       }) => {
         const s = cenv.settings();
         const workerId = o.id ?? `${os.hostname()}:1`;
+        const { hostRoles } = await runner();
+        const { startWorker, buildableArchs, hostArch } = await actors();
         await hostRoles(
           [
             (ctx) =>
@@ -104,6 +110,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .action(async (o: { wait: number }) => {
       const s = cenv.settings();
       const nc = await connectNats({ servers: s.natsUrl, name: "kiln-cli", log: cenv.log(), reconnectForever: false });
+      const { collectPings } = await actors();
       try {
         const pings = (await collectPings(nc, o.wait)).sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
         if (cenv.json()) return printJson(pings.map((p) => ({ ...p, uptimeMs: Date.now() - p.startedAt })));
