@@ -107,6 +107,8 @@ interface Compiled {
   keep: string[];
   runscripts: string[];
   ignoreRebuild: string[];
+  /** Preinstall ∪ Support (unexpanded). */
+  bdeps: Set<string>;
   pre?: { version: number; compat: ObsBuildCompat; error?: string; pre: string[]; vm: string[] };
 }
 
@@ -194,6 +196,7 @@ function compile(ix: ProviderIndex, config: ExpandConfig): Compiled {
     keep: unify(config.keep ?? []),
     runscripts: unify(config.runscripts ?? []),
     ignoreRebuild: [...(config.ignoreRebuild ?? [])],
+    bdeps: new Set([...(config.preinstall ?? []), ...(config.support ?? [])]),
   };
   ix.compiled.set(config, c);
   return c;
@@ -209,8 +212,10 @@ function stripOps(r: string): string {
 /** Dependency ids consulted by one expansion, for result caching. */
 interface Trace {
   deps: number[];
-  seen: Set<number>;
-  names: Set<number>;
+  /** Dependencies interned after the trace arrays were sized. */
+  late: Set<number>;
+  names: number[];
+  mark: number;
 }
 
 class Run {
@@ -223,6 +228,9 @@ class Run {
   private readonly installed: number[] = [];
   private todoDep: number[] = [];
   private todoReq: number[] = [];
+  // The previous pass's todo arrays, reused for the next pass to spare allocations.
+  private spareDep: number[] = [];
+  private spareReq: number[] = [];
   private todoInst: number[] = [];
   private readonly conds: CondClause[] = [];
   private readonly todoCond = new Map<number, [CondClause, number][]>();
@@ -268,9 +276,17 @@ class Run {
 
   private prov(d: number): Int32Array {
     const t = this.trace;
-    if (t && !t.seen.has(d)) {
-      t.seen.add(d);
-      t.deps.push(d);
+    if (t) {
+      const seen = this.ix.traceDepStamp;
+      if (d < seen.length) {
+        if (seen[d] !== t.mark) {
+          seen[d] = t.mark;
+          t.deps.push(d);
+        }
+      } else if (!t.late.has(d)) {
+        t.late.add(d);
+        t.deps.push(d);
+      }
     }
     return this.view.providers(d);
   }
@@ -281,7 +297,7 @@ class Run {
 
   private visible(name: string): number | undefined {
     const n = this.ix.intern(name);
-    this.trace?.names.add(n);
+    this.trace?.names.push(n);
     return this.ix.visibleSlot.get(n);
   }
 
@@ -437,6 +453,26 @@ class Run {
   }
 
   run(input: readonly string[]): ExpandResult {
+    const r = this.expand(input);
+    if (this.trace) this.traceInstalled();
+    return r;
+  }
+
+  // Everything an installed package depends on, conflicts with, obsoletes or recommends.
+  private traceInstalled(): void {
+    const ix = this.ix;
+    for (const s of this.installed) {
+      for (const list of [ix.slotReq[s]!, ix.slotCon[s]!, ix.slotObs[s]!, ix.slotRec[s]!]) {
+        for (let i = 0; i < list.length; i++) {
+          const d = list[i]!;
+          // Rich dependencies were traced leaf by leaf while normalising.
+          if (!(ix.depFlags[d]! & DepFlag.Rich)) this.prov(d);
+        }
+      }
+    }
+  }
+
+  private expand(input: readonly string[]): ExpandResult {
     const ix = this.ix;
     const cc = this.cc;
     let p = [...input];
@@ -496,7 +532,9 @@ class Run {
         this.condInst(-1, clauses, naconf, this.todoCond);
         this.mergeConflicts(naconf);
       } else {
-        this.todoDep.push(ix.internDep(r));
+        const d = ix.internDep(r);
+        if (this.trace) this.prov(d);
+        this.todoDep.push(d);
         this.todoReq.push(-1);
       }
     }
@@ -574,8 +612,9 @@ class Run {
     const ignoreActive = this.ignoreActive;
     const globalIgnore = this.globalIgnoreActive;
     const sat = this.sat;
+    // Lookups here are for dependencies of installed packages, which the trace takes in as a
+    // whole at the end (traceInstalled), so they skip the per-lookup tracing.
     const provCache = this.view.prov;
-    const tracing = this.trace !== undefined;
     const todoDep = this.todoDep;
     const todoReq = this.todoReq;
     for (const p of list) {
@@ -617,7 +656,7 @@ class Run {
         // Already satisfied requirements would be dropped first thing in pass 0; dropping them
         // here is the same and keeps the todo list short. Satisfied stays satisfied.
         if (sat[d] === st) continue;
-        const q = (tracing ? undefined : provCache[d]) ?? this.prov(d);
+        const q = provCache[d] ?? this.view.providers(d);
         let met = false;
         for (let k = 0; k < q.length; k++) {
           if (inst[q[k]!] === st) {
@@ -677,19 +716,21 @@ class Run {
     const inst = this.inst;
     const st = this.stamp;
     const legacy = this.legacy;
+    // Todo items are dependencies of installed packages (traced at the end) or inputs (traced
+    // when queued).
     const provCache = this.view.prov;
-    const tracing = this.trace !== undefined;
     for (let pass = 0; pass <= 5; pass++) {
       const todoDep = this.todoDep;
       const todoReq = this.todoReq;
-      const nextDep: number[] = [];
-      const nextReq: number[] = [];
+      const nextDep = this.spareDep;
+      const nextReq = this.spareReq;
+      nextDep.length = 0;
+      nextReq.length = 0;
       const n = todoDep.length;
       outer: for (let i = 0; i < n; i++) {
         const d = todoDep[i]!;
         const p = todoReq[i]!;
-        const q: ArrayLike<number> =
-          d >= 0 ? ((tracing ? undefined : provCache[d]) ?? this.prov(d)) : this.conds[-d - 1]!.q;
+        const q: ArrayLike<number> = d >= 0 ? (provCache[d] ?? this.view.providers(d)) : this.conds[-d - 1]!.q;
         const ql = q.length;
         for (let k = 0; k < ql; k++) if (inst[q[k]!] === st) continue outer;
         if (p >= 0 && this.ignoreActive && ql > 0) {
@@ -829,6 +870,8 @@ class Run {
           pName !== undefined ? `have choice for ${r} needed by ${pName}: ${names}` : `have choice for ${r}: ${names}`
         );
       }
+      this.spareDep = todoDep;
+      this.spareReq = todoReq;
       this.todoDep = nextDep;
       this.todoReq = nextReq;
       if (this.todoInst.length > 0) break;
@@ -837,28 +880,46 @@ class Run {
 }
 
 /** The dependency ids and names an expansion looked at, as a small Bloom filter. */
-function bloomOf(view: ProviderView, trace: Trace): Uint32Array {
-  const names = trace.names;
-  for (const d of trace.deps) for (const n of view.namesOf(d)) names.add(n);
+function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Array {
+  const seen = ix.traceNameStamp;
+  const mark = trace.mark;
+  const names: number[] = [];
+  for (const n of trace.names) {
+    if (n < seen.length) {
+      if (seen[n] === mark) continue;
+      seen[n] = mark;
+    }
+    names.push(n);
+  }
+  for (const d of trace.deps) {
+    const dn = view.namesOf(d);
+    for (let i = 0; i < dn.length; i++) {
+      const n = dn[i]!;
+      if (n < seen.length) {
+        if (seen[n] === mark) continue;
+        seen[n] = mark;
+      }
+      names.push(n);
+    }
+  }
   let bits = 256;
-  while (bits < names.size * 16) bits <<= 1;
+  while (bits < names.length * 16) bits <<= 1;
   const bloom = new Uint32Array(bits >>> 5);
+  const mask = bits - 1;
   for (const n of names) {
-    const mask = bits - 1;
-    for (const h of bloomHashes(n)) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
+    const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
+    const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
+    for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
   }
   return bloom;
 }
 
-function bloomHashes(n: number): [number, number, number] {
-  const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
-  const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
-  return [h1, (h1 + h2) >>> 0, (h1 + 2 * h2) >>> 0];
-}
-
 function bloomHas(bloom: Uint32Array, n: number): boolean {
   const mask = bloom.length * 32 - 1;
-  for (const h of bloomHashes(n)) if (!(bloom[(h & mask) >>> 5]! & (1 << (h & 31)))) return false;
+  const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
+  const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
+  for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0)
+    if (!(bloom[(h & mask) >>> 5]! & (1 << (h & 31)))) return false;
   return true;
 }
 
@@ -886,8 +947,8 @@ export class ExpansionCache {
   /** @param maxEntries bound on remembered results (oldest go first). @default 100000 */
   constructor(private readonly maxEntries = 100_000) {}
 
-  /** @internal */
-  get(ix: ProviderIndex, config: object, key: string): ExpandResult | undefined {
+  /** @internal a still valid entry, or `undefined`. */
+  lookup(ix: ProviderIndex, config: object, key: string): CacheEntry | undefined {
     const e = this.byIndex.get(ix)?.get(config)?.get(key);
     if (!e) return undefined;
     if (e.version !== ix.version) {
@@ -895,7 +956,7 @@ export class ExpansionCache {
       if (!changed || changed.some((n) => bloomHas(e.bloom, n))) return undefined;
       e.version = ix.version;
     }
-    return e.result;
+    return e;
   }
 
   /** @internal */
@@ -934,29 +995,46 @@ export function expand(
   deps: readonly string[],
   opts: ExpandOptions = {}
 ): ExpandResult {
+  return expandEntry(config, index, deps, opts, true).result;
+}
+
+// Expands (or answers from the cache) and returns what a cache entry for a derived result
+// (getDeps) needs: the expansion's dependency trace and the index version it saw.
+function expandEntry(
+  config: ExpandConfig,
+  index: ProviderIndex,
+  deps: readonly string[],
+  opts: ExpandOptions,
+  store: boolean
+): { result: ExpandResult; entry?: CacheEntry } {
   const cc = compile(index, config);
   const compat = opts.compat ?? ObsBuildCompat.Current;
   const cache = opts.cache;
   let key = "";
-  if (cache) {
+  if (cache && store) {
     key = `${compat}\n${deps.join("\n")}`;
-    const hit = cache.get(index, config, key);
+    const hit = cache.lookup(index, config, key);
     if (hit) {
       cache.hits++;
-      return cloneResult(hit);
+      return { result: cloneResult(hit.result), entry: hit };
     }
     cache.misses++;
   }
   const xignore = new Set<string>();
   for (const x of deps) if (x.startsWith("-")) xignore.add(x.slice(1));
   xignore.delete("-directdepsend--");
-  const trace: Trace | undefined = cache ? { deps: [], seen: new Set(), names: new Set() } : undefined;
+  const trace: Trace | undefined = cache
+    ? { deps: [], late: new Set(), names: [], mark: index.nextTraceMark() }
+    : undefined;
   const version = index.version;
   const result = new Run(cc, index, compat, xignore, trace).run(deps);
-  if (cache && trace) {
-    cache.set(index, config, key, { version, bloom: bloomOf(cc.view, trace), result: cloneResult(result) });
+  if (!cache || !trace) return { result };
+  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace), result };
+  if (store) {
+    entry.result = cloneResult(result);
+    cache.set(index, config, key, entry);
   }
-  return result;
+  return { result, entry };
 }
 
 function cloneResult(r: ExpandResult): ExpandResult {
@@ -967,6 +1045,7 @@ function cloneResult(r: ExpandResult): ExpandResult {
 // get_deps / get_build
 
 function doSubst(cc: Compiled, deps: readonly string[]): string[] {
+  if (cc.substitute.size === 0) return unify(deps);
   const res: string[] = [];
   const done = new Set<string>();
   const queue = [...deps].reverse();
@@ -1051,33 +1130,68 @@ export function getDeps(
 ): ExpandResult {
   const cc = compile(index, config);
   const compat = opts.compat ?? ObsBuildCompat.Current;
+  const cache = opts.cache;
+  // An expanded Preinstall list depends on the index in ways the trace does not cover.
+  const cacheable = cache !== undefined && !cc.flags.has("preinstallexpand");
+  let key = "";
+  if (cacheable) {
+    key = `getdeps\0${compat}\0${subpacks.join("\0")}\0\0${buildRequires.join("\0")}`;
+    const hit = cache.lookup(index, config, key);
+    if (hit) {
+      cache.hits++;
+      return cloneResult(hit.result);
+    }
+    cache.misses++;
+  }
   const err = expandPreinstalls(cc, config, index, compat);
   if (err !== undefined) return { ok: false, errors: [err] };
   const preinstall = preinstallList(cc);
-  const ndeps = buildRequires.filter((x) => x.startsWith("-"));
-  let extra = [...cc.required];
+  const ndeps: string[] = [];
+  for (const x of buildRequires) if (x.startsWith("-")) ndeps.push(x);
+  let extra = cc.required;
   if (cc.keep.length > 0) {
     const keep = new Set([...buildRequires, ...cc.keep, ...preinstall]);
     for (const s of subpacks) if (!keep.has(s)) ndeps.push(`-${s}`);
-  } else {
+  } else if (subpacks.length > 0 && extra.length > 0) {
     // "Empty keep" mode: subpackages only drop out of Required.
     const own = new Set(subpacks);
     extra = extra.filter((x) => !own.has(x));
   }
-  const nd = new Set(ndeps);
-  let deps = buildRequires.filter((x) => !nd.has(x));
-  deps.push(...extra);
-  deps = deps.filter((x) => !nd.has(`-${x}`));
-  deps = doSubst(cc, deps).filter((x) => !nd.has(`-${x}`));
-  const bdeps = new Set([...preinstall, ...cc.support]);
-  for (const d of deps) bdeps.delete(d);
-  if (compat !== ObsBuildCompat.V20210120) {
-    ndeps.push(...cc.ignoreRebuild.map((x) => `-${x}`));
-    if (cc.flags.has("ignorerebuildforsupport")) ndeps.push(...[...preinstall, ...cc.support].map((x) => `-${x}`));
+  let deps: string[];
+  if (ndeps.length === 0) {
+    deps = doSubst(cc, buildRequires.length === 0 ? extra : [...buildRequires, ...extra]);
+  } else {
+    const nd = new Set(ndeps);
+    deps = buildRequires.filter((x) => !nd.has(x));
+    deps.push(...extra);
+    deps = deps.filter((x) => !nd.has(`-${x}`));
+    deps = doSubst(cc, deps).filter((x) => !nd.has(`-${x}`));
   }
-  const r = expand(config, index, [...deps, ...ndeps], opts);
-  if (!r.ok) return r;
-  return { ok: true, packages: r.packages.filter((x) => !bdeps.has(x)) };
+  if (compat !== ObsBuildCompat.V20210120) {
+    for (const x of cc.ignoreRebuild) ndeps.push(`-${x}`);
+    if (cc.flags.has("ignorerebuildforsupport")) for (const x of [...preinstall, ...cc.support]) ndeps.push(`-${x}`);
+  }
+  const input = ndeps.length === 0 ? deps : [...deps, ...ndeps];
+  // getDeps keeps its own cache entry; the inner expansion's would only duplicate it.
+  const { result: r, entry } = expandEntry(config, index, input, opts, !cacheable);
+  let out = r;
+  // Packages that are there only because of Preinstall/Support do not count.
+  const bdeps = preinstall === cc.preinstall ? cc.bdeps : new Set([...preinstall, ...cc.support]);
+  if (r.ok && bdeps.size > 0) {
+    let direct: Set<string> | undefined;
+    const packages: string[] = [];
+    for (const x of r.packages) {
+      if (bdeps.has(x)) {
+        direct ??= new Set(deps);
+        if (!direct.has(x)) continue;
+      }
+      packages.push(x);
+    }
+    out = { ok: true, packages };
+  }
+  if (cacheable && entry)
+    cache.set(index, config, key, { version: entry.version, bloom: entry.bloom, result: cloneResult(out) });
+  return out;
 }
 
 /**

@@ -102,10 +102,16 @@ export class ProviderView {
     const names: number[] = [];
     const list = this.lookup(this.index.depStr[d]!, names);
     const out = list.length === 0 ? EMPTY : Int32Array.from(list);
+    // Keep the per-dependency arrays dense (holey arrays fall back to slow dictionary mode).
+    while (this.prov.length <= d) {
+      this.prov.push(undefined);
+      this.registered.push(false);
+      this.depNames.push(undefined);
+    }
     this.prov[d] = out;
     if (!this.registered[d]) {
       this.registered[d] = true;
-      const unique = new Set(names);
+      const unique = names.length === 1 ? names : Array.from(new Set(names));
       this.depNames[d] = Int32Array.from(unique);
       for (const n of unique) {
         const l = this.nameDeps.get(n);
@@ -243,6 +249,12 @@ export class ProviderIndex {
   stamp = 0;
   /** @internal scratch for the expander: per-dependency "known satisfied" stamps. */
   satStamp = new Uint32Array(1024);
+  /** @internal scratch for result tracing: per-dependency and per-name "seen" marks. */
+  traceDepStamp = new Uint32Array(0);
+  /** @internal */
+  traceNameStamp = new Uint32Array(0);
+  /** @internal */
+  traceMark = 0;
   /** @internal scratch for the expander: per-slot "already queued" marks. */
   markStamp = new Uint32Array(1024);
   /** @internal */
@@ -446,6 +458,21 @@ export class ProviderIndex {
     this.rankSlot = Int32Array.from(visible);
     visible.forEach((s, i) => (this.slotRank[s] = i));
     this.ranksDirty = false;
+  }
+
+  /** @internal a fresh trace mark, with the trace arrays sized to the current tables. */
+  nextTraceMark(): number {
+    if (this.traceDepStamp.length < this.depStr.length || this.traceNameStamp.length < this.strs.length) {
+      this.traceDepStamp = new Uint32Array(this.depStr.length * 2 + 1024);
+      this.traceNameStamp = new Uint32Array(this.strs.length * 2 + 1024);
+      this.traceMark = 0;
+    }
+    if (this.traceMark >= 0xfffffff0) {
+      this.traceDepStamp.fill(0);
+      this.traceNameStamp.fill(0);
+      this.traceMark = 0;
+    }
+    return ++this.traceMark;
   }
 
   /** @internal a fresh "queued" mark. */

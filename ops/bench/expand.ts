@@ -285,14 +285,24 @@ function arg(name: string, dflt: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
 
-function fullCheck(dist: Distribution, index: ProviderIndex, cache?: ExpansionCache): { ms: number; ok: number } {
+function fullCheck(
+  dist: Distribution,
+  index: ProviderIndex,
+  cache?: ExpansionCache
+): { ms: number; cpuMs: number; ok: number; packages: number } {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let ok = 0;
+  let packages = 0;
   for (const s of dist.sources) {
     const r = getDeps(dist.config, s.subpacks, s.buildRequires, index, cache ? { cache } : {});
-    if (r.ok) ok++;
+    if (r.ok) {
+      ok++;
+      packages += r.packages.length;
+    }
   }
-  return { ms: performance.now() - t0, ok };
+  const c = process.cpuUsage(c0);
+  return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000, ok, packages };
 }
 
 function main(): void {
@@ -311,15 +321,16 @@ function main(): void {
   console.log(`index build: ${tIndex.toFixed(0)} ms`);
 
   const cold = fullCheck(dist, index);
-  const warm = fullCheck(dist, index);
-  const sizes = dist.sources.slice(0, 200).map((s) => {
-    const r = getDeps(dist.config, s.subpacks, s.buildRequires, index);
-    return r.ok ? r.packages.length : 0;
-  });
-  const avg = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+  let warm = fullCheck(dist, index);
+  for (let i = 0; i < 2; i++) {
+    const again = fullCheck(dist, index);
+    if (again.ms < warm.ms) warm = again;
+  }
   console.log(
-    `kiln full check: cold ${cold.ms.toFixed(0)} ms, warm ${warm.ms.toFixed(0)} ms ` +
-      `(${((warm.ms * 1000) / dist.sources.length).toFixed(1)} µs/package, ${cold.ok} resolvable, ~${avg.toFixed(0)} packages per expansion)`
+    `kiln full check (getDeps of every source): cold ${cold.ms.toFixed(0)} ms (cpu ${cold.cpuMs.toFixed(0)}), ` +
+      `warm ${warm.ms.toFixed(0)} ms (cpu ${warm.cpuMs.toFixed(0)}; best of 3), ` +
+      `${((warm.ms * 1000) / dist.sources.length).toFixed(1)} µs/package; ${cold.ok} resolvable, ` +
+      `${(warm.packages / Math.max(1, warm.ok)).toFixed(0)} packages per expansion on average`
   );
 
   // Incremental: fill a cache, change one popular library and one leaf, recheck everything.

@@ -536,14 +536,21 @@ describe("actors/scheduler/expand", () => {
       const cache = new ExpansionCache();
       const rng = new Rng(99);
       const requests = Array.from({ length: 30 }, () => randomRequest(gen, rng));
-      for (let round = 0; round < 6; round++) {
+      for (let round = 0; round < 12; round++) {
         for (const req of requests) {
           assert.deepEqual(expand(gen.config, index, req, { cache }), expand(gen.config, index, req));
+          assert.deepEqual(
+            getDeps(gen.config, [req[0]!], req, index, { cache }),
+            getDeps(gen.config, [req[0]!], req, index)
+          );
         }
         const victim = rng.pick(gen.layers[1]!);
-        index.setPackages(1, [{ ...victim, requires: rng.chance(0.5) ? [] : [rng.pick(gen.names)] }]);
+        const op = round % 3;
+        if (op === 0) index.setPackages(1, [{ ...victim, requires: rng.chance(0.5) ? [] : [rng.pick(gen.names)] }]);
+        else if (op === 1) index.setPackages(0, [{ ...victim, provides: [rng.pick(gen.capabilities)] }]);
+        else index.removePackages(0, [rng.pick(gen.names)]);
       }
-      assert.ok(cache.hits > 0);
+      assert.ok(cache.hits > 0 && cache.misses > requests.length * 2);
     });
   });
 
