@@ -193,8 +193,17 @@ export async function downloadBlob(
   try {
     const chunks = Math.ceil(info.size / CHUNK_BYTES);
     const pending: Promise<Uint8Array>[] = [];
-    const request = (i: number): Promise<Uint8Array> =>
-      client.call("blob.read", { sha256, offset: i * CHUNK_BYTES, length: CHUNK_BYTES }, { idempotent: true });
+    const request = (i: number): Promise<Uint8Array> => {
+      const p = client.call(
+        "blob.read",
+        { sha256, offset: i * CHUNK_BYTES, length: CHUNK_BYTES },
+        { idempotent: true }
+      );
+      // Requests ahead of the one awaited may fail first, or after the download gave up: either
+      // way their rejection must not go unhandled (that ends a Node process).
+      p.catch(() => undefined);
+      return p;
+    };
     for (let i = 0; i < Math.min(window, chunks); i++) pending.push(request(i));
     let written = 0;
     for (let i = 0; i < chunks; i++) {
@@ -210,8 +219,6 @@ export async function downloadBlob(
       written += data.length;
       opts.onProgress?.(written, info.size);
     }
-    // Swallow late rejections of requests we will not wait for.
-    for (const p of pending) p?.catch(() => undefined);
     await fh.close();
     const got = sha.digest("hex");
     if (got !== sha256) throw new IntegrityError(`downloaded blob hashes to ${got}, expected ${sha256}`);

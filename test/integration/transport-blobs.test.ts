@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -188,6 +188,67 @@ describe("transport/blobs across processes", function () {
     const dest = path.join(dir, "after-kill.out");
     assert.deepEqual(await downloadBlob(repo, again.sha256, dest), again);
     assert.equal(await sha256Of(dest), again.sha256);
+  });
+
+  it("should fail a download cleanly when the serving process dies mid-way", async () => {
+    let ownNc: NatsConnection | undefined;
+    // Mocha swallows unhandled rejections; a kiln process would die of one.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    const dying = Child.start("blob-server.ts", ["--url", server.url, "--dir", path.join(dir, "dying")], "dying");
+    children.push(dying);
+    await dying.waitType("ready");
+    // The shared server answers on the same queue group: take it out of the way for this test.
+    await blobServer.stop();
+    try {
+      const file = path.join(dir, "medium.bin");
+      const medium = await makeFile(file, 64);
+      const own = await connectNats({ servers: server.url, name: "blob-test-2", log, reconnectForever: false });
+      ownNc = own;
+      const quick = new RoleClient<TestApi>(new RpcClient(own, { backoff: backoff([]), timeoutMs: 1000 }), (t) =>
+        subjects.rpc(Role.Repo, t)
+      );
+      await uploadFile(quick, file, { size: medium.size });
+      const dest = path.join(dir, "medium.out");
+      let killed = false;
+      const download = downloadBlob(quick, medium.sha256, dest, {
+        onProgress: (done) => {
+          if (!killed && done >= 4 * MiB) {
+            killed = true;
+            process.kill(dying.pid, "SIGKILL");
+          }
+        },
+      });
+      const err = await download.then(
+        () => assert.fail("download finished although its server was killed"),
+        (e: unknown) => e
+      );
+      assert.ok(killed);
+      assert.ok(
+        [ErrorCode.Timeout, ErrorCode.NoResponders].includes((err as { code: "ERR_TIMEOUT" }).code),
+        String(err)
+      );
+      assert.ok(!existsSync(dest) && !existsSync(`${dest}.part`), "nothing left behind");
+      await dying.exited();
+      // Closing the connection rejects the chunk requests still outstanding after the download
+      // gave up; an unhandled one would surface (and fail this test) within the next turns.
+      await own.close();
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      await ownNc?.close();
+      blobServer = Child.start("blob-server.ts", [
+        "--url",
+        server.url,
+        "--dir",
+        path.join(dir, "server"),
+        "--idle-ms",
+        "2000",
+      ]);
+      await blobServer.waitType("ready");
+    }
   });
 
   it("should answer a read of more than one chunk within the NATS payload limit", async () => {

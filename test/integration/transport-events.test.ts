@@ -88,6 +88,17 @@ function eventsScenario(setup: () => Promise<Setup>): void {
     await stopAll(s?.servers ?? []);
   });
 
+  it("should hold the publisher and the consumer on the intended servers", async () => {
+    const names = async (url: string): Promise<string[]> => {
+      const server = s.servers.find((x) => x.url === url)!;
+      const connz = await server.monitor<{ connections?: { name?: string }[] }>("connz");
+      return (connz.connections ?? []).map((c) => c.name ?? "");
+    };
+    assert.ok((await names(s.publisherUrl)).includes("events-publisher"));
+    assert.ok((await names(s.consumerUrl)).includes("events-consumer"));
+    if (s.publisherUrl !== s.consumerUrl) assert.ok(!(await names(s.publisherUrl)).includes("events-consumer"));
+  });
+
   it("should create the stream with the requested replicas over kiln.evt.>", async () => {
     const info = await jsm.streams.info(EVENT_STREAM);
     assert.deepEqual(info.config.subjects, [subjects.eventsAll()]);
