@@ -362,7 +362,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
         log.warn({ err }, "sandbox output callback threw");
       }
     }
-    if (chunk.length > room) void terminate({ kind: "killed", reason: KillReason.LogLimit, signal: "SIGTERM" });
+    if (chunk.length > room) stop({ kind: "killed", reason: KillReason.LogLimit, signal: "SIGTERM" });
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL);
@@ -399,15 +399,18 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
       outer.flatMap((p) => descendantsOf(p, table)),
       "SIGTERM"
     );
-    forceTimer = setTimeout(() => void forceKill(), graceMs);
+    forceTimer = setTimeout(() => {
+      forceKill().catch((err: unknown) => log.error({ err }, "sandbox forced kill failed"));
+    }, graceMs);
+  };
+  /** For callbacks that cannot wait: a failure to signal is logged, never an unhandled rejection. */
+  const stop = (e: Ending): void => {
+    terminate(e).catch((err: unknown) => log.error({ err }, "sandbox stop failed"));
   };
 
-  const onAbort = (): void => void terminate({ kind: "killed", reason: KillReason.Aborted, signal: "SIGTERM" });
+  const onAbort = (): void => stop({ kind: "killed", reason: KillReason.Aborted, signal: "SIGTERM" });
   opts.signal?.addEventListener("abort", onAbort, { once: true });
-  const wallTimer = setTimeout(
-    () => void terminate({ kind: "timedOut", limit: "wall", signal: "SIGTERM" }),
-    limits.wallMs
-  );
+  const wallTimer = setTimeout(() => stop({ kind: "timedOut", limit: "wall", signal: "SIGTERM" }), limits.wallMs);
   let ticking = false;
   const ticker = setInterval(() => {
     if (ticking) return;

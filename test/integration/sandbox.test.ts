@@ -143,8 +143,9 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
   });
 
   afterEach(async () => {
-    // Every run removes its cgroups, however it ended.
-    const { stdout } = await execa("find", ["/sys/fs/cgroup", "-maxdepth", "4", "-name", "kiln-sandbox-*"], {
+    // Every run removes its cgroups, however it ended (ours carry this process's pid).
+    const pattern = `kiln-sandbox-${process.pid}-*`;
+    const { stdout } = await execa("find", ["/sys/fs/cgroup", "-maxdepth", "4", "-name", pattern], {
       reject: false,
     });
     assert.equal(stdout, "", "leftover sandbox cgroups");
@@ -171,6 +172,14 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     assert.ok(ok.stats.wallMs >= 0 && ok.stats.endedAt >= ok.stats.startedAt);
     await cleanBuildRoot(b.jobDir);
     await assert.rejects(stat(b.jobDir), /ENOENT/);
+  });
+
+  it("should run several builds at once, each in its own sandbox", async () => {
+    const builds = await Promise.all(["1", "2", "3"].map((release) => build("trivial.spec", { defines: { release } })));
+    for (const [i, b] of builds.entries()) {
+      const ok = succeeded(b);
+      assert.equal(await rpmQuery(ok.rpms[0]!, "%{RELEASE}"), String(i + 1));
+    }
   });
 
   it("should unpack dependency RPMs into the build root, merging /bin into /usr/bin", async () => {
@@ -209,6 +218,33 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
       server.close();
     }
     await assertStillBuilds();
+  });
+
+  it("should allow the network only when asked to (as source services need)", async () => {
+    let connections = 0;
+    const server: Server = createServer((s) => {
+      connections++;
+      s.end("hello\n");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      let out = "";
+      const r = await runSandboxed({
+        dir: path.join(root, "with-network"),
+        command: ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/$PORT && head -n1 <&3 && test -s /etc/resolv.conf"],
+        env: { PORT: String(port) },
+        network: true,
+        limits: TEST_LIMITS,
+        onOutput: (c) => (out += c.toString("utf8")),
+        log,
+      });
+      assert.equal(r.type === "sandbox.exited" && r.code, 0, `${JSON.stringify(r)}\n${out}`);
+      assert.equal(out, "hello\n");
+      assert.equal(connections, 1);
+    } finally {
+      server.close();
+    }
   });
 
   it("should hide /root, /etc/shadow, hidden paths and the worker's environment", async () => {
@@ -308,11 +344,12 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
   });
 
   it("should kill a build that prints nothing for idleLogMs", async () => {
-    const b = await build("sleep-forever.spec", { limits: { idleLogMs: 1500 } });
+    const marker = String(4_000_000 + (process.pid % 1_000_000));
+    const b = await build("sleep-forever.spec", { limits: { idleLogMs: 1500 }, defines: { kiln_marker: marker } });
     const f = failed(b);
     assert.equal(f.reason, "killed: no output for 1.5 s");
     assert.match(b.output, /KILN-SLEEPING/);
-    assert.deepEqual(await processesWith("sleep 100000"), []);
+    assert.deepEqual(await processesWith(marker), []);
   });
 
   it("should kill a build that outlasts wallMs even though it keeps printing", async () => {
