@@ -94,6 +94,8 @@ interface Compiled {
   ignore: Set<number>;
   /** `pkg:dep` ignore keys: package name id → dep key ids. */
   ignorePkg: Map<number, Set<number>>;
+  /** Per string id: whether it is a package part of a `pkg:dep` ignore key. */
+  ignorePkgMask: Uint8Array;
   /** `Conflict: a:b` pairs by package name. */
   conflicts: Map<string, string[]>;
   /** `Conflict: a` (current obs-build only). */
@@ -197,7 +199,9 @@ function compile(ix: ProviderIndex, config: ExpandConfig): Compiled {
     runscripts: unify(config.runscripts ?? []),
     ignoreRebuild: [...(config.ignoreRebuild ?? [])],
     bdeps: new Set([...(config.preinstall ?? []), ...(config.support ?? [])]),
+    ignorePkgMask: new Uint8Array(ix.strs.length),
   };
+  for (const k of ignorePkg.keys()) c.ignorePkgMask[k] = 1;
   ix.compiled.set(config, c);
   return c;
 }
@@ -615,6 +619,7 @@ class Run {
     // Lookups here are for dependencies of installed packages, which the trace takes in as a
     // whole at the end (traceInstalled), so they skip the per-lookup tracing.
     const provCache = this.view.prov;
+    let single = this.view.single;
     const todoDep = this.todoDep;
     const todoReq = this.todoReq;
     for (const p of list) {
@@ -623,8 +628,9 @@ class Run {
       let pXIgn: Set<number> | undefined;
       if (ignoreActive) {
         const pn = ix.slotNameId[p]!;
-        pIgn = this.cfgIgnore ? cc.ignorePkg.get(pn) : undefined;
-        pXIgn = this.xignorePkg.get(pn);
+        pIgn =
+          this.cfgIgnore && pn < cc.ignorePkgMask.length && cc.ignorePkgMask[pn] ? cc.ignorePkg.get(pn) : undefined;
+        pXIgn = this.xignorePkg.size > 0 ? this.xignorePkg.get(pn) : undefined;
       }
       let naconf: Map<number, string> | undefined;
       const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(pName) : undefined;
@@ -655,8 +661,16 @@ class Run {
         }
         // Already satisfied requirements would be dropped first thing in pass 0; dropping them
         // here is the same and keeps the todo list short. Satisfied stays satisfied.
+        const sg = d < single.length ? single[d]! : -2;
+        if (sg >= 0) {
+          if (inst[sg] === st) continue;
+          todoDep.push(d);
+          todoReq.push(p);
+          continue;
+        }
         if (sat[d] === st) continue;
         const q = provCache[d] ?? this.view.providers(d);
+        if (sg === -2) single = this.view.single;
         let met = false;
         for (let k = 0; k < q.length; k++) {
           if (inst[q[k]!] === st) {

@@ -64,6 +64,12 @@ function selfProvide(p: BinaryPackage): string {
 export class ProviderView {
   /** Provider slots per dependency id; `undefined` until computed or after invalidation. */
   readonly prov: (Int32Array | undefined)[] = [];
+  /**
+   * Per dependency id: its only provider's slot, -1 when it has none or several, -2 when not
+   * computed yet. Most dependencies have exactly one provider, and this flat array keeps the
+   * expander's hottest check to two typed-array reads.
+   */
+  single = new Int32Array(1024).fill(-2);
   private readonly registered: boolean[] = [];
   private readonly depNames: (Int32Array | undefined)[] = [];
   private readonly nameDeps = new Map<number, number[]>();
@@ -95,7 +101,10 @@ export class ProviderView {
   invalidateName(n: number): void {
     const deps = this.nameDeps.get(n);
     if (!deps) return;
-    for (const d of deps) this.prov[d] = undefined;
+    for (const d of deps) {
+      this.prov[d] = undefined;
+      this.single[d] = -2;
+    }
   }
 
   private compute(d: number): Int32Array {
@@ -109,6 +118,12 @@ export class ProviderView {
       this.depNames.push(undefined);
     }
     this.prov[d] = out;
+    if (this.single.length <= d) {
+      const grown = new Int32Array(Math.max(d + 1, this.single.length * 2)).fill(-2);
+      grown.set(this.single);
+      this.single = grown;
+    }
+    this.single[d] = out.length === 1 ? out[0]! : -1;
     if (!this.registered[d]) {
       this.registered[d] = true;
       const unique = names.length === 1 ? names : Array.from(new Set(names));
