@@ -19,7 +19,7 @@ import type { GeneratedRepo, RandomSpec } from "../helpers/gen-repo.ts";
 const run = promisify(execFile);
 const OBS_BUILD_DIR = "/usr/lib/obs-build";
 const EXPANDDEPS = join(OBS_BUILD_DIR, "expanddeps");
-const REPOS = 32;
+const REPOS = 28;
 const REQUESTS_PER_REPO = 15;
 const CONCURRENCY = 3;
 
