@@ -3,13 +3,15 @@
  */
 import os from "node:os";
 import type { Command } from "commander";
+import type * as Actors from "../../actors/index.ts";
 import { InvalidInputError, connectNats } from "../../transport/index.ts";
+import type * as Runner from "./run.ts";
 import type { CommandEnv } from "../main.ts";
 import { formatAge, print, printJson, table } from "../output.ts";
 
 /** The roles are loaded only by the commands that host them: client commands start faster. */
-const actors = (): Promise<typeof import("../../actors/index.ts")> => import("../../actors/index.ts");
-const runner = (): Promise<typeof import("./run.ts")> => import("./run.ts");
+const actors = (): Promise<typeof Actors> => import("../../actors/index.ts");
+const runner = (): Promise<typeof Runner> => import("./run.ts");
 
 const int =
   (what: string) =>
