@@ -274,8 +274,8 @@ export class ProviderIndex {
   markStamp = new Uint32Array(1024);
   /** @internal */
   mark = 0;
-  private slotRank = new Int32Array(0);
-  private rankSlot = new Int32Array(0);
+  private nameRank = new Int32Array(0);
+  private rankName = new Int32Array(0);
   private ranksDirty = true;
   /** @internal cache owned by the expander (compiled configs). */
   readonly compiled = new WeakMap<object, unknown>();
@@ -455,23 +455,25 @@ export class ProviderIndex {
     if (this.ranksDirty) this.rebuildRanks();
     const n = slots.length;
     const ranks = new Int32Array(n);
-    for (let i = 0; i < n; i++) ranks[i] = this.slotRank[slots[i]!]!;
+    for (let i = 0; i < n; i++) ranks[i] = this.nameRank[this.slotNameId[slots[i]!]!]!;
     ranks.sort();
     const out = new Array<string>(n);
-    for (let i = 0; i < n; i++) out[i] = this.slotName[this.rankSlot[ranks[i]!]!]!;
+    for (let i = 0; i < n; i++) out[i] = this.strs[this.rankName[ranks[i]!]!]!;
     return out;
   }
 
+  // Ranks are per name, so replacing a package keeps them; only new or vanished names
+  // make them stale.
   private rebuildRanks(): void {
-    const visible = [...this.visibleSlot.values()];
-    visible.sort((a, b) => {
-      const x = this.slotName[a]!;
-      const y = this.slotName[b]!;
+    const names = [...this.visibleSlot.keys()];
+    names.sort((a, b) => {
+      const x = this.strs[a]!;
+      const y = this.strs[b]!;
       return x < y ? -1 : x > y ? 1 : 0;
     });
-    this.slotRank = new Int32Array(this.slotPkg.length).fill(-1);
-    this.rankSlot = Int32Array.from(visible);
-    visible.forEach((s, i) => (this.slotRank[s] = i));
+    this.nameRank = new Int32Array(this.strs.length).fill(-1);
+    this.rankName = Int32Array.from(names);
+    names.forEach((n, i) => (this.nameRank[n] = i));
     this.ranksDirty = false;
   }
 
@@ -594,7 +596,7 @@ export class ProviderIndex {
     }
     const prev = this.visibleSlot.get(n);
     if (prev === next) return;
-    this.ranksDirty = true;
+    if (prev === undefined || next === undefined) this.ranksDirty = true;
     const changed = new Set<number>();
     if (prev !== undefined) {
       for (const pn of new Set(this.slotProvName[prev]!)) {

@@ -409,6 +409,16 @@ describe("actors/scheduler/expand", () => {
       assert.deepEqual(index.names(), ["bar", "baz", "capper", "foo", "other"]);
     });
 
+    it("should keep results sorted by name across updates", () => {
+      const index = new ProviderIndex([repo({ m: { r: ["z"] }, z: {} })]);
+      assert.deepEqual(expand(cfg(), index, ["m"]), ok("m", "z"));
+      index.setPackages(0, [pkg("m", { r: ["z", "a", "q"] }), pkg("a"), pkg("q")]);
+      assert.deepEqual(expand(cfg(), index, ["m"]), { ok: true, packages: ["a", "m", "q", "z"] });
+      index.removePackages(0, ["q"]);
+      index.setPackages(0, [pkg("m", { r: ["z", "a", "b"] }), pkg("b")]);
+      assert.deepEqual(expand(cfg(), index, ["m"]), { ok: true, packages: ["a", "b", "m", "z"] });
+    });
+
     it("should reject duplicate names in a layer and unknown layers", () => {
       assert.throws(() => new ProviderIndex([[pkg("a"), pkg("a")]]), InvalidInputError);
       const index = new ProviderIndex([[pkg("a")]]);
