@@ -10,6 +10,14 @@
  * The expander works on the integer ids of a {@link ProviderIndex}; a project config is
  * compiled once per index (cached by object identity, so a config must not be mutated after
  * it has been used).
+ *
+ * Known differences from obs-build: the `dorecommends`/`dosupplements` expand flags (and
+ * their `--dorecommends--`/`--dosupplements--` markers), Debian multiarch extraction and the
+ * recipe-type specific parts of `get_build` (kiwi, docker, livebuild… build-packages,
+ * `get_sysbuild`, cross builds) are not implemented; when several candidates are preferred only
+ * through `origin:name` Prefer entries, obs-build picks an undefined package while kiln leaves
+ * the choice open; names sort by UTF-16 code units, which differs from obs-build's byte order
+ * only for characters outside the Basic Multilingual Plane.
  */
 import { DepFlag } from "./provider-index.ts";
 import type { ProviderIndex, ProviderView } from "./provider-index.ts";
