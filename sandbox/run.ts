@@ -270,32 +270,32 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   }
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
 
+  const unpackArgs = buildUnpackBwrapArgs(unpackMasks);
+  const bwrapArgs = buildBwrapArgs({ network, command: opts.command, cwd, env, roBinds, masks, hostname });
   const cgroups = await createRunCgroups(
     { memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD },
     log
   );
-  const rlimits: string[] = [];
-  if (!cgroups.memory) rlimits.push(`--as=${limits.memoryBytes}`);
-  // RLIMIT_NPROC counts per real uid; only a per-run uid makes it a per-run limit.
-  if (!cgroups.pids && privileged) rlimits.push(`--nproc=${limits.pids + PIDS_OVERHEAD}`);
-
-  const script = renderWrapperScript({
-    privileged,
-    hostUid,
-    cgroupProcs: cgroups.procsFiles,
-    stageBinds,
-    usrLayers,
-    etcLayers,
-    unpack: rpms.length > 0,
-    workBytes: limits.diskBytes,
-    workInodes: Math.max(1024, Math.floor(limits.diskBytes / 4096)),
-    rlimits,
-    unpackArgs: buildUnpackBwrapArgs(unpackMasks),
-    bwrapArgs: buildBwrapArgs({ network, command: opts.command, cwd, env, roBinds, masks, hostname }),
-    ...(opts.collect ? { collect: opts.collect } : {}),
-  });
-
   try {
+    const rlimits: string[] = [];
+    if (!cgroups.memory) rlimits.push(`--as=${limits.memoryBytes}`);
+    // RLIMIT_NPROC counts per real uid; only a per-run uid makes it a per-run limit.
+    if (!cgroups.pids && privileged) rlimits.push(`--nproc=${limits.pids + PIDS_OVERHEAD}`);
+    const script = renderWrapperScript({
+      privileged,
+      hostUid,
+      cgroupProcs: cgroups.procsFiles,
+      stageBinds,
+      usrLayers,
+      etcLayers,
+      unpack: rpms.length > 0,
+      workBytes: limits.diskBytes,
+      workInodes: Math.max(1024, Math.floor(limits.diskBytes / 4096)),
+      rlimits,
+      unpackArgs,
+      bwrapArgs,
+      ...(opts.collect ? { collect: opts.collect } : {}),
+    });
     return await supervise({ opts, limits, dir, script, privileged, cgroups, graceMs });
   } finally {
     await cgroups.remove(log);

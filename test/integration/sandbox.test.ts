@@ -345,9 +345,9 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
 
   it("should kill a build that prints nothing for idleLogMs", async () => {
     const marker = String(4_000_000 + (process.pid % 1_000_000));
-    const b = await build("sleep-forever.spec", { limits: { idleLogMs: 1500 }, defines: { kiln_marker: marker } });
+    const b = await build("sleep-forever.spec", { limits: { idleLogMs: 2500 }, defines: { kiln_marker: marker } });
     const f = failed(b);
-    assert.equal(f.reason, "killed: no output for 1.5 s");
+    assert.equal(f.reason, "killed: no output for 2.5 s");
     assert.match(b.output, /KILN-SLEEPING/);
     assert.deepEqual(await processesWith(marker), []);
   });
@@ -374,8 +374,14 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
       },
     });
     await ready.wait(30_000, "build started");
-    const marked = await processesRunning(`sleep ${marker}2`);
-    assert.equal(marked.length, 1, "the marked process should be running");
+    // KILN-READY is printed just before the marked sleep starts.
+    const marked = await check(
+      async () => {
+        const found = await processesRunning(`sleep ${marker}2`);
+        return found.length === 1 ? found : undefined;
+      },
+      { timeoutMs: 10_000, name: "marked process running" }
+    );
     // It runs as an unprivileged host uid, not as root mapped into a namespace.
     const status = await readFile(`/proc/${marked[0]!.split(":")[0]}/status`, "utf8");
     const uids = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
