@@ -26,6 +26,13 @@
  *   ["pool", project, repo, arch, binaryName]     → pool entry (which package's binary)
  *   ["bhist", project, repo, arch, package, seq]  → build history entry
  *   ["jhist", project, repo, arch, seq]           → job history entry
+ *   ["import", project, repo, arch, package, fromArch] → binaries another arch's build exported here
+ *   ["prjflags", project]                         → the repo role's copy of a project's flags and repositories
+ *   ["pkgflags", project, package]                → the repo role's copy of a package's flags
+ * publisher
+ *   ["pubarch", project, repo, arch]              → what one arch contributes to the published repository
+ *   ["pubrepo", project, repo]                    → the published repository (version, content digest)
+ *   ["pubstate", project, repo, arch]             → the repository code its scheduler last announced
  * dispatcher
  *   ["job", jobId]                                → queued or running job
  *   ["worker", workerId]                          → last known registration
@@ -104,6 +111,30 @@ export const keys = {
   ],
   jobHistory: (project: string, repo: string, arch: string, seq: number): Key => ["jhist", project, repo, arch, seq],
   jobHistoryOf: (project: string, repo: string, arch: string): Key => ["jhist", project, repo, arch],
+  resultImport: (project: string, repo: string, arch: string, pkg: string, fromArch: string): Key => [
+    "import",
+    project,
+    repo,
+    arch,
+    pkg,
+    fromArch,
+  ],
+  resultImportsOf: (project: string, repo?: string, arch?: string, pkg?: string): Key =>
+    ["import", project, repo, arch, pkg].filter((x): x is string => x !== undefined),
+  projectFlags: (project: string): Key => ["prjflags", project],
+  projectFlagsAll: (): Key => ["prjflags"],
+  packageFlags: (project: string, pkg: string): Key => ["pkgflags", project, pkg],
+  packageFlagsOf: (project: string): Key => ["pkgflags", project],
+
+  // publisher
+  publishedArch: (project: string, repo: string, arch: string): Key => ["pubarch", project, repo, arch],
+  publishedArchsOf: (project: string, repo?: string): Key =>
+    repo === undefined ? ["pubarch", project] : ["pubarch", project, repo],
+  publishedRepo: (project: string, repo: string): Key => ["pubrepo", project, repo],
+  publishedReposOf: (project: string): Key => ["pubrepo", project],
+  announcedState: (project: string, repo: string, arch: string): Key => ["pubstate", project, repo, arch],
+  announcedStatesAll: (): Key => ["pubstate"],
+  announcedStatesOf: (project: string): Key => ["pubstate", project],
 
   // dispatcher
   job: (jobId: string): Key => ["job", jobId],
