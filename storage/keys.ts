@@ -93,7 +93,8 @@ export const keys = {
     arch,
     binary,
   ],
-  poolOf: (project: string, repo: string, arch: string): Key => ["pool", project, repo, arch],
+  poolOf: (project: string, repo?: string, arch?: string): Key =>
+    ["pool", project, repo, arch].filter((x): x is string => x !== undefined),
   buildHistory: (project: string, repo: string, arch: string, pkg: string, seq: number): Key => [
     "bhist",
     project,
@@ -102,15 +103,11 @@ export const keys = {
     pkg,
     seq,
   ],
-  buildHistoryOf: (project: string, repo: string, arch: string, pkg: string): Key => [
-    "bhist",
-    project,
-    repo,
-    arch,
-    pkg,
-  ],
+  buildHistoryOf: (project: string, repo?: string, arch?: string, pkg?: string): Key =>
+    ["bhist", project, repo, arch, pkg].filter((x): x is string => x !== undefined),
   jobHistory: (project: string, repo: string, arch: string, seq: number): Key => ["jhist", project, repo, arch, seq],
-  jobHistoryOf: (project: string, repo: string, arch: string): Key => ["jhist", project, repo, arch],
+  jobHistoryOf: (project: string, repo?: string, arch?: string): Key =>
+    ["jhist", project, repo, arch].filter((x): x is string => x !== undefined),
   resultImport: (project: string, repo: string, arch: string, pkg: string, fromArch: string): Key => [
     "import",
     project,
