@@ -18,6 +18,8 @@
  *   ["user", name]                                → UserRecord
  *   ["userkey", pubkey]                           → user name
  *   ["nonce", nonce]                              → expiry (ms) of a seen request nonce
+ *   ["group", name]                               → GroupRecord {name, members}
+ *   ["srcref", md5, project, package]             → 1: a revision of the package holds that content
  * scheduler (one database per arch)
  *   ["pkgstate", project, repo, package]          → package state, build decision, last job
  *   ["repostate", project, repo]                  → repository state
@@ -75,6 +77,10 @@ export const keys = {
   userKey: (pubkey: string): Key => ["userkey", pubkey],
   nonce: (nonce: string): Key => ["nonce", nonce],
   noncesAll: (): Key => ["nonce"],
+  group: (name: string): Key => ["group", name],
+  groupsAll: (): Key => ["group"],
+  sourceRef: (md5: string, project: string, pkg: string): Key => ["srcref", md5, project, pkg],
+  sourceRefsOf: (md5: string): Key => ["srcref", md5],
 
   // scheduler
   packageState: (project: string, repo: string, pkg: string): Key => ["pkgstate", project, repo, pkg],
