@@ -145,4 +145,5 @@ export const keys = {
   worker: (workerId: string): Key => ["worker", workerId],
   workersAll: (): Key => ["worker"],
   load: (project: string, repo: string, arch: string): Key => ["load", project, repo, arch],
+  loadsAll: (): Key => ["load"],
 } as const;

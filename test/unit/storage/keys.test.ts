@@ -69,6 +69,7 @@ const EXPECTED: [keyof typeof keys, Key, Key][] = [
   ["worker", ["w1"], ["worker", "w1"]],
   ["workersAll", [], ["worker"]],
   ["load", ["p", "r", "x86_64"], ["load", "p", "r", "x86_64"]],
+  ["loadsAll", [], ["load"]],
 ];
 
 /** The `["tag", a, b] → …` lines of the key grammar in storage/keys.ts's module doc. */
