@@ -331,6 +331,11 @@ export class IncrementalPool<B extends PoolBinary = PoolBinary> {
     return this.results.get(pkg);
   }
 
+  /** The packages that have a result, in no particular order. */
+  packages(): IterableIterator<string> {
+    return this.results.keys();
+  }
+
   /** The pool's entry for binary `name`. */
   get(name: string): PoolEntry<B> | undefined {
     return this.pool.get(name);

@@ -4,6 +4,7 @@
  */
 import type { BlobApi, EventBase } from "../../transport/index.ts";
 import type { RequestMsg } from "../common/actor-kit.ts";
+import type { Flags } from "../common/flags.ts";
 import type { BinaryInfo, BuildResultCode, PoolBinary } from "../common/model.ts";
 
 /** What a worker uploaded for a job; every file is already in the repo role's blob store. */
@@ -15,15 +16,24 @@ export interface UploadedFile {
   size: number;
 }
 
-/** A binary kept in a package's result. */
+/** A binary kept in a package's result: its file and the header data read from it. */
 export interface StoredBinary extends BinaryInfo {
+  /** The file name; a binary exported here from another arch is `::import::<arch>::<file>`. */
   filename: string;
   sha256: string;
   md5: string;
   size: number;
   isSource: boolean;
-  /** Set for `::import::<arch>::<file>` binaries exported from another arch. */
-  importedFrom?: string;
+  /** The source package name (OBS bininfo `source`); absent for source packages. */
+  source?: string;
+  leadsigmd5?: string;
+  suggests?: string[];
+  enhances?: string[];
+  buildTime?: number;
+  /** Set for a binary another arch's build exported here (OBS `ExportFilter`). */
+  imported?: { fromArch: string };
+  /** Meta of the build that produced the binary (OBS `:full/<name>.meta`). */
+  metaSha256?: string;
 }
 
 /** The last build of one package in one repository/arch. */
@@ -54,13 +64,109 @@ export interface StoredResult {
   statsSha256?: string;
 }
 
+/** Binaries another arch's build of the same package exported to this arch. */
+export interface StoredImport {
+  project: string;
+  repository: string;
+  /** The arch that stores (and builds with) the binaries. */
+  arch: string;
+  package: string;
+  /** The arch whose build produced them. */
+  fromArch: string;
+  jobId: string;
+  time: number;
+  /** File names are `::import::<fromArch>::<file>`. */
+  binaries: StoredBinary[];
+}
+
+/** One successful build in a package's build history (OBS `_history`). */
+export interface BuildHistoryEntry {
+  versrel: string;
+  bcnt: number;
+  srcmd5: string;
+  rev: number;
+  time: number;
+  duration: number;
+  code: BuildResultCode;
+  workerId: string;
+  reason: string;
+  jobId: string;
+}
+
+/** One finished job of a repository/arch (OBS `_jobhistory`). */
+export interface JobHistoryEntry {
+  package: string;
+  jobId: string;
+  srcmd5: string;
+  verifymd5: string;
+  rev: number;
+  versrel: string;
+  bcnt: number;
+  release: string;
+  reason: string;
+  code: BuildResultCode;
+  workerId: string;
+  readyTime: number;
+  startTime: number;
+  endTime: number;
+}
+
+/** A binary as the publisher needs it. */
+export interface PublishBinary {
+  filename: string;
+  name: string;
+  epoch?: number;
+  version: string;
+  release: string;
+  arch: string;
+  isSource: boolean;
+  sha256: string;
+  md5: string;
+  size: number;
+}
+
+/** One package's publishable binaries in one repository/arch, with the flags that decide. */
+export interface PublishPackage {
+  package: string;
+  publish: boolean;
+  sourceaccess: boolean;
+  /** Local binaries of the last successful build (imports are published by their own arch). */
+  binaries: PublishBinary[];
+}
+
+/** A page of {@link PublishPackage}s of one repository/arch, in package-name order. */
+export interface PublishPage {
+  project: string;
+  repository: string;
+  arch: string;
+  /** Changes whenever the repository/arch's results change: pages of one generation agree. */
+  generation: string;
+  packages: PublishPackage[];
+  /** Pass as `after` for the next page; absent on the last page. */
+  next?: string;
+}
+
+/** What the repo role knows of a project for publishing. */
+export interface PublishProjectView {
+  project: string;
+  /** Repositories with their archs, in `_meta` order. */
+  repositories: { name: string; archs: string[] }[];
+  flags: Flags;
+}
+
+/** What one pool change did, counted. */
+export interface PoolChangeCounts {
+  added: number;
+  removed: number;
+  changed: number;
+}
+
+type Prpa = { project: string; repository: string; arch: string };
+
 export type RepoApi = BlobApi & {
   /** From a worker: store a job's result (files uploaded before). */
   "result.put": {
-    req: {
-      project: string;
-      repository: string;
-      arch: string;
+    req: Prpa & {
       package: string;
       jobId: string;
       workerId: string;
@@ -72,19 +178,32 @@ export type RepoApi = BlobApi & {
     res: { stored: boolean };
   };
   "result.get": {
-    req: { project: string; repository: string; arch: string; package: string };
+    req: Prpa & { package: string };
     res: StoredResult | null;
   };
   /** All results of a repository/arch (for the scheduler's rebuild decisions). */
   "result.list": {
-    req: { project: string; repository: string; arch: string };
+    req: Prpa;
     res: Omit<StoredResult, "binaries">[];
   };
-  "pool.get": { req: { project: string; repository: string; arch: string }; res: PoolBinary[] };
+  /** `kiln wipe`: removes results (binaries, logs, imports); the pool follows. */
+  "result.wipe": {
+    req: { project: string; package?: string; repository?: string; arch?: string };
+    res: { wiped: { repository: string; arch: string; package: string }[] };
+  };
+  "pool.get": { req: Prpa; res: PoolBinary[] };
+  /** `kiln admin rebuild-pool`: recompute the pool from the results and repair the stored one. */
+  "pool.rebuild": { req: Prpa; res: PoolChangeCounts & { binaries: number } };
+  /** Local binaries and imports of a package, checked against `binarydownload` and `access`. */
   "binaries.list": {
-    req: { project: string; repository: string; arch: string; package: string };
+    req: Prpa & { package: string };
     res: { filename: string; size: number; sha256: string; md5: string; mtime: number }[];
   };
+  "history.build": { req: Prpa & { package: string; limit?: number }; res: BuildHistoryEntry[] };
+  /** Newest first. */
+  "history.jobs": { req: Prpa & { package?: string; limit?: number }; res: JobHistoryEntry[] };
+  "publish.project": { req: { project: string }; res: PublishProjectView | null };
+  "publish.select": { req: Prpa & { after?: string; limit?: number }; res: PublishPage };
 };
 
 export type RepoRequest = RequestMsg<RepoApi>;
@@ -103,6 +222,11 @@ export interface RepoBuiltEvent extends EventBase {
   metaSha256?: string;
 }
 
+/**
+ * The pool of a repository/arch changed. Applying `removed` (by name) and then `added` to the
+ * previous pool gives the new one; a binary that changed is in both. Large changes are split
+ * into several events, each applicable on its own.
+ */
 export interface RepoPoolChangedEvent extends EventBase {
   type: "repo.pool-changed";
   repository: string;
@@ -111,4 +235,12 @@ export interface RepoPoolChangedEvent extends EventBase {
   removed: { name: string; package: string; filename: string }[];
 }
 
-export type RepoEvent = RepoBuiltEvent | RepoPoolChangedEvent;
+/** Results were removed (`kiln wipe`, a deleted package or project): the packages have no build. */
+export interface RepoWipedEvent extends EventBase {
+  type: "repo.wiped";
+  repository: string;
+  arch: string;
+  packages: string[];
+}
+
+export type RepoEvent = RepoBuiltEvent | RepoPoolChangedEvent | RepoWipedEvent;

@@ -1,45 +1,83 @@
 /**
- * The repo role: build results, the build pool, and downloads of binaries and logs.
+ * The repo role: build results, the build pool, cross-arch imports, histories, and downloads of
+ * binaries and logs.
  *
  * RepoServer (the root actor) validates requests and routes each to the RepoArchResults actor of
- * its project/repository/arch, so all writes of one repository/arch are serialised. A result is
- * stored and the pool updated in one LMDB transaction together with the `repo.built` and
- * `repo.pool-changed` events (outbox), which are published after commit and re-sent after a
- * crash until the stream acknowledged them.
+ * its project/repository/arch (project-wide requests to one per project), so the requests of one
+ * repository/arch are handled in order. The state ({@link RepoState}) stores a result and updates
+ * the pools in one LMDB transaction together with the `repo.built` and `repo.pool-changed`
+ * events (outbox), which are published after commit and re-sent after a crash until the stream
+ * acknowledged them.
+ *
+ * The role learns flags (`useforbuild` decides the pool, `publish`, `sourceaccess`,
+ * `binarydownload`, `access`, `lock`) and ExportFilters from the source role: a durable event
+ * consumer follows project and package meta and config changes and fetches what changed, and
+ * anything the role has no copy of yet is fetched when first needed.
  */
 import path from "node:path";
 import { dispatch, spawn, stop, type Ref } from "nact";
 import {
   BLOB_VERBS,
   ConflictError,
+  ForbiddenError,
   InvalidInputError,
   NotFoundError,
   Role,
   RoleClient,
+  UnauthenticatedError,
   blobHandler,
   bridgeActor,
+  consumeEvents,
   ensureEventStream,
-  makeEvent,
   publishEvent,
   subjects,
+  verifySignedAuth,
   type BridgedRequest,
+  type EventBase,
+  type EventConsumer,
+  type KilnError,
+  type SignedAuth,
 } from "../../transport/index.ts";
-import { BlobStore, Outbox, RoleStore, keys } from "../../storage/index.ts";
+import { BlobStore, Outbox, RoleStore } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
-import { BuildResultCode, type PoolBinary } from "../common/model.ts";
+import { BuildResultCode } from "../common/model.ts";
+import { parseBuildConfig } from "../common/prjconf.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, int, md5, obj, oneOf, sha256, str } from "../common/validate.ts";
+import { arr, int, md5, obj, oneOf, optInt, optStr, sha256, str, type Raw } from "../common/validate.ts";
+import {
+  validateArch,
+  validateFileName,
+  validatePackageName,
+  validateProjectName,
+  validateRepositoryName,
+} from "../common/names.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
-import { validateFileName } from "../common/names.ts";
-import { queryRpm } from "./rpm-query.ts";
-import { computePoolSimple } from "./pool-simple.ts";
-import type { RepoApi, RepoEvent, RepoRequest, StoredBinary, StoredResult, UploadedFile } from "./protocol.ts";
+import type { SourceApi, SourceEvent } from "../source/protocol.ts";
+import { readRpmHeader } from "./rpm-header.ts";
+import { RepoState, type RepoLookups, type ResultInput } from "./repo-state.ts";
+import type { RepoApi, RepoEvent, RepoRequest, StoredBinary, UploadedFile } from "./protocol.ts";
 
-const prpaKey = (p: string, r: string, a: string): string => `${p}\u0000${r}\u0000${a}`;
-
+const projectOf = (o: Raw): string => {
+  const p = str(o, "project", { max: 200 });
+  validateProjectName(p);
+  return p;
+};
+const packageOf = (o: Raw): string => {
+  const k = str(o, "package", { max: 200 });
+  validatePackageName(k);
+  return k;
+};
 const where = (raw: unknown): { project: string; repository: string; arch: string } => {
   const o = obj(raw);
-  return { project: str(o, "project"), repository: str(o, "repository"), arch: str(o, "arch") };
+  const repository = str(o, "repository", { max: 200 });
+  validateRepositoryName(repository);
+  const arch = str(o, "arch", { max: 50 });
+  validateArch(arch);
+  return { project: projectOf(o), repository, arch };
+};
+const limitOf = (o: Raw): { limit?: number } => {
+  const limit = optInt(o, "limit", { min: 1, max: 10_000 });
+  return limit === undefined ? {} : { limit };
 };
 
 const noBlobArgs = (): never => {
@@ -51,7 +89,7 @@ const validators: Validators<RepoApi> = {
     const o = obj(raw);
     return {
       ...where(raw),
-      package: str(o, "package"),
+      package: packageOf(o),
       jobId: str(o, "jobId", { max: 64 }),
       workerId: str(o, "workerId"),
       code: oneOf(o, "code", Object.values(BuildResultCode)),
@@ -70,10 +108,38 @@ const validators: Validators<RepoApi> = {
       endTime: int(o, "endTime", { min: 0 }),
     };
   },
-  "result.get": (raw) => ({ ...where(raw), package: str(obj(raw), "package") }),
+  "result.get": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
   "result.list": where,
+  "result.wipe": (raw) => {
+    const o = obj(raw);
+    const r: RepoApi["result.wipe"]["req"] = { project: projectOf(o) };
+    if (o.package !== undefined) r.package = packageOf(o);
+    const repository = optStr(o, "repository", { max: 200 });
+    if (repository !== undefined) {
+      validateRepositoryName(repository);
+      r.repository = repository;
+    }
+    const arch = optStr(o, "arch", { max: 50 });
+    if (arch !== undefined) {
+      validateArch(arch);
+      r.arch = arch;
+    }
+    return r;
+  },
   "pool.get": where,
-  "binaries.list": (raw) => ({ ...where(raw), package: str(obj(raw), "package") }),
+  "pool.rebuild": where,
+  "binaries.list": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
+  "history.build": (raw) => ({ ...where(raw), package: packageOf(obj(raw)), ...limitOf(obj(raw)) }),
+  "history.jobs": (raw) => {
+    const o = obj(raw);
+    return { ...where(raw), ...(o.package !== undefined ? { package: packageOf(o) } : {}), ...limitOf(o) };
+  },
+  "publish.project": (raw) => ({ project: projectOf(obj(raw)) }),
+  "publish.select": (raw) => {
+    const o = obj(raw);
+    const after = optStr(o, "after", { max: 200 });
+    return { ...where(raw), ...(after !== undefined ? { after } : {}), ...limitOf(o) };
+  },
   "blob.stat": noBlobArgs,
   "blob.read": noBlobArgs,
   "upload.begin": noBlobArgs,
@@ -86,6 +152,12 @@ export interface RepoRoleOptions {
   /** Largest accepted uploaded file. @default 4 GiB */
   maxBlobBytes?: number;
 }
+
+/** What a request needs from the source role's access rules (actors/source/access.ts). */
+const Need = { See: "see", Binaries: "binaries", Write: "write" } as const;
+type Need = (typeof Need)[keyof typeof Need];
+
+const isCode = (err: unknown, code: string): boolean => (err as KilnError | undefined)?.code === code;
 
 export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}): Promise<RunningRole> {
   const log = ctx.log.child({ role: "repo" });
@@ -103,9 +175,133 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
   const outbox = new Outbox<RepoEvent>(store, (e) => publishEvent(js, e), log);
   await outbox.flush();
   const dispatcher = new RoleClient<DispatcherApi>(ctx.rpc, (t) => subjects.rpc(Role.Dispatcher, t));
+  const source = new RoleClient<SourceApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t));
   const startedAt = Date.now();
 
-  /** Stores a result and updates the pool of its repository/arch in one transaction. */
+  const lookups: RepoLookups = {
+    async project(project) {
+      try {
+        const { meta } = await source.call("project.get-meta", { project }, { idempotent: true });
+        return { flags: meta.flags, repositories: meta.repositories.map((r) => ({ name: r.name, archs: r.archs })) };
+      } catch (err) {
+        if (isCode(err, "ERR_NOT_FOUND")) return undefined;
+        throw err;
+      }
+    },
+    async package(project, pkg) {
+      try {
+        const { meta } = await source.call("package.get-meta", { project, package: pkg }, { idempotent: true });
+        return { flags: meta.flags };
+      } catch (err) {
+        if (isCode(err, "ERR_NOT_FOUND")) return undefined;
+        throw err;
+      }
+    },
+    async buildConfig(project, repository, arch) {
+      try {
+        const view = await source.call("project.build-config", { project, repository }, { idempotent: true });
+        return { exportFilter: parseBuildConfig(view.layers, { arch }).exportFilter, path: view.path };
+      } catch (err) {
+        // A repository that is gone keeps its stored results until they are wiped.
+        if (isCode(err, "ERR_NOT_FOUND")) return { exportFilter: [], path: [{ project, repository }] };
+        throw err;
+      }
+    },
+  };
+  const state = new RepoState({ store, outbox, lookups, log });
+
+  /**
+   * ACCESS HOOK: the source role owns users and the access rules. The caller's own request
+   * (subject, arguments, signature) is passed to its `access.check`, which authenticates it and
+   * answers or refuses with the error the caller gets. Reads are checked only where the repo
+   * role's copy of the flags says something is restricted, so public projects cost no call.
+   * While a source role without `access.check` answers, restricted reads are refused and changes
+   * need at least a valid signature.
+   */
+  const authorize = async (
+    msg: { subject: string; args: unknown; auth?: SignedAuth },
+    need: Need,
+    q: { project: string; package?: string; repository?: string; arch?: string }
+  ): Promise<void> => {
+    if (need !== Need.Write) {
+      const open =
+        state.flag("access", q.project, undefined) &&
+        (need === Need.See || state.flag("binarydownload", q.project, q.package, q.repository, q.arch));
+      if (open) return;
+    }
+    try {
+      await ctx.rpc.call(
+        subjects.rpc(Role.Source, "access.check"),
+        { ...q, need, as: { subject: msg.subject, args: msg.args, ...(msg.auth ? { auth: msg.auth } : {}) } },
+        { idempotent: true }
+      );
+    } catch (err) {
+      if (!(isCode(err, "ERR_NOT_FOUND") && /unknown request/.test((err as Error).message))) throw err;
+      if (need !== Need.Write) {
+        throw new ForbiddenError(
+          need === Need.Binaries
+            ? `binaries of ${q.project} may not be downloaded (binarydownload or access is disabled)`
+            : `${q.project} is not accessible`
+        );
+      }
+      if (!msg.auth) throw new UnauthenticatedError("this change must be signed with your identity");
+      verifySignedAuth(msg.subject, msg.args, msg.auth);
+    }
+  };
+
+  /** Reads the files of a result; refuses anything that is not what a build produces. */
+  const readUpload = async (
+    files: UploadedFile[],
+    succeeded: boolean
+  ): Promise<{ binaries: StoredBinary[]; log?: string; meta?: string; stats?: string }> => {
+    const out: { binaries: StoredBinary[]; log?: string; meta?: string; stats?: string } = { binaries: [] };
+    const seen = new Set<string>();
+    for (const f of files) {
+      if (seen.has(f.name)) throw new InvalidInputError(`file ${f.name} is uploaded twice`);
+      seen.add(f.name);
+      const info = await blobs.stat(f.sha256);
+      if (!info || info.md5 !== f.md5 || info.size !== f.size) {
+        throw new InvalidInputError(`uploaded file ${f.name} is missing or does not match its checksum`);
+      }
+      if (f.name === "_log") out.log = f.sha256;
+      else if (f.name === "_meta") out.meta = f.sha256;
+      else if (f.name === "_statistics") out.stats = f.sha256;
+      else if (!f.name.endsWith(".rpm") || f.name.startsWith("::")) {
+        throw new InvalidInputError(`unexpected file in build result: ${f.name}`);
+      } else if (succeeded) {
+        const h = await readRpmHeader(blobs.pathOf(f.sha256));
+        const b: StoredBinary = {
+          filename: f.name,
+          name: h.name,
+          version: h.version,
+          release: h.release,
+          arch: h.arch,
+          isSource: h.isSource,
+          provides: h.provides,
+          requires: h.requires,
+          conflicts: h.conflicts,
+          obsoletes: h.obsoletes,
+          hdrmd5: h.hdrmd5,
+          leadsigmd5: h.leadsigmd5,
+          sha256: f.sha256,
+          md5: f.md5,
+          size: f.size,
+        };
+        if (h.epoch !== undefined) b.epoch = h.epoch;
+        if (h.sourceRpm !== undefined) b.sourceRpm = h.sourceRpm;
+        if (h.source !== undefined) b.source = h.source;
+        if (h.recommends?.length) b.recommends = h.recommends;
+        if (h.supplements?.length) b.supplements = h.supplements;
+        if (h.suggests?.length) b.suggests = h.suggests;
+        if (h.enhances?.length) b.enhances = h.enhances;
+        if (h.buildTime !== undefined) b.buildTime = h.buildTime;
+        out.binaries.push(b);
+      }
+    }
+    return out;
+  };
+
+  /** Verifies a result against the dispatcher's job and stores it. */
   const storeResult = async (msg: Extract<RepoRequest, { type: "result.put" }>): Promise<{ stored: boolean }> => {
     const a = msg.args;
     const found = await dispatcher.call("job.get", { jobId: a.jobId }, { idempotent: true });
@@ -123,43 +319,14 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
         `job ${a.jobId} builds ${job.name}, not ${a.project}/${a.repository}/${a.arch}/${a.package}`
       );
     }
-    const rk = keys.result(job.project, job.repository, job.arch, job.package);
-    const prev = store.get<StoredResult>(rk);
-
-    let logSha256: string | undefined;
-    let metaSha256: string | undefined;
-    let statsSha256: string | undefined;
-    const binaries: StoredBinary[] = [];
-    for (const f of a.files) {
-      const info = await blobs.stat(f.sha256);
-      if (!info || info.md5 !== f.md5 || info.size !== f.size) {
-        throw new InvalidInputError(`uploaded file ${f.name} is missing or does not match its checksum`);
-      }
-      if (f.name === "_log") logSha256 = f.sha256;
-      else if (f.name === "_meta") metaSha256 = f.sha256;
-      else if (f.name === "_statistics") statsSha256 = f.sha256;
-      else if (f.name.endsWith(".rpm")) {
-        const hdr = await queryRpm(blobs.pathOf(f.sha256));
-        binaries.push({
-          ...hdr.info,
-          filename: f.name,
-          sha256: f.sha256,
-          md5: f.md5,
-          size: f.size,
-          isSource: hdr.isSource,
-        });
-      } else {
-        throw new InvalidInputError(`unexpected file in build result: ${f.name}`);
-      }
-    }
     const succeeded = a.code === BuildResultCode.Succeeded;
-    const unchanged = a.code === BuildResultCode.Unchanged;
-    const result: StoredResult = {
+    const files = await readUpload(a.files, succeeded);
+    if (files.meta) for (const b of files.binaries) b.metaSha256 = files.meta;
+    const input: ResultInput = {
       project: job.project,
       repository: job.repository,
       arch: job.arch,
       package: job.package,
-      code: a.code,
       jobId: job.jobId,
       srcmd5: job.srcmd5,
       verifymd5: job.verifymd5,
@@ -168,85 +335,27 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       bcnt: job.bcnt,
       release: job.release,
       reason: job.reason,
-      workerId: a.workerId,
       readyTime: job.readyTime,
+      workerId: a.workerId,
+      code: a.code,
       startTime: a.startTime,
       endTime: a.endTime,
-      // A failed or unchanged build keeps the binaries of the last successful one.
-      binaries: succeeded ? binaries : (prev?.binaries ?? []),
-      ...(logSha256 ? { logSha256 } : {}),
-      ...(metaSha256 ? { metaSha256 } : {}),
-      ...(statsSha256 ? { statsSha256 } : {}),
+      binaries: files.binaries,
+      ...(files.log ? { logSha256: files.log } : {}),
+      ...(files.meta ? { metaSha256: files.meta } : {}),
+      ...(files.stats ? { statsSha256: files.stats } : {}),
     };
-    const poolPrefix = keys.poolOf(job.project, job.repository, job.arch);
-    await store.transact(() => {
-      void store.db.put(rk, result);
-      const seq = store.nextSeq(`bhist:${job.project}/${job.repository}/${job.arch}/${job.package}`);
-      void store.db.put(keys.buildHistory(job.project, job.repository, job.arch, job.package, seq), {
-        versrel: job.versrel,
-        bcnt: job.bcnt,
-        srcmd5: job.srcmd5,
-        rev: job.rev,
-        time: a.endTime,
-        duration: a.endTime - a.startTime,
-        code: a.code,
-        workerId: a.workerId,
-        reason: job.reason,
-      });
-      const results = new Map<string, StoredResult>();
-      for (const { value } of store.scan<StoredResult>(keys.resultsOf(job.project, job.repository, job.arch))) {
-        results.set(value.package, value);
-      }
-      const next = computePoolSimple(results);
-      const old = new Map<string, PoolBinary>();
-      for (const { value } of store.scan<PoolBinary>(poolPrefix)) old.set(value.name, value);
-      const added: PoolBinary[] = [];
-      const removed: { name: string; package: string; filename: string }[] = [];
-      for (const [name, b] of next) {
-        const o = old.get(name);
-        if (!o || o.sha256 !== b.sha256 || o.package !== b.package || o.metaSha256 !== b.metaSha256) {
-          if (o) removed.push({ name, package: o.package, filename: o.filename });
-          added.push(b);
-          void store.db.put(keys.poolEntry(job.project, job.repository, job.arch, name), b);
-        }
-      }
-      for (const [name, o] of old) {
-        if (!next.has(name)) {
-          removed.push({ name, package: o.package, filename: o.filename });
-          void store.db.remove(keys.poolEntry(job.project, job.repository, job.arch, name));
-        }
-      }
-      outbox.add(
-        makeEvent<RepoEvent>({
-          type: "repo.built",
-          project: job.project,
-          package: job.package,
-          repository: job.repository,
-          arch: job.arch,
-          jobId: job.jobId,
-          code: a.code,
-          srcmd5: job.srcmd5,
-          versrel: job.versrel,
-          bcnt: job.bcnt,
-          ...(metaSha256 ? { metaSha256 } : {}),
-        })
-      );
-      if (added.length || removed.length) {
-        outbox.add(
-          makeEvent<RepoEvent>({
-            type: "repo.pool-changed",
-            project: job.project,
-            repository: job.repository,
-            arch: job.arch,
-            added,
-            removed,
-          })
-        );
-      }
-    });
+    const outcome = await state.storeResult(input);
     await outbox.flush();
     log.info(
-      { jobId: job.jobId, package: job.package, code: a.code, binaries: binaries.length, unchanged },
+      {
+        jobId: job.jobId,
+        package: job.package,
+        code: a.code,
+        binaries: files.binaries.length,
+        ...outcome.pool,
+        importsTo: outcome.importsTo,
+      },
       "result stored"
     );
     return { stored: true };
@@ -257,37 +366,90 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "result.put":
         return answer(msg.replyTo, () => storeResult(msg));
       case "result.get":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const a = msg.args;
-          return store.get<StoredResult>(keys.result(a.project, a.repository, a.arch, a.package)) ?? null;
+          await authorize(msg, Need.See, a);
+          return state.result(a.project, a.repository, a.arch, a.package) ?? null;
         });
       case "result.list":
-        return answer(msg.replyTo, () =>
-          [...store.scan<StoredResult>(keys.resultsOf(msg.args.project, msg.args.repository, msg.args.arch))].map(
-            ({ value }) => {
-              const { binaries: _b, ...rest } = value;
-              return rest;
-            }
-          )
-        );
-      case "pool.get":
-        return answer(msg.replyTo, () =>
-          [...store.scan<PoolBinary>(keys.poolOf(msg.args.project, msg.args.repository, msg.args.arch))].map(
-            (e) => e.value
-          )
-        );
-      case "binaries.list":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const a = msg.args;
-          const r = store.get<StoredResult>(keys.result(a.project, a.repository, a.arch, a.package));
-          if (!r) throw new NotFoundError(`no build result of ${a.package} in ${a.project}/${a.repository}/${a.arch}`);
-          return r.binaries.map((b) => ({
+          await authorize(msg, Need.See, a);
+          return state.results(a.project, a.repository, a.arch).map(({ binaries: _b, ...rest }) => rest);
+        });
+      case "result.wipe":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.Write, a);
+          const wiped = await state.wipe(a.project, a);
+          await outbox.flush();
+          log.info({ ...a, results: wiped.length }, "results wiped");
+          return {
+            wiped: wiped.map((w) => ({ repository: w.repository, arch: w.arch, package: w.package })),
+          };
+        });
+      case "pool.get":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.See, a);
+          return state.pool(a.project, a.repository, a.arch);
+        });
+      case "pool.rebuild":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.Write, a);
+          const r = await state.rebuildPool(a.project, a.repository, a.arch);
+          await outbox.flush();
+          log.info({ ...a, ...r }, "pool rebuilt");
+          return r;
+        });
+      case "binaries.list":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.Binaries, a);
+          const r = state.result(a.project, a.repository, a.arch, a.package);
+          const imports = state.imports(a.project, a.repository, a.arch, a.package);
+          if (!r && imports.length === 0) {
+            throw new NotFoundError(`no build result of ${a.package} in ${a.project}/${a.repository}/${a.arch}`);
+          }
+          const list = (r?.binaries ?? []).map((b) => ({
             filename: b.filename,
             size: b.size,
             sha256: b.sha256,
             md5: b.md5,
-            mtime: r.endTime,
+            mtime: r!.endTime,
           }));
+          for (const imp of imports) {
+            for (const b of imp.binaries) {
+              list.push({ filename: b.filename, size: b.size, sha256: b.sha256, md5: b.md5, mtime: imp.time });
+            }
+          }
+          return list;
+        });
+      case "history.build":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.See, a);
+          return state.buildHistory(a.project, a.repository, a.arch, a.package, a.limit);
+        });
+      case "history.jobs":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.See, a);
+          return state.jobHistory(a.project, a.repository, a.arch, a.package, a.limit);
+        });
+      case "publish.project":
+        return answer(msg.replyTo, async () => {
+          await authorize(msg, Need.See, msg.args);
+          await state.ensureFlags(msg.args.project, []);
+          return state.publishProject(msg.args.project);
+        });
+      case "publish.select":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, Need.See, a);
+          await state.ensureFlags(a.project, state.packagesIn(a.project, a.repository, a.arch));
+          return state.publishPage(a.project, a.repository, a.arch, a.after, a.limit);
         });
       case "blob.stat":
       case "blob.read":
@@ -300,6 +462,49 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
         assertNever(msg);
     }
   };
+
+  // ---- source events -------------------------------------------------------------------------
+
+  const onEvent = async (e: SourceEvent | RepoEvent | EventBase): Promise<void> => {
+    const ev = e as SourceEvent | RepoEvent;
+    switch (ev.type) {
+      case "project.meta-changed": {
+        const meta = await lookups.project(ev.project);
+        // Gone again: its deletion event follows.
+        if (!meta) return;
+        const counts = await state.setProjectMeta(ev.project, meta);
+        await outbox.flush();
+        log.debug({ project: ev.project, ...counts }, "project flags applied");
+        return;
+      }
+      case "package.meta-changed": {
+        const meta = await lookups.package(ev.project, ev.package);
+        if (!meta) return;
+        const counts = await state.setPackageMeta(ev.project, ev.package, meta);
+        await outbox.flush();
+        log.debug({ project: ev.project, package: ev.package, ...counts }, "package flags applied");
+        return;
+      }
+      case "project.config-changed": {
+        const counts = await state.configChanged(ev.project);
+        await outbox.flush();
+        log.debug({ project: ev.project, ...counts }, "build config applied");
+        return;
+      }
+      case "package.deleted":
+        await state.deletePackage(ev.project, ev.package);
+        await outbox.flush();
+        return;
+      case "project.deleted":
+        await state.deleteProject(ev.project);
+        await outbox.flush();
+        return;
+      default:
+        return;
+    }
+  };
+
+  // ---- actors --------------------------------------------------------------------------------
 
   const archActor = (parent: Ref<unknown>, name: string): Ref<RepoRequest> =>
     spawn(
@@ -323,13 +528,24 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       }
       const req = validated(validators, msg as BridgedRequest);
       if (!req) return undefined;
-      const a = req.args as { project: string; repository: string; arch: string };
-      dispatch(children.get(prpaKey(a.project, a.repository, a.arch)), req);
+      const a = req.args as { project: string; repository?: string; arch?: string };
+      // Project-wide requests share one actor per project.
+      const key =
+        a.repository !== undefined && a.arch !== undefined && req.type !== "result.wipe"
+          ? `${a.project}\u0000${a.repository}\u0000${a.arch}`
+          : `${a.project}\u0000`;
+      dispatch(children.get(key), req);
       return undefined;
     },
     "repo"
   );
   const sweep = setInterval(() => dispatch(root, { type: "children.sweep" }), 60_000);
+  const consumer: EventConsumer = await consumeEvents<SourceEvent | RepoEvent>(ctx.nc, {
+    durable: "repo",
+    filterSubject: subjects.eventsAll(),
+    handler: onEvent,
+    log,
+  });
   const sub = bridgeActor(ctx.nc, root as unknown as Ref<BridgedRequest>, {
     subject: subjects.rpcAll(Role.Repo),
     queue: Role.Repo,
@@ -346,6 +562,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       clearInterval(sweep);
       stopPing();
       await sub.drain();
+      await consumer.stop();
       await blobs.close();
       await store.close();
       await lease.release();
