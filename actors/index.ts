@@ -37,7 +37,20 @@ export type {
   PackageBuildInfo,
   BuildConfigView,
 } from "./source/protocol.ts";
-export type { RepoApi, RepoEvent, StoredResult, StoredBinary, UploadedFile } from "./repo/protocol.ts";
+export type {
+  RepoApi,
+  RepoEvent,
+  StoredResult,
+  StoredBinary,
+  StoredImport,
+  UploadedFile,
+  BuildHistoryEntry,
+  JobHistoryEntry,
+} from "./repo/protocol.ts";
+export { startPublisherRole } from "./publisher/publisher-role.ts";
+export type { PublisherOptions, RunningPublisher } from "./publisher/publisher-role.ts";
+export { PublishOutcome } from "./publisher/protocol.ts";
+export type { PublisherApi, PublisherEvent, PublishedRepo, RepoStateChangedEvent } from "./publisher/protocol.ts";
 export type { DispatcherApi, WorkerView, JobView, WorkerRegistration } from "./dispatcher/protocol.ts";
 export type { WorkerApi } from "./worker/protocol.ts";
 export type { SchedulerApi, BuildReason, BuildInfoView, BuildDepInfoView } from "./scheduler/protocol.ts";

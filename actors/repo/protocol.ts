@@ -243,4 +243,12 @@ export interface RepoWipedEvent extends EventBase {
   packages: string[];
 }
 
-export type RepoEvent = RepoBuiltEvent | RepoPoolChangedEvent | RepoWipedEvent;
+/**
+ * The repo role's copy of a project's (or one package's) flags changed: what it serves from now
+ * on (pool, publishable binaries, downloads) follows the new flags.
+ */
+export interface RepoFlagsChangedEvent extends EventBase {
+  type: "repo.flags-changed";
+}
+
+export type RepoEvent = RepoBuiltEvent | RepoPoolChangedEvent | RepoWipedEvent | RepoFlagsChangedEvent;

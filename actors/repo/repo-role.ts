@@ -232,8 +232,15 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
     try {
       await ctx.rpc.call(
         subjects.rpc(Role.Source, "access.check"),
-        { ...q, need, as: { subject: msg.subject, args: msg.args, ...(msg.auth ? { auth: msg.auth } : {}) } },
-        { idempotent: true }
+        {
+          ...q,
+          // A multibuild flavour (`pkg:flavor`) has the flags of its package.
+          ...(q.package !== undefined ? { package: q.package.split(":")[0]! } : {}),
+          need,
+          as: { subject: msg.subject, args: msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
+        },
+        // Never repeated after a timeout: the first attempt may have used the caller's nonce.
+        { idempotent: false }
       );
     } catch (err) {
       if (!(isCode(err, "ERR_NOT_FOUND") && /unknown request/.test((err as Error).message))) throw err;

@@ -265,6 +265,7 @@ export class RepoState {
       prpas.map((x) => prpaKey(x.project, x.repository, x.arch)),
       () => {
         void this.#store.db.put(keys.projectFlags(project), { project, ...meta } satisfies ProjectFlagsRecord);
+        this.#outbox.add(makeEvent<RepoEvent>({ type: "repo.flags-changed", project }));
         for (const x of prpas) {
           const st = this.#loaded(x.project, x.repository, x.arch);
           for (const k of [...st.pool.packages()]) {
@@ -291,6 +292,7 @@ export class RepoState {
           package: pkg,
           flags: meta.flags,
         } satisfies PackageFlagsRecord);
+        this.#outbox.add(makeEvent<RepoEvent>({ type: "repo.flags-changed", project, package: pkg }));
         for (const x of prpas) {
           const st = this.#loaded(x.project, x.repository, x.arch);
           const diff = st.pool.setUseForBuild(pkg, this.flag("useforbuild", project, pkg, x.repository, x.arch));

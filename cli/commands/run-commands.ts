@@ -29,12 +29,17 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .option("--nats-port <port>", "port of the embedded nats-server", int("--nats-port"), 4222)
     .option("--workers <n>", "local workers to start", int("--workers"), 1)
     .option("--jobs <n>", "build slots per local worker", int("--jobs"), 1)
+    .option(
+      "--publish-port <port>",
+      "serve the published repositories over HTTP on 127.0.0.1 at this port",
+      int("--publish-port")
+    )
     .option("--arch <arch...>", "archs to schedule (default: the host arch)", collect)
     .addHelpText(
       "after",
       "\nWith --nats URL, joins that NATS server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default ~/.local/share/kiln)."
     )
-    .action(async (o: { natsPort: number; workers: number; jobs: number; arch?: string[] }) => {
+    .action(async (o: { natsPort: number; workers: number; jobs: number; arch?: string[]; publishPort?: number }) => {
       const s = cenv.settings();
       const explicitNats = program.opts<{ nats?: string }>().nats ?? process.env.KILN_NATS_URL;
       const { runUp, defaultArchs } = await runner();
@@ -44,6 +49,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         natsPort: o.natsPort,
         workers: o.workers,
         jobs: o.jobs,
+        ...(o.publishPort !== undefined ? { publishPort: o.publishPort } : {}),
         archs: o.arch ?? defaultArchs(),
         log: cenv.log(),
         announce: (t) => process.stderr.write(t + "\n"),
@@ -53,7 +59,10 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
   program
     .command("serve")
     .description("run some roles in this process (the others run elsewhere on the same NATS)")
-    .requiredOption("--roles <list>", "comma-separated: source, repo, dispatcher, scheduler:<arch>")
+    .requiredOption(
+      "--roles <list>",
+      "comma-separated: source, repo, publisher[:<http port>], dispatcher, scheduler:<arch>"
+    )
     .action(async (o: { roles: string }) => {
       const s = cenv.settings();
       const { hostRoles, parseRoles } = await runner();

@@ -14,11 +14,13 @@ import type { Logger } from "pino";
 import {
   hostArch,
   startDispatcherRole,
+  startPublisherRole,
   startRepoRole,
   startSchedulerRole,
   startSourceRole,
   startWorker,
   type RoleContext,
+  type RunningPublisher,
   type RunningRole,
   type WorkerOptions,
 } from "../../actors/index.ts";
@@ -120,6 +122,8 @@ export interface UpOptions {
   jobs: number;
   log: Logger;
   worker?: Partial<WorkerOptions>;
+  /** Serve the published repositories over HTTP on 127.0.0.1 at this port (0: any free one). */
+  publishPort?: number;
   /** Announce on stderr where things are. */
   announce?: (text: string) => void;
 }
@@ -158,6 +162,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const starters: Starter[] = [
     (ctx) => startSourceRole(ctx),
     (ctx) => startRepoRole(ctx),
+    (ctx) => startPublisherRole(ctx, opts.publishPort !== undefined ? { httpPort: opts.publishPort } : {}),
     (ctx) => startDispatcherRole(ctx),
     ...opts.archs.map((arch) => (ctx: RoleContext) => startSchedulerRole(ctx, { arch })),
     ...Array.from(
@@ -182,6 +187,9 @@ export async function runUp(opts: UpOptions): Promise<void> {
             admin.created
               ? `  identity: created admin identity ${adminIdentityPath(opts.dataDir)} (user 'admin'); kiln commands on this machine use it`
               : `  identity: ${adminIdentityPath(opts.dataDir)} (user 'admin')`,
+            ...roles
+              .filter((r): r is RunningPublisher => r.role === "publisher")
+              .map((r) => `  publish:  ${r.publishDir}${r.httpUrl ? ` (served at ${r.httpUrl})` : ""}`),
             `Stop with Ctrl-C.`,
           ].join("\n")
         );
@@ -211,6 +219,14 @@ export function parseRoles(spec: string): Starter[] {
       case "repo":
         starters.push((ctx) => startRepoRole(ctx));
         break;
+      case "publisher": {
+        // `publisher:<port>` also serves the published trees over HTTP on 127.0.0.1.
+        const port = arg === undefined ? undefined : Number(arg);
+        if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536))
+          throw new InvalidInputError(`role 'publisher:${arg}' needs a port number`);
+        starters.push((ctx) => startPublisherRole(ctx, port !== undefined ? { httpPort: port } : {}));
+        break;
+      }
       case "dispatcher":
         starters.push((ctx) => startDispatcherRole(ctx));
         break;
@@ -219,7 +235,9 @@ export function parseRoles(spec: string): Starter[] {
         starters.push((ctx) => startSchedulerRole(ctx, { arch: arg }));
         break;
       default:
-        throw new InvalidInputError(`unknown role '${raw}' (known: source, repo, dispatcher, scheduler:<arch>)`);
+        throw new InvalidInputError(
+          `unknown role '${raw}' (known: source, repo, publisher[:<port>], dispatcher, scheduler:<arch>)`
+        );
     }
   }
   if (!starters.length) throw new InvalidInputError("--roles names no role");

@@ -1,0 +1,235 @@
+import assert from "node:assert/strict";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { RepoCode, type RepoStateChangedEvent } from "../../actors/index.ts";
+import { makeEvent, publishEvent } from "../../transport/index.ts";
+import { check } from "../helpers/check.ts";
+import { RepoHarness } from "../helpers/repo-harness.ts";
+import { buildTestRpms, type BuiltRpms } from "../helpers/repo-rpms.ts";
+
+const P = "pub:int";
+const R = "standard";
+
+/** Installs `what` with the real dnf into a fresh install root from one repository URL or path. */
+async function dnfInstall(repo: string, what: string[]): Promise<{ root: string; installed: string[] }> {
+  const work = mkdtempSync(path.join(os.tmpdir(), "kiln-dnf-"));
+  const root = path.join(work, "root");
+  const conf = path.join(work, "dnf.conf");
+  mkdirSync(path.join(work, "repos.d"), { recursive: true });
+  writeFileSync(conf, "[main]\n");
+  await execa(
+    "dnf",
+    [
+      "-y",
+      "-q",
+      `--installroot=${root}`,
+      `--config=${conf}`,
+      `--setopt=reposdir=${path.join(work, "repos.d")}`,
+      `--setopt=cachedir=${path.join(work, "cache")}`,
+      "--setopt=install_weak_deps=False",
+      "--disablerepo=*",
+      `--repofrompath=kiln,${repo}`,
+      "--enablerepo=kiln",
+      "--nogpgcheck",
+      "--releasever=1",
+      "install",
+      ...what,
+    ],
+    { timeout: 120_000 }
+  );
+  const q = await execa("rpm", ["--root", root, "-qa", "--queryformat", "%{NAME}\\n"]);
+  return { root, installed: q.stdout.split("\n").filter(Boolean).sort() };
+}
+
+describe("integration/publisher", function () {
+  this.timeout(90_000);
+  let h: RepoHarness;
+  let dir: string;
+  let greet: BuiltRpms;
+  let world: BuiltRpms;
+  let tool: BuiltRpms;
+  const cleanup: string[] = [];
+
+  const finished = async (project: string, arch: string, code: RepoCode = RepoCode.Finished): Promise<void> => {
+    await publishEvent(
+      h.nc.jetstream(),
+      makeEvent<RepoStateChangedEvent>({ type: "repo.state-changed", project, repository: R, arch, code })
+    );
+  };
+  const served = (project: string): string => path.join(h.dataDir, "publish", project, R);
+  const publishedVersion = async (project: string): Promise<number | undefined> => {
+    try {
+      const list = await h.publisherClient.call("publish.status", { project });
+      return list.find((x) => x.repository === R)?.version;
+    } catch {
+      return undefined;
+    }
+  };
+  const treeFiles = (project: string): string[] => {
+    const out: string[] = [];
+    const base = served(project);
+    for (const d of readdirSync(base)) {
+      if (d === "repodata") continue;
+      for (const f of readdirSync(path.join(base, d))) out.push(`${d}/${f}`);
+    }
+    return out.sort();
+  };
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "kiln-pub-rpms-"));
+    greet = await buildTestRpms(dir, "noarch", [{ name: "greet" }]);
+    world = await buildTestRpms(dir, "noarch", [{ name: "greet-world", requires: ["greet"] }]);
+    tool = await buildTestRpms(dir, "x86_64", [{ name: "tool" }]);
+    h = await RepoHarness.start({ publisher: { httpPort: 0 } });
+    await h.putProject(P, `<repository name="${R}"><arch>x86_64</arch><arch>i586</arch></repository>`);
+    await h.storeBuild({
+      project: P,
+      repository: R,
+      arch: "x86_64",
+      package: "greet",
+      files: [greet.rpms.get("greet")!, greet.srpm],
+    });
+    await h.storeBuild({
+      project: P,
+      repository: R,
+      arch: "x86_64",
+      package: "world",
+      files: [world.rpms.get("greet-world")!, world.srpm],
+    });
+    await h.storeBuild({ project: P, repository: R, arch: "x86_64", package: "tool", files: [tool.rpms.get("tool")!] });
+    // The same noarch package built on i586 too: one copy in the merged tree.
+    await h.storeBuild({
+      project: P,
+      repository: R,
+      arch: "i586",
+      package: "greet",
+      files: [greet.rpms.get("greet")!],
+    });
+  });
+
+  after(async () => {
+    await h?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    for (const d of cleanup) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("should publish a finished repository as rpm-md from which dnf installs a package with its requirement", async () => {
+    await finished(P, "x86_64");
+    await check(() => publishedVersion(P), { name: "published", timeoutMs: 30_000 });
+    const link = served(P);
+    assert.ok(lstatSync(link).isSymbolicLink(), "served path is a link to a complete version");
+    assert.ok(existsSync(path.join(link, "repodata", "repomd.xml")));
+    assert.deepEqual(treeFiles(P), [
+      `noarch/${path.basename(greet.rpms.get("greet")!)}`,
+      `noarch/${path.basename(world.rpms.get("greet-world")!)}`,
+      `src/${path.basename(greet.srpm)}`,
+      `src/${path.basename(world.srpm)}`,
+      `x86_64/${path.basename(tool.rpms.get("tool")!)}`,
+    ]);
+    const { root, installed } = await dnfInstall(link, ["greet-world"]);
+    cleanup.push(path.dirname(root));
+    assert.deepEqual(installed, ["greet", "greet-world"]);
+    assert.equal(readFileSync(path.join(root, "usr/share/greet/marker"), "utf8").trim(), "greet");
+    const ev = h.seen<{ type: string; version: number; binaries: number } & RepoStateChangedEvent>("repo.published", P);
+    assert.equal(ev.length, 1);
+    assert.equal(ev[0]!.binaries, 5);
+  });
+
+  it("should serve the published tree read-only over HTTP, hiding the version directories", async () => {
+    const url = h.publisher!.httpUrl!;
+    const repomd = await fetch(`${url}/${encodeURIComponent(P)}/${R}/repodata/repomd.xml`);
+    assert.equal(repomd.status, 200);
+    assert.match(await repomd.text(), /<repomd/);
+    assert.equal((await fetch(`${url}/${encodeURIComponent(P)}/.kiln/`)).status, 404);
+    assert.equal((await fetch(`${url}/${encodeURIComponent(P)}/${R}/../../etc/passwd`)).status, 404);
+    assert.equal(
+      (await fetch(`${url}/${encodeURIComponent(P)}/${R}/repodata/repomd.xml`, { method: "POST" })).status,
+      405
+    );
+    const { root, installed } = await dnfInstall(`${url}/${encodeURIComponent(P)}/${R}`, ["tool"]);
+    cleanup.push(path.dirname(root));
+    assert.deepEqual(installed, ["tool"]);
+  });
+
+  it("should leave out source packages of a package whose sourceaccess is disabled", async () => {
+    const v = (await publishedVersion(P))!;
+    await h.putPackage(P, "world", `<sourceaccess><disable/></sourceaccess>`);
+    await check(async () => ((await publishedVersion(P)) ?? 0) > v, { name: "republished", timeoutMs: 30_000 });
+    const files = treeFiles(P);
+    assert.ok(!files.includes(`src/${path.basename(world.srpm)}`), files.join(" "));
+    assert.ok(files.includes(`src/${path.basename(greet.srpm)}`));
+    assert.ok(files.includes(`noarch/${path.basename(world.rpms.get("greet-world")!)}`));
+  });
+
+  it("should not republish when nothing changed, and keep the served tree when createrepo_c fails", async () => {
+    const v = (await publishedVersion(P))!;
+    const target = readlinkSync(served(P));
+    const again = await h.publisherClient.call("publish.now", { project: P, repository: R });
+    assert.equal(again.outcome, "unchanged");
+    await h.publisher!.stop();
+    h.publisher = undefined;
+    const { startPublisherRole } = await import("../../actors/index.ts");
+    const broken = await startPublisherRole(h.ctx, { createrepo: "false" });
+    h.publisher = broken;
+    try {
+      await h.storeBuild({
+        project: P,
+        repository: R,
+        arch: "x86_64",
+        package: "tool",
+        files: [tool.rpms.get("tool")!, tool.srpm],
+      });
+      await assert.rejects(
+        h.publisherClient.call("publish.now", { project: P, repository: R }, { timeoutMs: 30_000 }),
+        /createrepo_c failed/
+      );
+      assert.equal(readlinkSync(served(P)), target);
+      assert.ok(existsSync(path.join(served(P), "repodata", "repomd.xml")));
+      assert.equal(await publishedVersion(P), v);
+    } finally {
+      await broken.stop();
+      h.publisher = undefined;
+    }
+    // A publisher that starts again resumes what a failure or crash left undone.
+    h.publisher = await startPublisherRole(h.ctx, {});
+    await check(async () => ((await publishedVersion(P)) ?? 0) > v, { name: "republished", timeoutMs: 30_000 });
+    assert.ok(treeFiles(P).includes(`src/${path.basename(tool.srpm)}`));
+  });
+
+  it("should publish a finished repository once its publish flag is enabled", async () => {
+    const Q = "pub:staged";
+    await h.putProject(Q, `<publish><disable/></publish><repository name="${R}"><arch>x86_64</arch></repository>`);
+    await h.storeBuild({
+      project: Q,
+      repository: R,
+      arch: "x86_64",
+      package: "greet",
+      files: [greet.rpms.get("greet")!],
+    });
+    await finished(Q, "x86_64");
+    const r = await check(
+      async () => {
+        const x = await h.publisherClient.call("publish.status", { project: Q }).catch(() => undefined);
+        return x;
+      },
+      { name: "publisher saw the repository" }
+    );
+    assert.deepEqual(r, []);
+    assert.ok(!existsSync(served(Q)));
+    await h.putProject(Q, `<repository name="${R}"><arch>x86_64</arch></repository>`);
+    await check(async () => (await publishedVersion(Q)) === 1, { name: "published after enabling", timeoutMs: 30_000 });
+    assert.deepEqual(treeFiles(Q), [`noarch/${path.basename(greet.rpms.get("greet")!)}`]);
+  });
+});
