@@ -11,6 +11,7 @@ import { KilnError } from "../transport/index.ts";
 import { loadSettings, type SettingFlags, type Settings } from "./config.ts";
 import { createRootLogger } from "./logger.ts";
 import { registerBuildCommands } from "./commands/build.ts";
+import { registerRepoCommands } from "./commands/repo.ts";
 import { registerRunCommands } from "./commands/run-commands.ts";
 import { registerSourceCommands } from "./commands/source.ts";
 
@@ -99,6 +100,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): { program: Command; cenv: 
   registerRunCommands(program, cenv);
   registerSourceCommands(program, cenv);
   registerBuildCommands(program, cenv);
+  registerRepoCommands(program, cenv);
   return { program, cenv };
 }
 
