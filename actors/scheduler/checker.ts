@@ -1,49 +1,43 @@
 /**
- * The check of one repository/arch (OBS `checkpkgs`): for every package, in build order, its code
- * and details, and which packages must build and why. A pure function of its input, so the
- * incremental scheduler and a from-scratch recomputation can be compared, and so it is testable
- * without NATS.
+ * The check of one repository/arch (OBS `checkpkgs`), kept incrementally.
  *
+ * For every package, in build order: its code and details, and whether it must build and why.
  * Order of decisions per package (obs-backend.md §2.1): excluded, locked, disabled, broken,
  * blocked (source not ready), unresolvable, blocked (a build dependency not ready), then the
- * rebuild decision (§2.2): new build, source change, meta change; otherwise succeeded/failed.
+ * rebuild decision (§2.2): new build, source change, meta change; else succeeded or failed.
+ *
+ * {@link IncrementalChecker} remembers everything it computed and, after an input changes,
+ * recomputes only what that change can affect:
+ * - a package's expansion, when the package changed or the index changed under a name the
+ *   expansion looked at (the expander reports those names; an inverted index maps them back);
+ * - a package's state, when its expansion, its result, its job or the readiness of a package it
+ *   depends on changed — readiness changes propagate to reverse dependencies in build order.
+ * A fresh checker given the same inputs computes everything; the two agree (tested).
  */
+import { createHash } from "node:crypto";
 import type { BuildConfig } from "../common/prjconf.ts";
 import { depMetaLines, genMeta } from "../common/build-meta.ts";
-import { PackageCode, RepoCode, type BuildDep, type BuildResultCode } from "../common/model.ts";
+import { PackageCode, RepoCode, type BuildDep, type BuildResultCode, type PoolBinary } from "../common/model.ts";
 import type { PackageBuildInfo } from "../source/protocol.ts";
-import { Expander, type PoolLayer } from "./expansion.ts";
+import { RepoExpansion, type Expansion, type PoolLayer } from "./expansion.ts";
 import type { BuildReason } from "./protocol.ts";
 
 /** The last build of a package as the scheduler remembers it. */
 export interface LastBuild {
   code: BuildResultCode;
+  /** verifymd5 of the sources the last build used. */
   srcmd5: string;
   versrel: string;
   bcnt: number;
+  metaSha256?: string;
   /** Lines of the meta the build was made from; undefined when it has none. */
   meta?: readonly string[];
 }
 
-export interface CheckInput {
-  project: string;
-  repository: string;
-  arch: string;
-  rebuild: "transitive" | "direct" | "local";
-  block: "all" | "local" | "never";
-  config: BuildConfig;
-  packages: readonly PackageBuildInfo[];
-  /** Layer 0 is this repository's own pool, then its path in order. */
-  layers: readonly PoolLayer[];
-  results: ReadonlyMap<string, LastBuild>;
-  /** Packages with a queued or running job, and that job's srcmd5. */
-  jobs: ReadonlyMap<string, { srcmd5: string; details?: string }>;
-  /** Not-ready packages of other repositories in the path, keyed `project/repository`. */
-  notReadyElsewhere: ReadonlyMap<string, ReadonlySet<string>>;
-  /** Meta lines of a producing build, by its meta blob id. */
-  metaOf: (sha256: string) => readonly string[] | undefined;
-  /** Packages whose last meta is to be ignored (`kiln rebuild`). */
-  forceRebuild?: ReadonlySet<string>;
+export interface JobRef {
+  jobId: string;
+  srcmd5: string;
+  details?: string;
 }
 
 export interface PackageState {
@@ -55,53 +49,77 @@ export interface NeededBuild {
   package: string;
   reason: BuildReason;
   bdeps: BuildDep[];
-  meta: string[];
   needed: number;
 }
 
+export type RebuildMode = "transitive" | "direct" | "local";
+export type BlockMode = "all" | "local" | "never";
+
+export interface CheckerSetup {
+  project: string;
+  repository: string;
+  arch: string;
+  rebuild: RebuildMode;
+  block: BlockMode;
+  config: BuildConfig;
+  /** Layer 0 is this repository's own pool, then its path in order. */
+  layers: readonly PoolLayer[];
+  /** Meta lines of a producing build, by its meta blob id. */
+  metaOf: (sha256: string) => readonly string[] | undefined;
+}
+
 export interface CheckOutput {
-  states: Map<string, PackageState>;
+  /** Every package's state (the checker's own map: read, do not change). */
+  states: ReadonlyMap<string, PackageState>;
+  /** Packages that must build now (no job yet). */
   builds: NeededBuild[];
-  notReady: Set<string>;
+  notReady: ReadonlySet<string>;
   repoCode: RepoCode;
-  /** package → local source packages it depends on (for ordering and `builddepinfo`). */
-  pkgdeps: Map<string, string[]>;
-  cycles: string[][];
-  /** package → the edeps expansion (for `buildinfo`), or the error. */
-  expansions: Map<string, { ok: true; packages: string[] } | { ok: false; error: string }>;
+  /** Packages whose state was evaluated in this check. */
+  evaluated: number;
+  /** Packages whose expansion was recomputed in this check. */
+  expanded: number;
+}
+
+interface Entry {
+  info: PackageBuildInfo;
+  exp?: Expansion;
+  touched?: Int32Array;
+  /** Local source packages this one depends on. */
+  deps: string[];
+  state: PackageState;
+  /** Quick key of the last check that found nothing to rebuild (OBS's `lastcheck`). */
+  quick?: string;
+  rank: number;
 }
 
 const keyOf = (p: string, r: string): string => `${p}/${r}`;
 
-/** Strongly connected components (Tarjan), each sorted, in reverse topological order. */
-export function sccs(nodes: readonly string[], edges: ReadonlyMap<string, readonly string[]>): string[][] {
+/** Strongly connected components (Tarjan, iterative), dependencies before dependents. */
+export function sccs(nodes: readonly string[], edges: (n: string) => readonly string[]): string[][] {
   let index = 0;
   const idx = new Map<string, number>();
   const low = new Map<string, number>();
   const onStack = new Set<string>();
   const stack: string[] = [];
   const out: string[][] = [];
-  const strong = (v: string): void => {
-    // Iterative to survive deep dependency chains.
-    const work: { v: string; i: number }[] = [{ v, i: 0 }];
-    idx.set(v, index);
-    low.set(v, index++);
-    stack.push(v);
-    onStack.add(v);
+  for (const root of nodes) {
+    if (idx.has(root)) continue;
+    const work: { v: string; succ: readonly string[]; i: number }[] = [];
+    const push = (v: string): void => {
+      idx.set(v, index);
+      low.set(v, index++);
+      stack.push(v);
+      onStack.add(v);
+      work.push({ v, succ: edges(v), i: 0 });
+    };
+    push(root);
     while (work.length) {
       const top = work[work.length - 1]!;
-      const succ = edges.get(top.v) ?? [];
-      if (top.i < succ.length) {
-        const w = succ[top.i++]!;
-        if (!idx.has(w)) {
-          idx.set(w, index);
-          low.set(w, index++);
-          stack.push(w);
-          onStack.add(w);
-          work.push({ v: w, i: 0 });
-        } else if (onStack.has(w)) {
-          low.set(top.v, Math.min(low.get(top.v)!, idx.get(w)!));
-        }
+      if (top.i < top.succ.length) {
+        const w = top.succ[top.i++]!;
+        if (!idx.has(w)) push(w);
+        else if (onStack.has(w)) low.set(top.v, Math.min(low.get(top.v)!, idx.get(w)!));
         continue;
       }
       work.pop();
@@ -120,8 +138,7 @@ export function sccs(nodes: readonly string[], edges: ReadonlyMap<string, readon
         out.push(comp.sort());
       }
     }
-  };
-  for (const n of nodes) if (!idx.has(n)) strong(n);
+  }
   return out;
 }
 
@@ -138,8 +155,11 @@ export function releaseOf(config: BuildConfig, rev: number, bcnt: number): strin
   return tpl.replace(/<CI_CNT>/g, String(rev)).replace(/<B_CNT>/g, String(bcnt));
 }
 
-/** Differences between two metas, as OBS's `packagechange` entries (first level only). */
-export function metaChanges(oldMeta: readonly string[], newMeta: readonly string[]): BuildReason["packagechange"] {
+/** Differences between two metas as OBS's `packagechange` entries, direct dependencies first. */
+export function metaChanges(
+  oldMeta: readonly string[],
+  newMeta: readonly string[]
+): NonNullable<BuildReason["packagechange"]> {
   const split = (lines: readonly string[]): Map<string, string> => {
     const m = new Map<string, string>();
     for (const l of lines.slice(1)) {
@@ -156,145 +176,440 @@ export function metaChanges(oldMeta: readonly string[], newMeta: readonly string
     else if (a.get(k) !== v) out.push({ change: "md5sum", key: k });
   }
   for (const k of a.keys()) if (!b.has(k)) out.push({ change: "removed", key: k });
-  // The direct dependencies first: they are what a user recognises.
   return out.sort(
     (x, y) => x.key.split("/").length - y.key.split("/").length || (x.key < y.key ? -1 : x.key > y.key ? 1 : 0)
   );
 }
 
-export function checkRepository(input: CheckInput): CheckOutput {
-  const expander = new Expander(input.layers, input.config);
-  const states = new Map<string, PackageState>();
-  const builds: NeededBuild[] = [];
-  const notReady = new Set<string>();
-  const expansions: CheckOutput["expansions"] = new Map();
-  const byName = new Map(input.packages.map((p) => [p.package, p]));
-
-  // Binary name → local source package: declared subpackages first, then this pool's owners.
-  const dep2src = new Map<string, string>();
-  for (const b of input.layers[0]?.binaries ?? []) dep2src.set(b.name, b.package);
-  for (const p of input.packages) for (const s of p.subpacks) dep2src.set(s, p.package);
-
-  // Expand every buildable package's edeps up front; they decide the order.
-  const pkgdeps = new Map<string, string[]>();
-  for (const p of input.packages) {
-    if (p.error) continue;
-    const e = expander.edeps(p.buildRequires, p.subpacks);
-    expansions.set(p.package, e);
-    if (!e.ok) continue;
-    const deps = new Set<string>();
-    for (const bin of e.packages) {
-      const lb = expander.binary(bin);
-      if (lb && lb.layer !== 0) continue;
-      const src = dep2src.get(bin);
-      if (src && src !== p.package && byName.has(src)) deps.add(src);
+/** A min-heap of packages by build-order rank. */
+class RankQueue {
+  readonly #heap: [number, string][] = [];
+  readonly #in = new Set<string>();
+  push(rank: number, pkg: string): void {
+    if (this.#in.has(pkg)) return;
+    this.#in.add(pkg);
+    const h = this.#heap;
+    h.push([rank, pkg]);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]![0] <= h[i]![0]) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
     }
-    pkgdeps.set(p.package, [...deps].sort());
   }
-  const names = input.packages.map((p) => p.package).sort();
-  const comps = sccs(names, pkgdeps);
-  const compOf = new Map<string, number>();
-  comps.forEach((c, i) => c.forEach((n) => compOf.set(n, i)));
-  const cycles = comps.filter((c) => c.length > 1);
-  // Tarjan yields dependencies before dependents: that is the build order.
-  const order = comps.flat();
+  pop(): string | undefined {
+    const h = this.#heap;
+    if (!h.length) return undefined;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && h[l]![0] < h[m]![0]) m = l;
+        if (r < h.length && h[r]![0] < h[m]![0]) m = r;
+        if (m === i) break;
+        [h[m], h[i]] = [h[i]!, h[m]!];
+        i = m;
+      }
+    }
+    this.#in.delete(top[1]);
+    return top[1];
+  }
+}
 
-  const needed = new Map<string, number>();
-  for (const deps of pkgdeps.values()) for (const d of deps) needed.set(d, (needed.get(d) ?? 0) + 1);
+export class IncrementalChecker {
+  readonly project: string;
+  readonly repository: string;
+  readonly arch: string;
+  #rebuild: RebuildMode;
+  #block: BlockMode;
+  readonly #exp: RepoExpansion;
+  readonly #metaOf: (sha256: string) => readonly string[] | undefined;
+  readonly #pkgs = new Map<string, Entry>();
+  readonly #states = new Map<string, PackageState>();
+  readonly #results = new Map<string, LastBuild>();
+  readonly #jobs = new Map<string, JobRef>();
+  readonly #force = new Set<string>();
+  readonly #notReadyElsewhere = new Map<string, ReadonlySet<string>>();
+  readonly #notReady = new Set<string>();
+  readonly #inverted = new Map<number, Set<string>>();
+  readonly #revdeps = new Map<string, Set<string>>();
+  #dep2src = new Map<string, string>();
+  #compOf = new Map<string, number>();
+  #cycles: string[][] = [];
+  #indexVersion = -1;
+  #expandAll = true;
+  #stateAll = true;
+  #orderDirty = true;
+  #dep2srcDirty = true;
+  readonly #expandDirty = new Set<string>();
+  readonly #stateDirty = new Set<string>();
+  readonly #pending = new Set<string>();
 
-  for (const pkg of order) {
-    const p = byName.get(pkg)!;
-    const set = (code: PackageCode, details = ""): void => void states.set(pkg, { code, details });
-    const bl = excludedByBuildFlags(input.config, pkg);
-    if (p.errorCode === "excluded" || bl) {
-      set(PackageCode.Excluded, bl ?? "");
-      continue;
+  constructor(setup: CheckerSetup) {
+    this.project = setup.project;
+    this.repository = setup.repository;
+    this.arch = setup.arch;
+    this.#rebuild = setup.rebuild;
+    this.#block = setup.block;
+    this.#exp = new RepoExpansion(setup.layers, setup.config);
+    this.#metaOf = setup.metaOf;
+  }
+
+  get expansion(): RepoExpansion {
+    return this.#exp;
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------
+
+  setModes(rebuild: RebuildMode, block: BlockMode): void {
+    if (rebuild === this.#rebuild && block === this.#block) return;
+    this.#rebuild = rebuild;
+    this.#block = block;
+    this.#stateAll = true;
+  }
+
+  setConfig(config: BuildConfig): void {
+    this.#exp.setConfig(config);
+    this.#expandAll = true;
+    this.#stateAll = true;
+  }
+
+  upsertPackage(info: PackageBuildInfo): void {
+    const e = this.#pkgs.get(info.package);
+    if (e) {
+      if (e.info.subpacks.join("\0") !== info.subpacks.join("\0")) {
+        this.#dep2srcDirty = true;
+        for (const s of [...e.info.subpacks, ...info.subpacks]) this.#markUsers(s);
+      }
+      e.info = info;
+      e.quick = undefined;
+    } else {
+      this.#pkgs.set(info.package, { info, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 });
+      if (info.subpacks.length) {
+        this.#dep2srcDirty = true;
+        for (const s of info.subpacks) this.#markUsers(s);
+      }
+      this.#orderDirty = true;
     }
-    if (p.flags.lock) {
-      set(PackageCode.Locked);
-      continue;
+    this.#expandDirty.add(info.package);
+  }
+
+  removePackage(name: string): void {
+    const e = this.#pkgs.get(name);
+    if (!e) return;
+    this.#untrack(name, e);
+    for (const d of e.deps) this.#revdeps.get(d)?.delete(name);
+    for (const r of this.#revdeps.get(name) ?? []) this.#expandDirty.add(r);
+    this.#revdeps.delete(name);
+    this.#pkgs.delete(name);
+    this.#states.delete(name);
+    this.#force.delete(name);
+    this.#notReady.delete(name);
+    this.#pending.delete(name);
+    if (e.info.subpacks.length) this.#dep2srcDirty = true;
+    this.#orderDirty = true;
+  }
+
+  /** A pool change of one layer of the path (layer 0: this repository). */
+  applyPoolDiff(layer: number, added: readonly PoolBinary[], removed: readonly string[]): void {
+    this.#exp.applyPoolDiff(layer, added, removed);
+    if (layer === 0) this.#dep2srcDirty = true;
+  }
+
+  setResult(pkg: string, last: LastBuild | undefined): void {
+    if (last) {
+      this.#results.set(pkg, last);
+      // A rebuild was asked for and has happened.
+      this.#force.delete(pkg);
+    } else this.#results.delete(pkg);
+    this.#touchState(pkg);
+  }
+
+  setJob(pkg: string, job: JobRef | undefined): void {
+    if (job) {
+      this.#jobs.set(pkg, job);
+      this.#force.delete(pkg);
+    } else this.#jobs.delete(pkg);
+    this.#pending.delete(pkg);
+    this.#touchState(pkg);
+  }
+
+  /** `kiln rebuild`: ignore the last build until a new job is set or a new result arrives. */
+  forceRebuild(pkg: string): void {
+    this.#force.add(pkg);
+    this.#jobs.delete(pkg);
+    this.#touchState(pkg);
+  }
+
+  /** Packages of another repository in the path that are not ready (for blocking). */
+  setNotReadyElsewhere(prpKey: string, notReady: ReadonlySet<string>): void {
+    const old = this.#notReadyElsewhere.get(prpKey);
+    if (old && old.size === notReady.size && [...old].every((x) => notReady.has(x))) return;
+    this.#notReadyElsewhere.set(prpKey, new Set(notReady));
+    this.#stateAll = true;
+  }
+
+  #touchState(pkg: string): void {
+    if (this.#pkgs.has(pkg)) this.#stateDirty.add(pkg);
+  }
+
+  /** Marks the packages whose expansion looked at `name` for re-expansion. */
+  #markUsers(name: string): void {
+    for (const p of this.#inverted.get(this.#exp.nameId(name)) ?? []) this.#expandDirty.add(p);
+  }
+
+  #untrack(pkg: string, e: Entry): void {
+    if (!e.touched) return;
+    for (const id of e.touched) {
+      const s = this.#inverted.get(id);
+      if (!s) continue;
+      s.delete(pkg);
+      if (!s.size) this.#inverted.delete(id);
     }
-    if (!p.flags.build || p.errorCode === "disabled") {
-      set(PackageCode.Disabled);
-      continue;
+    e.touched = undefined;
+  }
+
+  // ---- reading -----------------------------------------------------------------------------
+
+  states(): ReadonlyMap<string, PackageState> {
+    return this.#states;
+  }
+
+  packages(): IterableIterator<PackageBuildInfo> {
+    return [...this.#pkgs.values()].map((e) => e.info)[Symbol.iterator]();
+  }
+
+  packageInfo(name: string): PackageBuildInfo | undefined {
+    return this.#pkgs.get(name)?.info;
+  }
+
+  /** The package's edeps as of the last check. */
+  expansionOf(name: string): Expansion | undefined {
+    return this.#pkgs.get(name)?.exp;
+  }
+
+  pkgdeps(name: string): readonly string[] {
+    return this.#pkgs.get(name)?.deps ?? [];
+  }
+
+  revdeps(name: string): string[] {
+    return [...(this.#revdeps.get(name) ?? [])].sort();
+  }
+
+  cycles(): string[][] {
+    return this.#cycles;
+  }
+
+  result(pkg: string): LastBuild | undefined {
+    return this.#results.get(pkg);
+  }
+
+  job(pkg: string): JobRef | undefined {
+    return this.#jobs.get(pkg);
+  }
+
+  jobs(): ReadonlyMap<string, JobRef> {
+    return this.#jobs;
+  }
+
+  notReady(): ReadonlySet<string> {
+    return this.#notReady;
+  }
+
+  // ---- the check ---------------------------------------------------------------------------
+
+  check(): CheckOutput {
+    const exp = this.#exp;
+    // 1. Which expansions may have changed.
+    const version = exp.index.version;
+    if (!this.#expandAll && version !== this.#indexVersion) {
+      const changed = exp.index.changedIdsSince(this.#indexVersion);
+      if (!changed) this.#expandAll = true;
+      else for (const id of changed) for (const p of this.#inverted.get(id) ?? []) this.#expandDirty.add(p);
     }
-    if (p.errorCode === "broken") {
-      set(PackageCode.Broken, p.error ?? "");
-      continue;
+    const toExpand = this.#expandAll ? [...this.#pkgs.keys()] : [...this.#expandDirty].filter((p) => this.#pkgs.has(p));
+    this.#expandAll = false;
+    this.#expandDirty.clear();
+
+    if (this.#dep2srcDirty) {
+      const m = new Map<string, string>();
+      for (const b of exp.ownBinaries()) m.set(b.name, b.package);
+      for (const [name, e] of this.#pkgs) for (const s of e.info.subpacks) m.set(s, name);
+      const changedOwners: string[] = [];
+      for (const [k, v] of m) if (this.#dep2src.get(k) !== v) changedOwners.push(k);
+      for (const k of this.#dep2src.keys()) if (!m.has(k)) changedOwners.push(k);
+      this.#dep2src = m;
+      this.#dep2srcDirty = false;
+      // A binary that changed owner changes the local dependencies of the packages that use it.
+      const extra = new Set<string>();
+      for (const n of changedOwners) for (const p of this.#inverted.get(exp.nameId(n)) ?? []) extra.add(p);
+      for (const p of extra) if (!toExpand.includes(p)) toExpand.push(p);
     }
-    if (p.errorCode === "blocked") {
-      set(PackageCode.Blocked, p.error ?? "");
-      notReady.add(pkg);
-      continue;
-    }
-    const e = expansions.get(pkg)!;
-    if (!e.ok) {
-      set(PackageCode.Unresolvable, e.error);
-      continue;
-    }
-    if (input.block !== "never") {
-      const blockers: string[] = [];
-      for (const bin of e.packages) {
-        const lb = expander.binary(bin);
-        if (!lb) continue;
-        if (lb.layer === 0 || dep2src.has(bin)) {
-          const src = dep2src.get(bin);
-          if (
-            src &&
-            src !== pkg &&
-            notReady.has(src) &&
-            compOf.get(src) !== compOf.get(pkg) &&
-            !blockers.includes(src)
-          ) {
-            blockers.push(src);
+
+    // 2. Re-expand.
+    const stateWork = new Set<string>(this.#stateAll ? this.#pkgs.keys() : []);
+    for (const p of toExpand) {
+      const e = this.#pkgs.get(p)!;
+      this.#untrack(p, e);
+      let deps: string[] = [];
+      if (e.info.error) e.exp = undefined;
+      else {
+        let touched: Int32Array | undefined;
+        e.exp = exp.edeps(e.info, (ids) => (touched = ids));
+        e.touched = touched;
+        for (const id of touched ?? []) {
+          let s = this.#inverted.get(id);
+          if (!s) this.#inverted.set(id, (s = new Set()));
+          s.add(p);
+        }
+        if (e.exp.ok) {
+          const set = new Set<string>();
+          // A dependency is local when a package of this repository builds it (declared
+          // subpackage, or owner in this repository's pool).
+          for (const bin of e.exp.packages) {
+            const src = this.#dep2src.get(bin);
+            if (src && src !== p && this.#pkgs.has(src)) set.add(src);
           }
-        } else if (input.block !== "local") {
-          const others = input.notReadyElsewhere.get(keyOf(lb.project, lb.repository));
-          const who = `${lb.project}/${lb.repository}/${lb.binary.package}`;
-          if (others?.has(lb.binary.package) && !blockers.includes(who)) blockers.push(who);
+          deps = [...set].sort();
         }
       }
-      if (blockers.length) {
-        set(PackageCode.Blocked, blockers.slice(0, 10).join(", "));
-        if (p.flags.useforbuild) notReady.add(pkg);
-        continue;
+      if (deps.join("\0") !== e.deps.join("\0")) {
+        for (const d of e.deps) this.#revdeps.get(d)?.delete(p);
+        for (const d of deps) {
+          let s = this.#revdeps.get(d);
+          if (!s) this.#revdeps.set(d, (s = new Set()));
+          s.add(p);
+        }
+        e.deps = deps;
+        this.#orderDirty = true;
       }
+      e.quick = undefined;
+      stateWork.add(p);
     }
-    // The rebuild decision.
-    const job = input.jobs.get(pkg);
-    if (job && job.srcmd5 === p.verifymd5) {
-      set(PackageCode.Scheduled, job.details ?? "");
-      if (p.flags.useforbuild) notReady.add(pkg);
-      continue;
+    this.#indexVersion = version;
+
+    // 3. Build order.
+    if (this.#orderDirty) {
+      const names = [...this.#pkgs.keys()].sort();
+      const comps = sccs(names, (n) => this.#pkgs.get(n)?.deps ?? []);
+      this.#compOf = new Map();
+      comps.forEach((c, i) => c.forEach((n) => this.#compOf.set(n, i)));
+      comps.forEach((c, i) => c.forEach((n) => (this.#pkgs.get(n)!.rank = i)));
+      this.#cycles = comps.filter((c) => c.length > 1);
+      this.#orderDirty = false;
     }
-    const last = input.forceRebuild?.has(pkg) ? undefined : input.results.get(pkg);
-    const meta = expectedMeta(p, e.packages, expander, input.metaOf);
+
+    // 4. States, in build order, propagating readiness to reverse dependencies.
+    for (const p of this.#stateDirty) stateWork.add(p);
+    for (const p of this.#pending) stateWork.add(p);
+    this.#stateDirty.clear();
+    this.#stateAll = false;
+    const queue = new RankQueue();
+    for (const p of stateWork) {
+      const e = this.#pkgs.get(p);
+      if (e) queue.push(e.rank, p);
+    }
+    const builds: NeededBuild[] = [];
+    let evaluated = 0;
+    for (let p = queue.pop(); p !== undefined; p = queue.pop()) {
+      const e = this.#pkgs.get(p);
+      if (!e) continue;
+      evaluated++;
+      const wasReady = !this.#notReady.has(p);
+      const build = this.#evaluate(p, e);
+      if (build) builds.push(build);
+      const isReady = !this.#notReady.has(p);
+      if (wasReady !== isReady) for (const r of this.#revdeps.get(p) ?? []) queue.push(this.#pkgs.get(r)!.rank, r);
+    }
+
+    let repoCode: RepoCode = RepoCode.Finished;
+    let blocked = false;
+    for (const s of this.#states.values()) {
+      if (s.code === PackageCode.Scheduled) {
+        repoCode = RepoCode.Building;
+        break;
+      }
+      if (s.code === PackageCode.Blocked) blocked = true;
+    }
+    if (repoCode === RepoCode.Finished && blocked) repoCode = RepoCode.Blocked;
+    return { states: this.#states, builds, notReady: this.#notReady, repoCode, evaluated, expanded: toExpand.length };
+  }
+
+  /** Decides one package; returns the build it needs, if any. */
+  #evaluate(pkg: string, e: Entry): NeededBuild | undefined {
+    const p = e.info;
+    const set = (code: PackageCode, details = "", notReady = false): undefined => {
+      this.#states.set(pkg, { code, details });
+      e.state = { code, details };
+      if (notReady) this.#notReady.add(pkg);
+      else this.#notReady.delete(pkg);
+      return undefined;
+    };
+    this.#pending.delete(pkg);
+    const bl = excludedByBuildFlags(this.#exp.config, pkg);
+    if (p.errorCode === "excluded" || bl) return set(PackageCode.Excluded, bl ?? "");
+    if (p.flags.lock) return set(PackageCode.Locked);
+    if (!p.flags.build || p.errorCode === "disabled") return set(PackageCode.Disabled);
+    if (p.errorCode === "broken") return set(PackageCode.Broken, p.error ?? "");
+    if (p.errorCode === "blocked") return set(PackageCode.Blocked, p.error ?? "", true);
+    const exp = e.exp;
+    if (!exp) return set(PackageCode.Broken, "no expansion");
+    if (!exp.ok) return set(PackageCode.Unresolvable, exp.error);
+    if (this.#block !== "never") {
+      const blockers: string[] = [];
+      const comp = this.#compOf.get(pkg);
+      for (const src of e.deps) {
+        if (this.#notReady.has(src) && this.#compOf.get(src) !== comp) blockers.push(src);
+      }
+      if (this.#block !== "local" && this.#notReadyElsewhere.size) {
+        for (const bin of exp.packages) {
+          const lb = this.#exp.binary(bin);
+          if (!lb || lb.layer === 0) continue;
+          const who = `${lb.project}/${lb.repository}/${lb.binary.package}`;
+          if (
+            this.#notReadyElsewhere.get(keyOf(lb.project, lb.repository))?.has(lb.binary.package) &&
+            !blockers.includes(who)
+          ) {
+            blockers.push(who);
+          }
+        }
+      }
+      if (blockers.length) return set(PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
+    }
+    const job = this.#jobs.get(pkg);
+    if (job && job.srcmd5 === p.verifymd5) return set(PackageCode.Scheduled, job.details ?? "", p.flags.useforbuild);
+    const last = this.#force.has(pkg) ? undefined : this.#results.get(pkg);
     let reason: BuildReason | undefined;
     if (!last || !last.meta) reason = { explain: "new build", time: 0 };
     else if (last.srcmd5 !== p.verifymd5) reason = { explain: "source change", time: 0, oldsource: last.srcmd5 };
-    else if (input.rebuild !== "local") {
-      const strip = (m: readonly string[]): string[] =>
-        input.rebuild === "direct" ? m.filter((l) => !l.includes("/")) : [...m];
-      const want = strip(meta);
-      const had = strip(last.meta);
-      if (want.join("\n") !== had.join("\n")) {
-        reason = { explain: "meta change", time: 0, packagechange: metaChanges(had, want) };
+    else if (this.#rebuild !== "local") {
+      const quick = this.#quickKey(p, exp.packages, last);
+      if (quick !== e.quick) {
+        const strip = (m: readonly string[]): string[] =>
+          this.#rebuild === "direct" ? m.filter((l) => !l.includes("/")) : [...m];
+        const want = strip(this.#expectedMeta(p, exp.packages));
+        const had = strip(last.meta);
+        if (want.length !== had.length || want.some((l, i) => l !== had[i])) {
+          reason = { explain: "meta change", time: 0, packagechange: metaChanges(had, want) };
+        } else e.quick = quick;
       }
     }
-    if (!reason) {
-      set(last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
-      continue;
-    }
-    const inst = expander.installSet(e.packages);
-    if (!inst.ok) {
-      set(PackageCode.Unresolvable, inst.error);
-      continue;
-    }
-    const bdeps: BuildDep[] = inst.packages.map((name) => {
-      const lb = expander.binary(name)!;
+    if (!reason) return set(last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
+    const inst = this.#exp.installSet(p, exp.packages);
+    if (!inst.ok) return set(PackageCode.Unresolvable, inst.errors.join(", "));
+    const bdeps: BuildDep[] = [];
+    for (const d of inst.packages) {
+      const lb = this.#exp.binary(d.name);
+      if (!lb) continue;
       const b = lb.binary;
-      const d: BuildDep = {
-        name,
+      const dep: BuildDep = {
+        name: d.name,
         version: b.version,
         release: b.release,
         arch: b.arch,
@@ -306,37 +621,60 @@ export function checkRepository(input: CheckInput): CheckOutput {
         hdrmd5: b.hdrmd5,
         size: b.size,
       };
-      if (b.epoch) d.epoch = b.epoch;
-      if (b.metaSha256) d.metaSha256 = b.metaSha256;
-      if (inst.notmeta?.has(name)) d.notmeta = true;
-      if (inst.preinstall?.has(name)) d.preinstall = true;
-      return d;
-    });
-    builds.push({ package: pkg, reason, bdeps, meta, needed: needed.get(pkg) ?? 0 });
-    set(PackageCode.Scheduled, "");
-    if (p.flags.useforbuild) notReady.add(pkg);
+      if (b.epoch) dep.epoch = b.epoch;
+      if (b.metaSha256) dep.metaSha256 = b.metaSha256;
+      if (d.notmeta) dep.notmeta = true;
+      if (d.preinstall) dep.preinstall = true;
+      if (d.vminstall) dep.vminstall = true;
+      if (d.runscripts) dep.runscripts = true;
+      bdeps.push(dep);
+    }
+    set(PackageCode.Scheduled, "", p.flags.useforbuild);
+    // Until a job is set, the package is decided again at every check.
+    this.#pending.add(pkg);
+    return { package: pkg, reason, bdeps, needed: this.#revdeps.get(pkg)?.size ?? 0 };
   }
 
-  let repoCode: RepoCode = RepoCode.Finished;
-  const codes = [...states.values()].map((s) => s.code);
-  if (codes.includes(PackageCode.Scheduled)) repoCode = RepoCode.Building;
-  else if (codes.includes(PackageCode.Blocked)) repoCode = RepoCode.Blocked;
-  return { states, builds, notReady, repoCode, pkgdeps, cycles, expansions };
+  /** A digest of everything the meta comparison depends on (OBS's quick `hdrmetamd5` check). */
+  #quickKey(p: PackageBuildInfo, edeps: readonly string[], last: LastBuild): string {
+    const h = createHash("md5");
+    h.update(`${p.verifymd5}\0${last.metaSha256 ?? last.meta?.length ?? ""}\0${this.#rebuild}\0`);
+    for (const name of edeps) {
+      const b = this.#exp.binary(name)?.binary;
+      h.update(`${name}\0${b?.hdrmd5 ?? ""}\0${b?.metaSha256 ?? ""}\n`);
+    }
+    return h.digest("hex");
+  }
+
+  /** The meta a build of `p` would get now (what the worker writes after building it). */
+  #expectedMeta(p: PackageBuildInfo, edeps: readonly string[]): string[] {
+    const lines: string[] = [];
+    for (const name of edeps) {
+      const lb = this.#exp.binary(name);
+      if (!lb) continue;
+      const producer = lb.binary.metaSha256 ? this.#metaOf(lb.binary.metaSha256) : undefined;
+      lines.push(...depMetaLines(name, lb.binary.hdrmd5, producer, p.package));
+    }
+    return genMeta(`${p.verifymd5}  ${p.package}`, p.subpacks, lines);
+  }
 }
 
-/** The meta a build of `p` would get now (what the worker will write after building it). */
-export function expectedMeta(
-  p: PackageBuildInfo,
-  edeps: readonly string[],
-  expander: Expander,
-  metaOf: (sha256: string) => readonly string[] | undefined
-): string[] {
-  const lines: string[] = [];
-  for (const name of edeps) {
-    const lb = expander.binary(name);
-    if (!lb) continue;
-    const producer = lb.binary.metaSha256 ? metaOf(lb.binary.metaSha256) : undefined;
-    lines.push(...depMetaLines(name, lb.binary.hdrmd5, producer, p.package));
-  }
-  return genMeta(`${p.verifymd5}  ${p.package}`, p.subpacks, lines);
+/** Everything a from-scratch check needs (for tests and one-shot checks). */
+export interface FullCheckInput extends CheckerSetup {
+  packages: readonly PackageBuildInfo[];
+  results: ReadonlyMap<string, LastBuild>;
+  jobs: ReadonlyMap<string, JobRef>;
+  notReadyElsewhere?: ReadonlyMap<string, ReadonlySet<string>>;
+  forceRebuild?: ReadonlySet<string>;
+}
+
+/** A check from scratch: a new checker, all inputs, one check. */
+export function checkFromScratch(input: FullCheckInput): { checker: IncrementalChecker; output: CheckOutput } {
+  const c = new IncrementalChecker(input);
+  for (const p of input.packages) c.upsertPackage(p);
+  for (const [k, v] of input.results) c.setResult(k, v);
+  for (const [k, v] of input.jobs) c.setJob(k, v);
+  for (const [k, v] of input.notReadyElsewhere ?? []) c.setNotReadyElsewhere(k, v);
+  for (const k of input.forceRebuild ?? []) c.forceRebuild(k);
+  return { checker: c, output: c.check() };
 }

@@ -63,6 +63,13 @@ export interface ExpandOptions {
   compat?: ObsBuildCompat;
   /** Reuse results of earlier identical expansions while the index has not changed under them. */
   cache?: ExpansionCache;
+  /**
+   * With a cache: told the ids of the names the expansion looked at ({@link ProviderIndex.nameId}),
+   * so a caller can find which results a change of the index can affect.
+   */
+  onTouched?: (ids: Int32Array) => void;
+  /** Return the cached result object itself (the caller promises not to change it). */
+  shareResult?: boolean;
 }
 
 /** One package of a job's install set (`get_build` plus the scheduler's flags). */
@@ -901,8 +908,8 @@ class Run {
   }
 }
 
-/** The dependency ids and names an expansion looked at, as a small Bloom filter. */
-function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Array {
+/** The dependency ids and names an expansion looked at, as a small Bloom filter and as a list. */
+function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: Uint32Array; names: number[] } {
   const seen = ix.traceNameStamp;
   const mark = trace.mark;
   const names: number[] = [];
@@ -933,7 +940,7 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Arr
     const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
     for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
   }
-  return bloom;
+  return { bloom, names };
 }
 
 function bloomHas(bloom: Uint32Array, n: number): boolean {
@@ -948,6 +955,8 @@ function bloomHas(bloom: Uint32Array, n: number): boolean {
 interface CacheEntry {
   version: number;
   bloom: Uint32Array;
+  /** The name ids the expansion looked at (what the bloom filter summarises). */
+  touched: Int32Array;
   result: ExpandResult;
 }
 
@@ -1051,7 +1060,8 @@ function expandEntry(
   const version = index.version;
   const result = new Run(cc, index, compat, xignore, trace).run(deps);
   if (!cache || !trace) return { result };
-  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace), result };
+  const traced = bloomOf(index, cc.view, trace);
+  const entry: CacheEntry = { version, bloom: traced.bloom, touched: Int32Array.from(traced.names), result };
   if (store) {
     entry.result = cloneResult(result);
     cache.set(index, config, key, entry);
@@ -1161,7 +1171,8 @@ export function getDeps(
     const hit = cache.lookup(index, config, key);
     if (hit) {
       cache.hits++;
-      return cloneResult(hit.result);
+      opts.onTouched?.(hit.touched);
+      return opts.shareResult ? hit.result : cloneResult(hit.result);
     }
     cache.misses++;
   }
@@ -1211,8 +1222,15 @@ export function getDeps(
     }
     out = { ok: true, packages };
   }
-  if (cacheable && entry)
-    cache.set(index, config, key, { version: entry.version, bloom: entry.bloom, result: cloneResult(out) });
+  if (cacheable && entry) {
+    cache.set(index, config, key, {
+      version: entry.version,
+      bloom: entry.bloom,
+      touched: entry.touched,
+      result: cloneResult(out),
+    });
+  }
+  if (entry) opts.onTouched?.(entry.touched);
   return out;
 }
 

@@ -1,14 +1,16 @@
 /**
- * Dependency expansion as the scheduler uses it: over the layered pools of a repository path,
- * which build dependencies a package gets (OBS `get_deps`, the "edeps" that decide blocking,
- * ordering and rebuilds) and which packages its build root gets (OBS `get_build`).
+ * Dependency expansion as one repository's scheduler uses it: a provider index over the layered
+ * pools of its repository path (layer 0 is the repository itself; the first layer that has a
+ * name wins it), kept up to date from pool diffs, with an expansion cache in front of obs-build's
+ * algorithms (`expand.ts`: `getDeps` for the edeps that decide blocking, order and rebuilds;
+ * `getBuild` for a job's build root).
  *
- * This module is the scheduler's one doorway to expansion, so the algorithm behind it can be
- * exchanged without touching the checker.
+ * This module is the checker's one doorway to expansion.
  */
 import type { BuildConfig } from "../common/prjconf.ts";
 import type { PoolBinary } from "../common/model.ts";
-import { parseDep, provideMatches, type Dep } from "../common/rpm-version.ts";
+import { ExpansionCache, getBuild, getDeps, type BuildResult } from "./expand.ts";
+import { ProviderIndex } from "./provider-index.ts";
 
 export interface PoolLayer {
   project: string;
@@ -16,7 +18,7 @@ export interface PoolLayer {
   binaries: readonly PoolBinary[];
 }
 
-export type Expansion = { ok: true; packages: string[] } | { ok: false; error: string };
+export type Expansion = { ok: true; packages: readonly string[] } | { ok: false; error: string };
 
 export interface LocatedBinary {
   binary: PoolBinary;
@@ -26,97 +28,103 @@ export interface LocatedBinary {
   layer: number;
 }
 
-export class Expander {
-  readonly #byName = new Map<string, LocatedBinary>();
-  readonly #providers = new Map<string, { provide: Dep; name: string }[]>();
-  readonly #config: BuildConfig;
+interface Layer {
+  project: string;
+  repository: string;
+  byName: Map<string, PoolBinary>;
+}
 
-  constructor(layers: readonly PoolLayer[], config: BuildConfig) {
+/** What expansion needs to know of a package. */
+export interface ExpandablePackage {
+  subpacks: readonly string[];
+  buildRequires: readonly string[];
+}
+
+export class RepoExpansion {
+  readonly index: ProviderIndex;
+  readonly cache: ExpansionCache;
+  readonly #layers: Layer[];
+  #config: BuildConfig;
+
+  constructor(layers: readonly PoolLayer[], config: BuildConfig, cacheEntries = 200_000) {
+    this.#layers = layers.map((l) => ({
+      project: l.project,
+      repository: l.repository,
+      byName: new Map(l.binaries.map((b) => [b.name, b])),
+    }));
+    this.index = new ProviderIndex(this.#layers.map((l) => [...l.byName.values()]));
+    this.cache = new ExpansionCache(cacheEntries);
     this.#config = config;
-    layers.forEach((l, layer) => {
-      for (const b of l.binaries) {
-        // The first repository in the path that has a name wins it.
-        if (this.#byName.has(b.name)) continue;
-        this.#byName.set(b.name, { binary: b, project: l.project, repository: l.repository, layer });
-      }
-    });
-    for (const [name, lb] of this.#byName) {
-      const b = lb.binary;
-      const self = `${b.name} = ${b.epoch ? `${b.epoch}:` : ""}${b.version}-${b.release}`;
-      for (const p of [self, ...b.provides]) {
-        const d = parseDep(p);
-        let list = this.#providers.get(d.name);
-        if (!list) this.#providers.set(d.name, (list = []));
-        if (!list.some((x) => x.name === name && x.provide.op === d.op)) list.push({ provide: d, name });
-      }
-    }
   }
 
+  get config(): BuildConfig {
+    return this.#config;
+  }
+
+  /** A new build config: cached expansions made under the old one no longer apply. */
+  setConfig(config: BuildConfig): void {
+    this.#config = config;
+  }
+
+  /** `project/repository` of each layer, in path order. */
+  layerKeys(): string[] {
+    return this.#layers.map((l) => `${l.project}/${l.repository}`);
+  }
+
+  /** Applies a pool change of one layer (binaries added or replaced, names removed). */
+  applyPoolDiff(layer: number, added: readonly PoolBinary[], removed: readonly string[]): void {
+    const l = this.#layers[layer];
+    if (!l) return;
+    const addedNames = new Set(added.map((b) => b.name));
+    const gone = removed.filter((n) => !addedNames.has(n) && l.byName.has(n));
+    for (const n of gone) l.byName.delete(n);
+    if (gone.length) this.index.removePackages(layer, gone);
+    for (const b of added) l.byName.set(b.name, b);
+    if (added.length) this.index.setPackages(layer, added);
+  }
+
+  /** Replaces a whole layer (a pool read again from the repo role). */
+  replaceLayer(layer: number, binaries: readonly PoolBinary[]): void {
+    const l = this.#layers[layer];
+    if (!l) return;
+    l.byName = new Map(binaries.map((b) => [b.name, b]));
+    this.index.replaceLayer(layer, [...l.byName.values()]);
+  }
+
+  /** The binary that wins a name, with where it comes from. */
   binary(name: string): LocatedBinary | undefined {
-    return this.#byName.get(name);
+    const layer = this.index.layerOf(name);
+    if (layer === undefined) return undefined;
+    const l = this.#layers[layer]!;
+    const binary = l.byName.get(name);
+    return binary ? { binary, project: l.project, repository: l.repository, layer } : undefined;
   }
 
-  providers(dep: string): string[] {
-    const want = parseDep(dep);
-    const out = new Set<string>();
-    for (const p of this.#providers.get(want.name) ?? []) if (provideMatches(p.provide, want)) out.add(p.name);
-    return [...out].sort();
+  /** Binaries of layer 0 (the repository's own pool). */
+  ownBinaries(): IterableIterator<PoolBinary> {
+    return (this.#layers[0]?.byName ?? new Map<string, PoolBinary>()).values();
   }
 
-  /** Expands requirements transitively; ambiguity is an error unless Prefer: resolves it. */
-  expand(deps: readonly string[], ignoreNames: ReadonlySet<string> = new Set()): Expansion {
-    const prefer = this.#config.prefer.filter((p) => !p.startsWith("-"));
-    const ignore = new Set(this.#config.ignore.filter((i) => !i.includes(":")));
-    const installed = new Set<string>();
-    const errors: string[] = [];
-    const todo: { dep: string; by?: string }[] = deps.map((dep) => ({ dep }));
-    while (todo.length) {
-      const { dep, by } = todo.shift()!;
-      const d = parseDep(dep);
-      if (ignore.has(d.name) || ignoreNames.has(d.name) || d.name.startsWith("rpmlib(") || d.name.startsWith("/"))
-        continue;
-      const provs = this.providers(dep);
-      if (provs.some((p) => installed.has(p))) continue;
-      const needed = by ? ` needed by ${by}` : "";
-      if (provs.length === 0) {
-        errors.push(`nothing provides ${dep}${needed}`);
-        continue;
-      }
-      let pick = provs.length === 1 ? provs[0] : undefined;
-      if (!pick) {
-        pick = prefer.find((p) => provs.includes(p));
-        if (!pick && provs.includes(d.name)) pick = d.name;
-      }
-      if (!pick) {
-        errors.push(`have choice for ${dep}${needed}: ${provs.join(" ")}`);
-        continue;
-      }
-      installed.add(pick);
-      for (const r of this.#byName.get(pick)!.binary.requires) todo.push({ dep: r, by: pick });
-    }
-    if (errors.length) return { ok: false, error: errors.join(", ") };
-    return { ok: true, packages: [...installed].sort() };
+  /**
+   * The edeps of a package (`get_deps`). `onTouched` learns the ids of the names the expansion
+   * depended on, so the caller can tell which packages a change of the index affects.
+   */
+  edeps(p: ExpandablePackage, onTouched?: (ids: Int32Array) => void): Expansion {
+    const r = getDeps(this.#config, p.subpacks, p.buildRequires, this.index, {
+      cache: this.cache,
+      shareResult: true,
+      ...(onTouched ? { onTouched } : {}),
+    });
+    return r.ok ? { ok: true, packages: r.packages } : { ok: false, error: r.errors.join(", ") };
   }
 
-  /** The build dependencies that count for blocking, order and rebuilds (OBS get_deps). */
-  edeps(buildRequires: readonly string[], subpacks: readonly string[]): Expansion {
-    const keep = new Set(this.#config.keep);
-    const own = new Set(subpacks.filter((s) => !keep.has(s)));
-    const wanted = [...buildRequires, ...this.#config.required].filter((d) => !own.has(parseDep(d).name));
-    const r = this.expand(wanted, own);
-    if (!r.ok) return r;
-    const supportOnly = new Set([...this.#config.support, ...this.#config.preinstall]);
-    const direct = new Set(wanted.map((d) => parseDep(d).name));
-    return { ok: true, packages: r.packages.filter((p) => !supportOnly.has(p) || direct.has(p)) };
+  /** The build root of a package (`get_build`), with the worker's per-package flags. */
+  installSet(p: ExpandablePackage, edeps: readonly string[]): BuildResult {
+    return getBuild(this.#config, p.subpacks, p.buildRequires, this.index, { cache: this.cache, edeps });
   }
 
-  /** The build root: edeps plus Preinstall and Support packages, marked for the worker. */
-  installSet(edeps: readonly string[]): Expansion & { notmeta?: Set<string>; preinstall?: Set<string> } {
-    const extra = [...this.#config.preinstall, ...this.#config.support];
-    const r = this.expand([...edeps, ...extra]);
-    if (!r.ok) return r;
-    const inMeta = new Set(edeps);
-    const notmeta = new Set(r.packages.filter((p) => !inMeta.has(p)));
-    return { ...r, notmeta, preinstall: new Set(this.#config.preinstall) };
+  /** Id of a name in the index's change log (for dependency tracking of declared subpackages). */
+  nameId(name: string): number {
+    return this.index.intern(name);
   }
 }

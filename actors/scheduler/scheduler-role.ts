@@ -1,13 +1,13 @@
 /**
- * The scheduler of one architecture: it consumes kiln's events durably, keeps what it needs of
- * every repository that builds for its arch (packages with parsed recipes, build configs, pools
- * along the repository paths, last build results), decides package states and rebuilds with the
- * checker, and hands jobs to the dispatcher.
+ * The scheduler of one architecture. It consumes kiln's events durably, keeps for every
+ * repository that builds for its arch an {@link IncrementalChecker} (packages with parsed recipes,
+ * the build config, the pools along the repository path, last build results, jobs), and hands
+ * the builds the checker decides on to the dispatcher.
  *
- * Actors: Scheduler(arch) (root: events and requests) → RepoArch(project, repository), which
- * serialises the checks of one repository. An event is acknowledged once the data it changed is
- * fetched and the affected repositories are marked dirty; a restarted scheduler reloads
- * everything and checks all repositories, so nothing depends on in-memory state surviving.
+ * Actors: Scheduler(arch) (root: requests) → RepoArch(project, repository), which serialises the
+ * loading and checking of one repository. An event is acknowledged once the data it changed is
+ * applied and the affected repositories are marked dirty; a restarted scheduler reloads every
+ * repository and checks it, so nothing depends on in-memory state surviving a crash.
  */
 import { createHash } from "node:crypto";
 import { dispatch, spawn, stop, type Ref } from "nact";
@@ -30,16 +30,23 @@ import {
 } from "../../transport/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { parseMeta } from "../common/build-meta.ts";
-import { PackageCode, type BuildJob, type PackageResult, type PoolBinary, type RepoResult } from "../common/model.ts";
-import { parseBuildConfig, type BuildConfig } from "../common/prjconf.ts";
+import {
+  PackageCode,
+  RepoCode,
+  type BuildDep,
+  type BuildJob,
+  type PackageResult,
+  type PoolBinary,
+  type RepoResult,
+} from "../common/model.ts";
+import { parseBuildConfig } from "../common/prjconf.ts";
 import { answerPings, acquireLease, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { obj, optStr, str } from "../common/validate.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import type { RepoApi, RepoEvent } from "../repo/protocol.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
-import type { PackageBuildInfo, SourceApi, SourceEvent } from "../source/protocol.ts";
-import { checkRepository, releaseOf, type CheckOutput, type LastBuild, type PackageState } from "./checker.ts";
-import { Expander } from "./expansion.ts";
+import type { SourceApi, SourceEvent } from "../source/protocol.ts";
+import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild } from "./checker.ts";
 import type { BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
 
 export interface SchedulerOptions {
@@ -52,24 +59,20 @@ interface Prp {
   project: string;
   repository: string;
   meta: RepositoryMeta;
-  packages: Map<string, PackageBuildInfo>;
-  config?: BuildConfig;
+  checker?: IncrementalChecker;
   path: { project: string; repository: string }[];
-  results: Map<string, LastBuild & { metaSha256?: string }>;
-  states: Map<string, PackageState>;
   reasons: Map<string, BuildReason>;
-  jobs: Map<string, { jobId: string; srcmd5: string }>;
-  notReady: Set<string>;
-  forceRebuild: Set<string>;
-  last?: CheckOutput;
   repoCode: RepoResult["code"];
+  /** Something changed since the last check. */
   dirty: boolean;
   /** A check message is in the RepoArch mailbox; more events need not send another. */
   queued: boolean;
-  loaded: boolean;
+  /** The whole repository must be read again (new repository, new path, new config). */
+  reload: boolean;
+  lastCheckMs?: number;
 }
 
-type CheckMsg = { type: "prp.check" } | { type: "prp.reload" };
+type CheckMsg = { type: "prp.check" };
 
 const prpKey = (p: string, r: string): string => `${p}/${r}`;
 
@@ -105,6 +108,17 @@ const validators: Validators<SchedulerApi> = {
   },
 };
 
+/** The last build of a package as the repo role reports it. */
+function lastBuildOf(
+  r: { code: LastBuild["code"]; verifymd5: string; versrel: string; bcnt: number; metaSha256?: string },
+  meta?: string[]
+): LastBuild {
+  const lb: LastBuild = { code: r.code, srcmd5: r.verifymd5, versrel: r.versrel, bcnt: r.bcnt };
+  if (r.metaSha256) lb.metaSha256 = r.metaSha256;
+  if (meta) lb.meta = meta;
+  return lb;
+}
+
 export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOptions): Promise<RunningRole> {
   const arch = opts.arch;
   const role = `scheduler:${arch}`;
@@ -119,72 +133,74 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   const durable = `sched-${arch.replace(/[^A-Za-z0-9_-]/g, "_")}`;
 
   const prps = new Map<string, Prp>();
-  const pools = new Map<string, PoolBinary[]>();
+  /** Meta texts of builds, by blob id: shared by every repository (the same build is in many paths). */
   const metas = new Map<string, string[]>();
   let busy = 0;
 
   // ---- loading -----------------------------------------------------------------------------
 
-  const loadPool = async (p: string, r: string): Promise<PoolBinary[]> => {
-    const k = prpKey(p, r);
-    let pool = pools.get(k);
-    if (!pool) {
-      pool = await repo.call("pool.get", { project: p, repository: r, arch }, { idempotent: true, timeoutMs: 60_000 });
-      pools.set(k, pool);
+  const loadMeta = async (sha256: string): Promise<string[]> => {
+    let m = metas.get(sha256);
+    if (!m) {
+      m = parseMeta((await readBlobBytes(repo, sha256, 64 * 1024 * 1024)).toString("utf8"));
+      metas.set(sha256, m);
     }
+    return m;
+  };
+
+  const loadPool = async (p: string, r: string): Promise<PoolBinary[]> => {
+    const pool = await repo.call(
+      "pool.get",
+      { project: p, repository: r, arch },
+      { idempotent: true, timeoutMs: 120_000 }
+    );
+    for (const b of pool) if (b.metaSha256) await loadMeta(b.metaSha256);
     return pool;
   };
 
-  const loadMeta = async (sha256: string): Promise<void> => {
-    if (metas.has(sha256)) return;
-    const text = (await readBlobBytes(repo, sha256, 64 * 1024 * 1024)).toString("utf8");
-    metas.set(sha256, parseMeta(text));
-  };
-
-  const loadConfig = async (prp: Prp): Promise<void> => {
+  /** Reads a repository completely and builds its checker. */
+  const loadPrp = async (prp: Prp): Promise<void> => {
     const view = await source.call(
       "project.build-config",
       { project: prp.project, repository: prp.repository },
       { idempotent: true }
     );
-    prp.config = parseBuildConfig(view.layers, { arch });
+    const config = parseBuildConfig(view.layers, { arch });
     prp.path = view.path;
-  };
-
-  const loadResults = async (prp: Prp): Promise<void> => {
-    const list = await repo.call(
-      "result.list",
-      { project: prp.project, repository: prp.repository, arch },
-      { idempotent: true }
-    );
-    prp.results.clear();
-    for (const r of list) {
-      if (r.metaSha256) await loadMeta(r.metaSha256);
-      const lb: LastBuild & { metaSha256?: string } = {
-        code: r.code,
-        srcmd5: r.verifymd5,
-        versrel: r.versrel,
-        bcnt: r.bcnt,
-      };
-      if (r.metaSha256) {
-        lb.metaSha256 = r.metaSha256;
-        lb.meta = metas.get(r.metaSha256)!;
-      }
-      prp.results.set(r.package, lb);
-    }
-  };
-
-  const loadPrp = async (prp: Prp): Promise<void> => {
-    await loadConfig(prp);
+    const layers = [];
+    for (const e of view.path) layers.push({ ...e, binaries: await loadPool(e.project, e.repository) });
+    const checker = new IncrementalChecker({
+      project: prp.project,
+      repository: prp.repository,
+      arch,
+      rebuild: prp.meta.rebuild ?? "transitive",
+      block: prp.meta.block ?? "all",
+      config,
+      layers,
+      metaOf: (sha) => metas.get(sha),
+    });
     const infos = await source.call(
       "project.buildinfo",
       { project: prp.project, repository: prp.repository, arch },
-      { idempotent: true, timeoutMs: 120_000 }
+      { idempotent: true, timeoutMs: 300_000 }
     );
-    prp.packages = new Map(infos.map((i) => [i.package, i]));
-    await loadResults(prp);
-    for (const e of prp.path) await loadPool(e.project, e.repository);
-    prp.loaded = true;
+    for (const i of infos) checker.upsertPackage(i);
+    for (const r of await repo.call(
+      "result.list",
+      { project: prp.project, repository: prp.repository, arch },
+      { idempotent: true, timeoutMs: 120_000 }
+    )) {
+      checker.setResult(r.package, lastBuildOf(r, r.metaSha256 ? await loadMeta(r.metaSha256) : undefined));
+    }
+    for (const j of await dispatcher.call("job.list", { project: prp.project, arch }, { idempotent: true })) {
+      if (j.repository === prp.repository) checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
+    }
+    for (const e of view.path.slice(1)) {
+      const other = prps.get(prpKey(e.project, e.repository));
+      if (other?.checker) checker.setNotReadyElsewhere(prpKey(e.project, e.repository), other.checker.notReady());
+    }
+    prp.checker = checker;
+    prp.reload = false;
   };
 
   /** Repositories of a project that build for this arch, created or updated from its meta. */
@@ -194,7 +210,6 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       meta = (await source.call("project.get-meta", { project }, { idempotent: true })).meta;
     } catch (err) {
       if ((err as { code?: string }).code !== "ERR_NOT_FOUND") throw err;
-      meta = undefined;
     }
     const wanted = new Set<string>();
     const touched: Prp[] = [];
@@ -208,22 +223,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           project,
           repository: r.name,
           meta: r,
-          packages: new Map(),
           path: [{ project, repository: r.name }],
-          results: new Map(),
-          states: new Map(),
           reasons: new Map(),
-          jobs: new Map(),
-          notReady: new Set(),
-          forceRebuild: new Set(),
-          repoCode: "unknown",
+          repoCode: RepoCode.Unknown,
           dirty: true,
           queued: false,
-          loaded: false,
+          reload: true,
         };
         prps.set(k, prp);
+      } else {
+        const pathChanged = JSON.stringify(prp.meta.paths) !== JSON.stringify(r.paths);
+        prp.meta = r;
+        if (pathChanged) prp.reload = true;
+        prp.checker?.setModes(r.rebuild ?? "transitive", r.block ?? "all");
       }
-      prp.meta = r;
       touched.push(prp);
     }
     for (const [k, prp] of prps) {
@@ -237,6 +250,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   // ---- checking ----------------------------------------------------------------------------
 
+  /** Repositories whose path contains P/R after themselves. */
   const dependents = (p: string, r: string): Prp[] =>
     [...prps.values()].filter((x) => x.path.some((e, i) => i > 0 && e.project === p && e.repository === r));
 
@@ -247,11 +261,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     dispatch(repoArch.get(prpKey(prp.project, prp.repository)), { type: "prp.check" });
   };
 
-  const submitJob = async (prp: Prp, build: CheckOutput["builds"][number]): Promise<void> => {
-    const info = prp.packages.get(build.package)!;
-    const config = prp.config!;
+  const submitJob = async (prp: Prp, checker: IncrementalChecker, build: NeededBuild): Promise<void> => {
+    const info = checker.packageInfo(build.package)!;
+    const config = checker.expansion.config;
     const versrel = `${info.version ?? "0"}-${info.rev}`;
-    const last = prp.results.get(build.package);
+    const last = checker.result(build.package);
     const bcnt = last && last.versrel === versrel ? last.bcnt + 1 : 1;
     const body: Omit<BuildJob, "jobId" | "readyTime"> = {
       name: `${prp.project}::${prp.repository}::${build.package}-${info.srcmd5}`,
@@ -285,9 +299,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     const jobId = createHash("md5").update(encode(body)).digest("hex");
     const job: BuildJob = { ...body, jobId, readyTime: Date.now() };
     await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
-    prp.jobs.set(build.package, { jobId, srcmd5: info.verifymd5 });
+    checker.setJob(build.package, { jobId, srcmd5: info.verifymd5 });
     prp.reasons.set(build.package, { ...build.reason, time: job.readyTime });
-    prp.forceRebuild.delete(build.package);
     log.info(
       { project: prp.project, repository: prp.repository, package: build.package, reason: build.reason.explain, jobId },
       "job created"
@@ -296,47 +309,46 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   const check = async (prp: Prp): Promise<void> => {
     if (!prps.has(prpKey(prp.project, prp.repository))) return;
-    if (!prp.loaded) await loadPrp(prp);
+    if (prp.reload || !prp.checker) await loadPrp(prp);
     if (!prp.dirty) return;
     prp.dirty = false;
-    const layers = [];
-    for (const e of prp.path) layers.push({ ...e, binaries: await loadPool(e.project, e.repository) });
-    for (const l of layers) for (const b of l.binaries) if (b.metaSha256) await loadMeta(b.metaSha256);
-    const notReadyElsewhere = new Map<string, Set<string>>();
-    for (const e of prp.path.slice(1)) {
-      const other = prps.get(prpKey(e.project, e.repository));
-      if (other) notReadyElsewhere.set(prpKey(e.project, e.repository), other.notReady);
-    }
+    const checker = prp.checker!;
     const t0 = performance.now();
-    const out = checkRepository({
-      project: prp.project,
-      repository: prp.repository,
-      arch,
-      rebuild: prp.meta.rebuild ?? "transitive",
-      block: prp.meta.block ?? "all",
-      config: prp.config!,
-      packages: [...prp.packages.values()],
-      layers,
-      results: prp.results,
-      jobs: prp.jobs,
-      notReadyElsewhere,
-      metaOf: (sha) => metas.get(sha),
-      forceRebuild: prp.forceRebuild,
-    });
-    const ms = performance.now() - t0;
-    for (const b of out.builds) await submitJob(prp, b);
-    const before = [...prp.notReady].sort().join(",");
-    prp.states = out.states;
-    prp.notReady = out.notReady;
+    const out = checker.check();
+    prp.lastCheckMs = performance.now() - t0;
+    const before = prp.repoCode;
     prp.repoCode = out.repoCode;
-    prp.last = out;
+    for (const b of out.builds) await submitJob(prp, checker, b);
+    // The jobs just submitted are not in this check's output: check again to show them.
+    if (out.builds.length) checker.check();
     log.debug(
-      { project: prp.project, repository: prp.repository, ms: Math.round(ms), builds: out.builds.length },
+      {
+        project: prp.project,
+        repository: prp.repository,
+        ms: Math.round(prp.lastCheckMs),
+        evaluated: out.evaluated,
+        expanded: out.expanded,
+        builds: out.builds.length,
+      },
       "repository checked"
     );
-    if (before !== [...prp.notReady].sort().join(","))
-      for (const d of dependents(prp.project, prp.repository)) markDirty(d);
+    for (const d of dependents(prp.project, prp.repository)) {
+      d.checker?.setNotReadyElsewhere(prpKey(prp.project, prp.repository), checker.notReady());
+      markDirty(d);
+    }
+    if (before !== prp.repoCode)
+      log.info({ project: prp.project, repository: prp.repository, code: prp.repoCode }, "repository state changed");
   };
+
+  const root: Ref<unknown> = spawn(
+    ctx.system,
+    (_s: undefined, msg: BridgedRequest) => {
+      const req = validated(validators, msg);
+      if (req) void handle(req);
+      return undefined;
+    },
+    `scheduler-${arch.replace(/[^a-zA-Z0-9_-]/g, "_")}`
+  );
 
   const repoArch = new Children<CheckMsg>((name, key) =>
     spawn(
@@ -347,21 +359,17 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         busy++;
         try {
           switch (msg.type) {
-            case "prp.reload":
-              prp.loaded = false;
-              prp.dirty = true;
-              await check(prp);
-              break;
             case "prp.check":
               if (debounceMs > 0) await new Promise((r) => setTimeout(r, debounceMs));
               prp.queued = false;
               await check(prp);
               break;
             default:
-              assertNever(msg);
+              assertNever(msg.type);
           }
         } catch (err) {
           log.warn({ err, project: prp.project, repository: prp.repository }, "repository check failed, will retry");
+          prp.reload = true;
           setTimeout(() => markDirty(prp), 1000).unref();
         } finally {
           busy--;
@@ -380,29 +388,40 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     const ev = e as SourceEvent | RepoEvent;
     switch (ev.type) {
       case "project.meta-changed": {
-        const touched = await syncProject(ev.project);
-        for (const prp of touched) {
-          prp.loaded = false;
+        for (const prp of await syncProject(ev.project)) {
+          // Flags of all packages may have changed; the package list is read again too.
+          prp.reload = true;
           markDirty(prp);
         }
-        for (const prp of prps.values()) if (prp.path.some((x) => x.project === ev.project)) markDirty(prp);
+        for (const prp of prps.values()) {
+          if (prp.path.some((x, i) => i > 0 && x.project === ev.project)) {
+            prp.reload = true;
+            markDirty(prp);
+          }
+        }
         return;
       }
       case "project.config-changed":
         for (const prp of prps.values()) {
-          if (prp.project === ev.project || prp.path.some((x) => x.project === ev.project)) {
-            prp.loaded = false;
+          if (prp.path.some((x) => x.project === ev.project)) {
+            prp.reload = true;
             markDirty(prp);
           }
         }
         return;
       case "project.deleted":
         for (const prp of forProject(ev.project)) prps.delete(prpKey(prp.project, prp.repository));
+        for (const prp of prps.values()) {
+          if (prp.path.some((x) => x.project === ev.project)) {
+            prp.reload = true;
+            markDirty(prp);
+          }
+        }
         return;
       case "source.committed":
       case "package.meta-changed":
         for (const prp of forProject(ev.project)) {
-          if (!prp.loaded) {
+          if (!prp.checker || prp.reload) {
             markDirty(prp);
             continue;
           }
@@ -411,52 +430,52 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             { project: ev.project, package: ev.package, repository: prp.repository, arch },
             { idempotent: true }
           );
-          prp.packages.set(ev.package, info);
+          prp.checker.upsertPackage(info);
           markDirty(prp);
         }
         return;
       case "package.deleted":
         for (const prp of forProject(ev.project)) {
-          prp.packages.delete(ev.package);
+          prp.checker?.removePackage(ev.package);
           markDirty(prp);
         }
         return;
       case "repo.built": {
         if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
-        if (!prp) return;
-        if (ev.metaSha256) await loadMeta(ev.metaSha256);
-        const lb: LastBuild & { metaSha256?: string } = {
-          code: ev.code,
-          srcmd5: "",
-          versrel: ev.versrel,
-          bcnt: ev.bcnt,
-        };
-        const info = prp.packages.get(ev.package);
-        lb.srcmd5 = ev.srcmd5 === info?.srcmd5 ? info.verifymd5 : ev.srcmd5;
-        if (ev.metaSha256) {
-          lb.metaSha256 = ev.metaSha256;
-          lb.meta = metas.get(ev.metaSha256)!;
-        }
-        prp.results.set(ev.package, lb);
-        if (prp.jobs.get(ev.package)?.jobId === ev.jobId) prp.jobs.delete(ev.package);
+        if (!prp?.checker) return;
+        const meta = ev.metaSha256 ? await loadMeta(ev.metaSha256) : undefined;
+        const info = prp.checker.packageInfo(ev.package);
+        // The event carries the srcmd5 of the job; the checker compares verifymd5s.
+        const verifymd5 = info && ev.srcmd5 === info.srcmd5 ? info.verifymd5 : ev.srcmd5;
+        prp.checker.setResult(
+          ev.package,
+          lastBuildOf(
+            {
+              code: ev.code,
+              verifymd5,
+              versrel: ev.versrel,
+              bcnt: ev.bcnt,
+              ...(ev.metaSha256 ? { metaSha256: ev.metaSha256 } : {}),
+            },
+            meta
+          )
+        );
+        if (prp.checker.job(ev.package)?.jobId === ev.jobId) prp.checker.setJob(ev.package, undefined);
         markDirty(prp);
         return;
       }
       case "repo.pool-changed": {
         if (ev.arch !== arch) return;
-        const k = prpKey(ev.project, ev.repository);
-        const pool = pools.get(k);
-        if (pool) {
-          const removed = new Set(ev.removed.map((r) => r.name));
-          const next = pool.filter((b) => !removed.has(b.name));
-          next.push(...ev.added);
-          pools.set(k, next);
-        }
         for (const b of ev.added) if (b.metaSha256) await loadMeta(b.metaSha256);
-        const own = prps.get(k);
-        if (own) markDirty(own);
-        for (const d of dependents(ev.project, ev.repository)) markDirty(d);
+        const removed = ev.removed.map((r) => r.name);
+        for (const prp of prps.values()) {
+          if (!prp.checker || prp.reload) continue;
+          const layer = prp.path.findIndex((x) => x.project === ev.project && x.repository === ev.repository);
+          if (layer < 0) continue;
+          prp.checker.applyPoolDiff(layer, ev.added, removed);
+          markDirty(prp);
+        }
         return;
       }
       default:
@@ -466,10 +485,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   // ---- requests ----------------------------------------------------------------------------
 
-  const requirePrp = (project: string, repository: string): Prp => {
+  const requirePrp = (project: string, repository: string): Prp & { checker: IncrementalChecker } => {
     const prp = prps.get(prpKey(project, repository));
-    if (!prp) throw new NotFoundError(`no repository ${project}/${repository} builds for ${arch}`);
-    return prp;
+    if (!prp?.checker)
+      throw new NotFoundError(`no repository ${project}/${repository} builds for ${arch} (or it is still loading)`);
+    return prp as Prp & { checker: IncrementalChecker };
   };
 
   const handle = async (msg: SchedulerRequest): Promise<void> => {
@@ -478,7 +498,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         return answer(msg.replyTo, async () => {
           const a = msg.args;
           const list = forProject(a.project).filter((p) => !a.repository || p.repository === a.repository);
-          const jobs = list.some((p) => p.jobs.size)
+          const jobs = list.some((p) => p.checker?.jobs().size)
             ? new Map(
                 (await dispatcher.call("job.list", { project: a.project, arch }, { idempotent: true })).map((j) => [
                   j.jobId,
@@ -496,13 +516,16 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           return list
             .sort((x, y) => (x.repository < y.repository ? -1 : 1))
             .map((prp): RepoResult => {
-              const packages: PackageResult[] = [...prp.packages.keys()]
+              const checker = prp.checker;
+              const states = checker?.states() ?? new Map();
+              const names = checker ? [...checker.packages()].map((i) => i.package) : [];
+              const packages: PackageResult[] = names
                 .filter((k) => !a.package || k === a.package)
                 .sort()
                 .map((k) => {
-                  const st = prp.states.get(k) ?? { code: PackageCode.Unknown, details: "" };
+                  const st = states.get(k) ?? { code: PackageCode.Unknown, details: "" };
                   let { code, details } = st;
-                  const job = prp.jobs.get(k);
+                  const job = checker?.job(k);
                   if (code === PackageCode.Scheduled && job) {
                     const j = jobs.get(job.jobId);
                     if (!j) code = PackageCode.Finished;
@@ -519,7 +542,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
                 repository: prp.repository,
                 arch,
                 code: prp.repoCode,
-                dirty: pending > 0 || prp.dirty || prp.queued || !prp.loaded || busy > 0,
+                dirty: pending > 0 || prp.dirty || prp.queued || prp.reload || !checker || busy > 0,
                 packages,
               };
             });
@@ -530,16 +553,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           () => requirePrp(msg.args.project, msg.args.repository).reasons.get(msg.args.package) ?? null
         );
       case "buildinfo.get":
-        return answer(msg.replyTo, async () => {
+        return answer(msg.replyTo, () => {
           const a = msg.args;
           const prp = requirePrp(a.project, a.repository);
-          const info = prp.packages.get(a.package);
+          const info = prp.checker.packageInfo(a.package);
           if (!info) throw new NotFoundError(`no package ${a.package} in ${a.project}`);
-          const layers = [];
-          for (const e of prp.path) layers.push({ ...e, binaries: await loadPool(e.project, e.repository) });
-          const exp = new Expander(layers, prp.config!);
-          const st = prp.states.get(a.package) ?? { code: PackageCode.Unknown, details: "" };
-          const e = exp.edeps(info.buildRequires, info.subpacks);
+          const exp = prp.checker.expansion;
+          const st = prp.checker.states().get(a.package) ?? { code: PackageCode.Unknown, details: "" };
           const view = {
             project: a.project,
             repository: a.repository,
@@ -550,51 +570,56 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             srcmd5: info.srcmd5,
             versrel: `${info.version ?? "0"}-${info.rev}`,
             ...(info.specFile ? { specFile: info.specFile } : {}),
-            bdeps: [] as BuildJob["bdeps"],
+            bdeps: [] as BuildDep[],
           };
+          if (info.error) return { ...view, error: info.error };
+          const e = exp.edeps(info);
           if (!e.ok) return { ...view, error: e.error };
-          const inst = exp.installSet(e.packages);
-          if (!inst.ok) return { ...view, error: inst.error };
-          view.bdeps = inst.packages.map((name) => {
-            const lb = exp.binary(name)!;
-            return {
-              name,
-              version: lb.binary.version,
-              release: lb.binary.release,
-              arch: lb.binary.arch,
+          const inst = exp.installSet(info, e.packages);
+          if (!inst.ok) return { ...view, error: inst.errors.join(", ") };
+          for (const d of inst.packages) {
+            const lb = exp.binary(d.name);
+            if (!lb) continue;
+            const b = lb.binary;
+            view.bdeps.push({
+              name: d.name,
+              version: b.version,
+              release: b.release,
+              arch: b.arch,
               project: lb.project,
               repository: lb.repository,
-              package: lb.binary.package,
-              filename: lb.binary.filename,
-              sha256: lb.binary.sha256,
-              hdrmd5: lb.binary.hdrmd5,
-              size: lb.binary.size,
-              ...(inst.notmeta?.has(name) ? { notmeta: true } : {}),
-              ...(inst.preinstall?.has(name) ? { preinstall: true } : {}),
-            };
-          });
+              package: b.package,
+              filename: b.filename,
+              sha256: b.sha256,
+              hdrmd5: b.hdrmd5,
+              size: b.size,
+              ...(b.epoch ? { epoch: b.epoch } : {}),
+              ...(d.notmeta ? { notmeta: true } : {}),
+              ...(d.preinstall ? { preinstall: true } : {}),
+              ...(d.vminstall ? { vminstall: true } : {}),
+              ...(d.runscripts ? { runscripts: true } : {}),
+            });
+          }
           return view;
         });
       case "builddepinfo.get":
         return answer(msg.replyTo, () => {
           const prp = requirePrp(msg.args.project, msg.args.repository);
-          const deps = prp.last?.pkgdeps ?? new Map<string, string[]>();
-          const rev = new Map<string, string[]>();
-          for (const [p, ds] of deps) for (const d of ds) rev.set(d, [...(rev.get(d) ?? []), p]);
+          const c = prp.checker;
           return {
             project: prp.project,
             repository: prp.repository,
             arch,
-            packages: [...prp.packages.values()]
+            packages: [...c.packages()]
               .sort((x, y) => (x.package < y.package ? -1 : 1))
               .map((i) => ({
                 package: i.package,
                 source: i.package,
-                pkgdeps: deps.get(i.package) ?? [],
+                pkgdeps: [...c.pkgdeps(i.package)],
                 subpkgs: i.subpacks,
-                revdeps: (rev.get(i.package) ?? []).sort(),
+                revdeps: c.revdeps(i.package),
               })),
-            cycles: prp.last?.cycles ?? [],
+            cycles: c.cycles(),
           };
         });
       case "rebuild.request":
@@ -603,11 +628,12 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           let n = 0;
           for (const prp of forProject(a.project)) {
             if (a.repository && prp.repository !== a.repository) continue;
-            for (const k of prp.packages.keys()) {
-              if (a.package && k !== a.package) continue;
-              if (a.code && prp.states.get(k)?.code !== a.code) continue;
-              prp.forceRebuild.add(k);
-              prp.jobs.delete(k);
+            const c = prp.checker;
+            if (!c) continue;
+            for (const i of [...c.packages()]) {
+              if (a.package && i.package !== a.package) continue;
+              if (a.code && c.states().get(i.package)?.code !== a.code) continue;
+              c.forceRebuild(i.package);
               n++;
             }
             markDirty(prp);
@@ -620,17 +646,6 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         assertNever(msg);
     }
   };
-
-  const root: Ref<unknown> = spawn(
-    ctx.system,
-    (_s: undefined, msg: BridgedRequest | { type: "children.sweep" }) => {
-      if (msg.type === "children.sweep") return undefined;
-      const req = validated(validators, msg as BridgedRequest);
-      if (req) void handle(req);
-      return undefined;
-    },
-    `scheduler-${arch.replace(/[^a-zA-Z0-9_-]/g, "_")}`
-  );
 
   // Initial load: every repository of every project that builds for this arch.
   for (const p of await source.call("project.list", {}, { idempotent: true, timeoutMs: 60_000 })) {

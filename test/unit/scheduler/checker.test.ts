@@ -1,0 +1,404 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { depMetaLines, genMeta } from "../../../actors/common/build-meta.ts";
+import type { PoolBinary } from "../../../actors/common/model.ts";
+import { parseBuildConfig, type BuildConfig } from "../../../actors/common/prjconf.ts";
+import {
+  IncrementalChecker,
+  checkFromScratch,
+  metaChanges,
+  releaseOf,
+  sccs,
+  type JobRef,
+  type LastBuild,
+} from "../../../actors/scheduler/checker.ts";
+import type { PackageBuildInfo } from "../../../actors/source/protocol.ts";
+
+const md5 = (s: string): string => createHash("md5").update(s).digest("hex");
+
+function info(name: string, o: Partial<PackageBuildInfo> = {}): PackageBuildInfo {
+  const srcmd5 = o.srcmd5 ?? md5(`src-${name}`);
+  return {
+    project: "p",
+    package: name,
+    repository: "r",
+    arch: "x86_64",
+    rev: 1,
+    srcmd5,
+    verifymd5: srcmd5,
+    revTime: 0,
+    files: [],
+    specFile: `${name}.spec`,
+    version: "1.0",
+    buildRequires: [],
+    subpacks: [name],
+    constraints: [],
+    flags: { build: true, lock: false, useforbuild: true, debuginfo: false, publish: true },
+    ...o,
+  };
+}
+
+function bin(name: string, pkg: string, o: Partial<PoolBinary> = {}): PoolBinary {
+  return {
+    name,
+    version: "1.0",
+    release: "1.1",
+    arch: "x86_64",
+    provides: [],
+    requires: [],
+    conflicts: [],
+    obsoletes: [],
+    hdrmd5: md5(`hdr-${name}`),
+    package: pkg,
+    filename: `${name}-1.0-1.1.x86_64.rpm`,
+    sha256: createHash("sha256").update(name).digest("hex"),
+    size: 1,
+    ...o,
+  };
+}
+
+const config = (text = ""): BuildConfig =>
+  parseBuildConfig([{ project: "p", repository: "r", text }], { arch: "x86_64" });
+
+describe("actors/scheduler/checker", () => {
+  it("should order packages by dependencies and find cycles", () => {
+    const edges = new Map([
+      ["a", ["b"]],
+      ["b", ["c"]],
+      ["c", ["b"]],
+      ["d", []],
+    ]);
+    const comps = sccs(["a", "b", "c", "d"], (n) => edges.get(n) ?? []);
+    assert.deepEqual(comps, [["b", "c"], ["a"], ["d"]]);
+  });
+
+  it("should decide codes in OBS order: excluded, locked, disabled, broken, unresolvable, new build", () => {
+    const metas = new Map<string, string[]>();
+    const { output } = checkFromScratch({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [] }],
+      metaOf: (s) => metas.get(s),
+      packages: [
+        info("ex", {
+          errorCode: "excluded",
+          error: "excluded",
+          flags: { build: false, lock: true, useforbuild: true, debuginfo: false, publish: true },
+        }),
+        info("lk", { flags: { build: false, lock: true, useforbuild: true, debuginfo: false, publish: true } }),
+        info("off", { flags: { build: false, lock: false, useforbuild: true, debuginfo: false, publish: true } }),
+        info("bad", { errorCode: "broken", error: "no recipe file" }),
+        info("miss", { buildRequires: ["nope >= 2"] }),
+        info("ok"),
+      ],
+      results: new Map(),
+      jobs: new Map(),
+    });
+    const codes = Object.fromEntries(
+      [...output.states].map(([k, v]) => [k, `${v.code}${v.details ? `: ${v.details}` : ""}`])
+    );
+    assert.deepEqual(codes, {
+      ex: "excluded",
+      lk: "locked",
+      off: "disabled",
+      bad: "broken: no recipe file",
+      miss: "unresolvable: nothing provides nope >= 2",
+      ok: "scheduled",
+    });
+    assert.deepEqual(
+      output.builds.map((b) => [b.package, b.reason.explain]),
+      [["ok", "new build"]]
+    );
+  });
+
+  it("should block a package on a dependency that is being rebuilt, and unblock it after", () => {
+    const metas = new Map<string, string[]>();
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
+      metaOf: (s) => metas.get(s),
+    });
+    c.upsertPackage(info("lib"));
+    c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+    const out = c.check();
+    // lib has no result: new build; app depends on lib's binary, which is being rebuilt.
+    assert.equal(out.states.get("lib")!.code, "scheduled");
+    assert.equal(out.states.get("app")!.code, "blocked");
+    assert.equal(out.states.get("app")!.details, "lib");
+    c.setJob("lib", { jobId: "j1", srcmd5: md5("src-lib") });
+    const meta = genMeta(`${md5("src-lib")}  lib`, ["lib"], []);
+    metas.set("m-lib", meta);
+    c.setResult("lib", {
+      code: "succeeded",
+      srcmd5: md5("src-lib"),
+      versrel: "1.0-1",
+      bcnt: 1,
+      metaSha256: "m-lib",
+      meta,
+    });
+    c.setJob("lib", undefined);
+    const out2 = c.check();
+    assert.equal(out2.states.get("lib")!.code, "succeeded");
+    assert.equal(out2.states.get("app")!.code, "scheduled");
+  });
+
+  it("should rebuild on meta change, naming the changed dependency, and not with rebuild=local", () => {
+    for (const mode of ["transitive", "direct", "local"] as const) {
+      const metas = new Map<string, string[]>();
+      const c = new IncrementalChecker({
+        project: "p",
+        repository: "r",
+        arch: "x86_64",
+        rebuild: mode,
+        block: "all",
+        config: config(),
+        layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
+        metaOf: (s) => metas.get(s),
+      });
+      c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+      const appMeta = genMeta(`${md5("src-app")}  app`, ["app"], depMetaLines("lib", md5("hdr-lib"), undefined, "app"));
+      c.setResult("app", {
+        code: "succeeded",
+        srcmd5: md5("src-app"),
+        versrel: "1.0-1",
+        bcnt: 1,
+        metaSha256: "m-app",
+        meta: appMeta,
+      });
+      assert.equal(c.check().states.get("app")!.code, "succeeded", mode);
+      c.applyPoolDiff(0, [bin("lib", "lib", { hdrmd5: md5("new") })], ["lib"]);
+      const out = c.check();
+      if (mode === "local") {
+        assert.equal(out.states.get("app")!.code, "succeeded");
+      } else {
+        assert.equal(out.states.get("app")!.code, "scheduled", mode);
+        assert.equal(out.builds[0]!.reason.explain, "meta change");
+        assert.deepEqual(out.builds[0]!.reason.packagechange, [{ change: "md5sum", key: "lib" }]);
+      }
+    }
+  });
+
+  it("should compute releases and meta changes", () => {
+    assert.equal(releaseOf(config(), 3, 2), "3.2");
+    assert.equal(releaseOf(config("Release: <CI_CNT>.<B_CNT>.kiln"), 3, 2), "3.2.kiln");
+    assert.deepEqual(metaChanges(["s  a", "1  x", "2  y", "3  y/z"], ["s  a", "1  x", "4  y", "5  w"]), [
+      { change: "added", key: "w" },
+      { change: "md5sum", key: "y" },
+      { change: "removed", key: "y/z" },
+    ]);
+  });
+
+  describe("incremental checking", () => {
+    /** Codes the random histories went through, all seeds together. */
+    const seenAll = new Set<string>();
+    /** A deterministic pseudo-random generator (mulberry32). */
+    const rng = (seed: number): (() => number) => {
+      let a = seed >>> 0;
+      return () => {
+        a = (a + 0x6d2b79f5) >>> 0;
+        let t = a;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+    };
+
+    after(() => {
+      // Together the histories must have gone through every kind of state, or they tested little.
+      for (const code of ["scheduled", "succeeded", "failed", "blocked", "unresolvable", "locked", "disabled"]) {
+        assert.ok(seenAll.has(code), `no history ever had a ${code} package (seen: ${[...seenAll].join(",")})`);
+      }
+    });
+
+    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+      it(`should equal a full recomputation after every step of a random history (seed ${seed})`, () => {
+        const r = rng(seed);
+        const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+        const N = 40;
+        const names = Array.from({ length: N }, (_, i) => `pkg${i}`);
+        const metas = new Map<string, string[]>();
+        const cfg = config("Prefer: pkg3\n");
+        const setup = {
+          project: "p",
+          repository: "r",
+          arch: "x86_64",
+          rebuild: "transitive" as const,
+          block: "all" as const,
+          config: cfg,
+          metaOf: (s: string) => metas.get(s),
+        };
+        // The model: everything the checker is told, to rebuild a fresh one from.
+        const pkgs = new Map<string, PackageBuildInfo>();
+        const pool = new Map<string, PoolBinary>();
+        const results = new Map<string, LastBuild>();
+        const jobs = new Map<string, JobRef>();
+        const force = new Set<string>();
+        const inc = new IncrementalChecker({ ...setup, layers: [{ project: "p", repository: "r", binaries: [] }] });
+        const newInfo = (name: string, salt: string): PackageBuildInfo => {
+          // Mostly on lower-numbered packages (a distribution is mostly a DAG), rarely backwards.
+          const me = names.indexOf(name);
+          const deps = names
+            .filter((n, i) => n !== name && r() < (i < me ? 0.08 : 0.005))
+            .map((n) => (r() < 0.2 ? `${n} >= 1` : n));
+          if (r() < 0.05) deps.push("virtual-thing");
+          if (r() < 0.02) deps.push("does-not-exist");
+          const flags = {
+            build: r() > 0.05,
+            lock: r() < 0.03,
+            useforbuild: r() > 0.1,
+            debuginfo: false,
+            publish: true,
+          };
+          return info(name, { srcmd5: md5(`${name}-${salt}`), buildRequires: deps, flags });
+        };
+        /** Simulates a worker finishing a build as the scheduler's job asked. */
+        const build = (
+          name: string,
+          bdeps: { name: string; hdrmd5: string; metaSha256?: string; notmeta?: boolean }[],
+          failed: boolean
+        ): void => {
+          const p = pkgs.get(name)!;
+          const lines = bdeps
+            .filter((d) => !d.notmeta)
+            .flatMap((d) => depMetaLines(d.name, d.hdrmd5, d.metaSha256 ? metas.get(d.metaSha256) : undefined, name));
+          const meta = genMeta(`${p.verifymd5}  ${name}`, p.subpacks, lines);
+          const metaSha256 = createHash("sha256").update(meta.join("\n")).digest("hex");
+          metas.set(metaSha256, meta);
+          results.set(name, {
+            code: failed ? "failed" : "succeeded",
+            srcmd5: p.verifymd5,
+            versrel: "1.0-1",
+            bcnt: 1,
+            metaSha256,
+            meta,
+          });
+          force.delete(name);
+          inc.setResult(name, results.get(name));
+          if (!failed) {
+            const provides = r() < 0.3 ? ["virtual-thing"] : [];
+            const b = bin(name, name, { hdrmd5: md5(`${name}-${r()}`), metaSha256, provides });
+            pool.set(name, b);
+            inc.applyPoolDiff(0, [b], [name]);
+          }
+          if (jobs.has(name)) {
+            jobs.delete(name);
+            inc.setJob(name, undefined);
+          }
+        };
+        for (const n of names) {
+          const i = newInfo(n, "0");
+          pkgs.set(n, i);
+          inc.upsertPackage(i);
+        }
+        const seen = new Set<string>();
+        const compare = (step: number): void => {
+          const out = inc.check();
+          for (const st of out.states.values()) seen.add(st.code);
+          const fresh = checkFromScratch({
+            ...setup,
+            layers: [{ project: "p", repository: "r", binaries: [...pool.values()] }],
+            packages: [...pkgs.values()],
+            results,
+            jobs,
+            forceRebuild: force,
+          });
+          const full = fresh.output;
+          for (const [k, v] of out.states) {
+            if (full.states.get(k)?.code !== v.code) {
+              // Say what each side expanded, which is where a stale incremental state comes from.
+              assert.fail(
+                `step ${step}: ${k} is ${v.code} incrementally but ${full.states.get(k)?.code} from scratch; ` +
+                  `expansions ${JSON.stringify(inc.expansionOf(k))} vs ${JSON.stringify(fresh.checker.expansionOf(k))}`
+              );
+            }
+          }
+          const a = Object.fromEntries([...out.states].sort());
+          const b = Object.fromEntries([...full.states].sort());
+          assert.deepEqual(a, b, `states differ at step ${step}`);
+          assert.deepEqual([...out.notReady].sort(), [...full.notReady].sort(), `notReady differs at step ${step}`);
+          assert.equal(out.repoCode, full.repoCode, `repository code differs at step ${step}`);
+          // Act on the builds as the scheduler and workers would.
+          for (const b of full.builds) {
+            const roll = r();
+            if (roll < 0.5) {
+              jobs.set(b.package, { jobId: `j-${b.package}-${step}`, srcmd5: pkgs.get(b.package)!.verifymd5 });
+              inc.setJob(b.package, jobs.get(b.package));
+              force.delete(b.package);
+            } else if (roll < 0.9) {
+              force.delete(b.package);
+              build(
+                b.package,
+                b.bdeps.map((d) => ({
+                  name: d.name,
+                  hdrmd5: d.hdrmd5,
+                  ...(d.metaSha256 ? { metaSha256: d.metaSha256 } : {}),
+                  ...(d.notmeta ? { notmeta: true } : {}),
+                })),
+                r() < 0.1
+              );
+            }
+          }
+        };
+        let step = 0;
+        compare(step++);
+        for (; step < 200; step++) {
+          const op = r();
+          const name = pick(names);
+          if (op < 0.25 && pkgs.has(name)) {
+            // A commit: new sources; now and then new dependencies and flags too.
+            const old = pkgs.get(name)!;
+            const i =
+              r() < 0.3
+                ? newInfo(name, String(step))
+                : { ...old, srcmd5: md5(`${name}-${step}`), verifymd5: md5(`${name}-${step}`) };
+            pkgs.set(name, i);
+            inc.upsertPackage(i);
+          } else if (op < 0.35 && jobs.has(name)) {
+            const job = jobs.get(name)!;
+            const p = pkgs.get(name)!;
+            if (job.srcmd5 === p.verifymd5) build(name, [], r() < 0.2);
+          } else if (op < 0.45 && pkgs.has(name)) {
+            // A flag change (package meta).
+            const p = pkgs.get(name)!;
+            const i = { ...p, flags: { ...p.flags, lock: r() < 0.1, build: r() > 0.1 } };
+            pkgs.set(name, i);
+            inc.upsertPackage(i);
+          } else if (op < 0.5 && pkgs.has(name)) {
+            force.add(name);
+            jobs.delete(name);
+            inc.forceRebuild(name);
+          } else if (op < 0.53 && pool.has(name)) {
+            // A binary disappears from the pool (wipe).
+            pool.delete(name);
+            inc.applyPoolDiff(0, [], [name]);
+          } else if (op < 0.55 && pkgs.size > 30) {
+            pkgs.delete(name);
+            results.delete(name);
+            jobs.delete(name);
+            force.delete(name);
+            inc.removePackage(name);
+          } else if (op < 0.6 && !pkgs.has(name)) {
+            const i = newInfo(name, `re${step}`);
+            pkgs.set(name, i);
+            inc.upsertPackage(i);
+          }
+          compare(step);
+        }
+        for (const code of seen) seenAll.add(code);
+        assert.ok(
+          seen.has("succeeded") && seen.has("scheduled"),
+          `history built nothing (seen: ${[...seen].join(",")})`
+        );
+      });
+    }
+  });
+});
