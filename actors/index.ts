@@ -9,6 +9,10 @@
  */
 export { startSourceRole } from "./source/source-role.ts";
 export type { SourceRoleOptions } from "./source/source-role.ts";
+export { DEFAULT_SOURCE_LIMITS } from "./source/source-state.ts";
+export type { SourceLimits } from "./source/source-state.ts";
+export { AccessNeed } from "./source/access.ts";
+export { AccessGate } from "./source/access-gate.ts";
 export { startRepoRole } from "./repo/repo-role.ts";
 export type { RepoRoleOptions } from "./repo/repo-role.ts";
 export { startDispatcherRole } from "./dispatcher/dispatcher.ts";
@@ -36,6 +40,8 @@ export type {
   Revision,
   PackageBuildInfo,
   BuildConfigView,
+  UserView,
+  GroupView,
 } from "./source/protocol.ts";
 export type {
   RepoApi,

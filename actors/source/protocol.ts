@@ -5,9 +5,10 @@
  * Package actor, so changes to one package are serialised while different packages commit in
  * parallel.
  */
-import type { BlobApi, EventBase } from "../../transport/index.ts";
+import type { BlobApi, EventBase, SignedAuth } from "../../transport/index.ts";
 import type { RequestMsg } from "../common/actor-kit.ts";
 import type { SourceFile } from "../common/model.ts";
+import type { AccessNeed, Principal } from "./access.ts";
 import type { PackageMeta, ProjectMeta } from "./meta-xml.ts";
 
 /** A file as a committer announces it (osc's commitfilelist entry). */
@@ -134,20 +135,63 @@ export type SourceApi = BlobApi & {
   "package.history": { req: WherePkg; res: Omit<Revision, "files">[] };
   "package.delete": { req: WherePkg & { comment?: string }; res: null };
   "package.buildinfo": { req: WherePkg & { repository: string; arch: string }; res: PackageBuildInfo };
-  "user.add": { req: { name: string; pubkey: string; admin?: boolean }; res: UserView };
+  "user.add": { req: { name: string; pubkey: string; admin?: boolean; service?: boolean }; res: UserView };
   "user.list": { req: Record<string, never>; res: UserView[] };
   "user.remove": { req: { name: string }; res: null };
-  "user.whoami": { req: Record<string, never>; res: { user: string; admin: boolean; anonymous: boolean } };
+  "user.whoami": {
+    req: Record<string, never>;
+    res: { user: string; admin: boolean; service: boolean; anonymous: boolean; groups: string[] };
+  };
+  /** Creates or replaces a group (admins only). */
+  "group.set": { req: { name: string; members: string[] }; res: GroupView };
+  "group.list": { req: Record<string, never>; res: GroupView[] };
+  "group.remove": { req: { name: string }; res: null };
+  /**
+   * May the caller of another role's request do this? Roles pass their caller's request through
+   * (`as`: its subject, raw arguments and signature) and the source role authenticates it like
+   * its own requests (signature, time, nonce, registered key), then answers with the caller, or
+   * refuses with the error the caller should get: ERR_NOT_FOUND for a project hidden from them,
+   * ERR_FORBIDDEN for what their role does not allow, ERR_UNAUTHENTICATED for a bad signature or
+   * an unsigned change.
+   */
+  "access.check": {
+    req: Where & { package?: string; repository?: string; arch?: string; need: AccessNeed; as?: PassedRequest };
+    res: { user: string };
+  };
+  /**
+   * Events from the event stream that the caller may see, after stream sequence `after` (default:
+   * only events from now on), waiting up to `waitMs` for the first one. `next` is the cursor of
+   * the following call, also when every event read was hidden from the caller.
+   */
+  "events.read": {
+    req: { after?: number; project?: string; max?: number; waitMs?: number };
+    res: { events: { seq: number; event: EventBase & Record<string, unknown> }[]; next: number };
+  };
 };
+
+/** Another role's request as its caller sent it, for `access.check`. */
+export interface PassedRequest {
+  subject: string;
+  args: unknown;
+  auth?: SignedAuth;
+}
 
 export interface UserView {
   name: string;
   pubkey: string;
   admin: boolean;
+  service: boolean;
   created: number;
 }
 
-export type SourceRequest = RequestMsg<SourceApi>;
+export interface GroupView {
+  name: string;
+  members: string[];
+  updated: number;
+}
+
+/** A validated request with its authenticated caller. */
+export type SourceRequest = RequestMsg<SourceApi> & { caller: Principal };
 
 interface SourceEventBase extends EventBase {
   user: string;
@@ -158,11 +202,18 @@ export interface SourceCommittedEvent extends SourceEventBase {
   package: string;
   rev: number;
   srcmd5: string;
+  /** Files in the new revision. */
+  files: number;
+  /** The commit created the package. */
+  created: boolean;
 }
 export interface ProjectMetaChangedEvent extends SourceEventBase {
   type: "project.meta-changed";
-  /** Repositories (with archs) before and after, so schedulers know what appeared or went. */
+  /** Repositories (with archs) after the change. */
   repositories: { name: string; archs: string[] }[];
+  /** Repositories before it (empty for a new project), so schedulers know what went. */
+  previous: { name: string; archs: string[] }[];
+  created: boolean;
 }
 export interface ProjectConfigChangedEvent extends SourceEventBase {
   type: "project.config-changed";
@@ -171,6 +222,7 @@ export interface ProjectConfigChangedEvent extends SourceEventBase {
 export interface PackageMetaChangedEvent extends SourceEventBase {
   type: "package.meta-changed";
   package: string;
+  created: boolean;
 }
 export interface PackageDeletedEvent extends SourceEventBase {
   type: "package.deleted";
@@ -178,6 +230,10 @@ export interface PackageDeletedEvent extends SourceEventBase {
 }
 export interface ProjectDeletedEvent extends SourceEventBase {
   type: "project.deleted";
+  /** The repositories the project had, so schedulers drop their states. */
+  repositories: { name: string; archs: string[] }[];
+  /** The packages it held. */
+  packages: string[];
 }
 
 export type SourceEvent =

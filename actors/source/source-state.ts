@@ -6,11 +6,14 @@
  */
 import type { BlobStore, Outbox, RoleStore } from "../../storage/index.ts";
 import { keys } from "../../storage/index.ts";
-import { ConflictError, InvalidInputError, NotFoundError, makeEvent } from "../../transport/index.ts";
+import { ConflictError, InvalidInputError, NotFoundError, TooLargeError, makeEvent } from "../../transport/index.ts";
+import { concatBuildConfig } from "../common/prjconf.ts";
 import { validateFileName, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
 import type { SourceFile } from "../common/model.ts";
+import { isHidden, sourcesHidden, type Principal } from "./access.ts";
 import {
   findPathLoop,
+  normaliseProjectMeta,
   parsePackageMeta,
   parseProjectMeta,
   renderPackageMeta,
@@ -30,6 +33,7 @@ import type {
   SourceEvent,
 } from "./protocol.ts";
 
+/** Size limits of what the source role stores; `kiln up`/`kiln serve` set them with flags. */
 export interface SourceLimits {
   /** Largest single file. @default 4 GiB */
   maxFileBytes: number;
@@ -140,28 +144,50 @@ export class SourceState {
     return out;
   }
 
-  buildConfig(project: string, repository: string): BuildConfigView {
+  /**
+   * The build config of P/R: the configs along R's expanded path, base first, concatenated as
+   * OBS's source server does. A project `visible` says the caller may not see contributes
+   * nothing, as if it had no config.
+   */
+  buildConfig(
+    project: string,
+    repository: string,
+    visible: (project: string) => boolean = () => true
+  ): BuildConfigView {
     const p = this.requireProject(project);
     if (!p.meta.repositories.some((r) => r.name === repository)) {
       throw new NotFoundError(`project '${project}' has no repository '${repository}'`);
     }
     const path = this.expandedPath(project, repository);
-    // Base first: the configs of the end of the path come before the project's own.
-    const layers = [...path]
-      .reverse()
-      .map((e) => ({ ...e, text: this.project(e.project) ? this.config(e.project).text : "" }));
-    const text = layers.map((l) => `%define _repository ${l.repository}\n${l.text}`).join("\n");
-    return { project, repository, text, layers, path };
+    const layers = [...path].reverse().map((e) => ({
+      ...e,
+      text: this.project(e.project) && visible(e.project) ? this.config(e.project).text : "",
+    }));
+    return { project, repository, text: concatBuildConfig(layers), layers, path };
   }
 
   // ---- projects --------------------------------------------------------------------------
 
-  async putProjectMeta(name: string, xml: string, user: string): Promise<{ xml: string; created: boolean }> {
+  /**
+   * Creates or replaces a project's meta. `visible` says which other projects the caller may see:
+   * a path to one they may not is refused as if it did not exist. When a user who is not an admin
+   * creates a project, they become its maintainer (else they could not change it afterwards).
+   */
+  async putProjectMeta(
+    name: string,
+    xml: string,
+    caller: Principal,
+    visible: (project: string) => boolean = () => true
+  ): Promise<{ xml: string; created: boolean }> {
     validateProjectName(name);
-    const meta = parseProjectMeta(xml, name);
-    this.#checkPaths(meta);
-    const rendered = renderProjectMeta(meta);
+    let meta = parseProjectMeta(xml, name);
     const prev = this.project(name);
+    if (!prev && !caller.admin && !meta.persons.some((e) => e.userid === caller.user && e.role === "maintainer")) {
+      meta = normaliseProjectMeta({ ...meta, persons: [...meta.persons, { userid: caller.user, role: "maintainer" }] });
+    }
+    this.#checkPaths(meta, visible);
+    if (prev) this.#checkHiding(prev, meta);
+    const rendered = renderProjectMeta(meta);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
     const now = Date.now();
     const rec: ProjectRecord = {
@@ -172,14 +198,18 @@ export class SourceState {
       updated: now,
       configRev: prev?.configRev ?? 0,
     };
+    const repos = (m: ProjectMeta | undefined): { name: string; archs: string[] }[] =>
+      (m?.repositories ?? []).map((r) => ({ name: r.name, archs: r.archs }));
     await this.#store.transact(() => {
       void this.#store.db.put(keys.project(name), rec);
       this.#outbox.add(
         makeEvent<SourceEvent>({
           type: "project.meta-changed",
           project: name,
-          user,
-          repositories: meta.repositories.map((r) => ({ name: r.name, archs: r.archs })),
+          user: caller.user,
+          repositories: repos(meta),
+          previous: repos(prev?.meta),
+          created: !prev,
         })
       );
     });
@@ -187,7 +217,11 @@ export class SourceState {
     return { xml: rendered, created: !prev };
   }
 
-  #checkPaths(meta: ProjectMeta): void {
+  #checkPaths(meta: ProjectMeta, visible: (project: string) => boolean): void {
+    const known = (p: string): ProjectRecord | undefined => {
+      const rec = this.project(p);
+      return rec && visible(p) ? rec : undefined;
+    };
     for (const repo of meta.repositories) {
       for (const e of repo.paths) {
         if (e.project === meta.name) {
@@ -198,7 +232,7 @@ export class SourceState {
           }
           continue;
         }
-        const target = this.project(e.project);
+        const target = known(e.project);
         if (!target)
           throw new InvalidInputError(
             `repository '${repo.name}' has a path to project '${e.project}', which does not exist`
@@ -211,17 +245,41 @@ export class SourceState {
       }
     }
     const lookup = (p: string): RepositoryMeta[] | undefined =>
-      p === meta.name ? meta.repositories : this.project(p)?.meta.repositories;
+      p === meta.name ? meta.repositories : known(p)?.meta.repositories;
     for (const repo of meta.repositories) {
       const loop = findPathLoop(lookup, meta.name, repo.name);
       if (loop) throw new InvalidInputError(`repository '${repo.name}': ${loop}`);
     }
   }
 
+  /**
+   * OBS allows hiding only at creation: what was public may already have been read, so hiding it
+   * later would only pretend. A project cannot turn `access` off, and sources that were readable
+   * (a package with revisions) cannot be hidden by `sourceaccess`.
+   */
+  #checkHiding(prev: ProjectRecord, meta: ProjectMeta): void {
+    if (!isHidden(prev.meta) && isHidden(meta)) {
+      throw new ConflictError(
+        `project '${prev.name}': 'access' can only be disabled when the project is created (it may already have been seen)`
+      );
+    }
+    for (const pkg of this.listPackages(prev.name)) {
+      if (pkg.rev > 0 && !sourcesHidden(prev.meta, pkg.meta) && sourcesHidden(meta, pkg.meta)) {
+        throw new ConflictError(
+          `project '${prev.name}': 'sourceaccess' would hide the sources of package '${pkg.name}', which were readable; sources can only be hidden before the first commit`
+        );
+      }
+    }
+  }
+
   async putConfig(project: string, text: string, user: string, comment: string): Promise<{ rev: number }> {
     const p = this.requireProject(project);
-    if (Buffer.byteLength(text) > this.limits.maxConfigBytes) {
-      throw new InvalidInputError(`project config is larger than ${this.limits.maxConfigBytes} bytes`);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > this.limits.maxConfigBytes) {
+      throw new TooLargeError(
+        `project config of '${project}' is ${bytes} bytes, more than the limit of ${this.limits.maxConfigBytes}`,
+        { data: { limit: "max-config-size", max: this.limits.maxConfigBytes, size: bytes } }
+      );
     }
     if (text.includes("\u0000")) throw new InvalidInputError("project config contains a NUL character");
     if (p.configRev > 0 && this.config(project).text === text) return { rev: p.configRev };
@@ -243,21 +301,27 @@ export class SourceState {
   }
 
   async deleteProject(project: string, force: boolean, user: string): Promise<void> {
-    this.requireProject(project);
+    const prj = this.requireProject(project);
     const users = this.dependentsOf(project);
     if (users.length && !force) {
       throw new ConflictError(
         `project '${project}' is used by ${users.map((u) => `'${u}'`).join(", ")}; delete with --force to break them`
       );
     }
+    const packages = this.listPackages(project);
     await this.#store.transact(() => {
-      for (const k of this.#store.scanKeys(keys.packagesOf(project))) void this.#store.db.remove(k);
-      for (const pkg of this.listPackages(project)) {
-        for (const k of this.#store.scanKeys(keys.revisionsOf(project, pkg.name))) void this.#store.db.remove(k);
-      }
+      for (const pkg of packages) this.#removePackage(project, pkg.name);
       for (const k of this.#store.scanKeys(keys.projectConfigsOf(project))) void this.#store.db.remove(k);
       void this.#store.db.remove(keys.project(project));
-      this.#outbox.add(makeEvent<SourceEvent>({ type: "project.deleted", project, user }));
+      this.#outbox.add(
+        makeEvent<SourceEvent>({
+          type: "project.deleted",
+          project,
+          user,
+          repositories: prj.meta.repositories.map((r) => ({ name: r.name, archs: r.archs })),
+          packages: packages.map((p) => p.name),
+        })
+      );
     });
     await this.#outbox.flush();
   }
@@ -270,19 +334,26 @@ export class SourceState {
     xml: string,
     user: string
   ): Promise<{ xml: string; created: boolean }> {
-    this.requireProject(project);
+    const prj = this.requireProject(project);
     validatePackageName(name);
     const meta = parsePackageMeta(xml, { project, name });
     const rendered = renderPackageMeta(meta);
     const prev = this.package(project, name);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
+    if (prev && prev.rev > 0 && !sourcesHidden(prj.meta, prev.meta) && sourcesHidden(prj.meta, meta)) {
+      throw new ConflictError(
+        `package '${project}/${name}': 'sourceaccess' can only be disabled before the first commit (its sources may already have been read)`
+      );
+    }
     const now = Date.now();
     const rec: PackageRecord = prev
       ? { ...prev, meta, xml: rendered, updated: now }
       : { project, name, meta, xml: rendered, rev: 0, srcmd5: computeSrcmd5([]), created: now, updated: now };
     await this.#store.transact(() => {
       void this.#store.db.put(keys.package(project, name), rec);
-      this.#outbox.add(makeEvent<SourceEvent>({ type: "package.meta-changed", project, package: name, user }));
+      this.#outbox.add(
+        makeEvent<SourceEvent>({ type: "package.meta-changed", project, package: name, user, created: !prev })
+      );
     });
     await this.#outbox.flush();
     return { xml: rendered, created: !prev };
@@ -307,21 +378,36 @@ export class SourceState {
     };
   }
 
+  /** The packages whose revisions hold content with this md5 (they may be deleted since). */
+  referencesOf(md5: string): { project: string; package: string }[] {
+    return [...this.#store.scanKeys(keys.sourceRefsOf(md5))].map((k) => ({
+      project: String(k[2]),
+      package: String(k[3]),
+    }));
+  }
+
   /**
-   * osc's commit: the complete file list with md5s. Files the store lacks are answered back; when
-   * none is missing a new revision is made (or none, when nothing changed).
+   * osc's commit: the complete file list with md5s. Files the caller cannot use are answered
+   * back as missing; when none is missing a new revision is made (or none, when nothing
+   * changed). `usable(md5)` says whether stored content counts as present for this caller: the
+   * store is shared by every project, and naming an md5 must not hand out content that the
+   * caller has neither uploaded nor may read (see SourceRole).
    */
   async commit(
     project: string,
     pkg: string,
     entries: CommitEntry[],
     user: string,
-    comment: string
+    comment: string,
+    usable: (md5: string) => boolean = () => true
   ): Promise<{ missing: CommitEntry[] } | { revision: Revision }> {
     this.requireProject(project);
     validatePackageName(pkg);
     if (entries.length > this.limits.maxFiles) {
-      throw new InvalidInputError(`a package may hold at most ${this.limits.maxFiles} files (got ${entries.length})`);
+      throw new TooLargeError(
+        `a package may hold at most ${this.limits.maxFiles} files (the commit lists ${entries.length})`,
+        { data: { limit: "max-files", max: this.limits.maxFiles, size: entries.length } }
+      );
     }
     const names = new Set<string>();
     for (const e of entries) {
@@ -329,15 +415,16 @@ export class SourceState {
       if (names.has(e.name)) throw new InvalidInputError(`file '${e.name}' is listed twice`);
       names.add(e.name);
       if (e.size > this.limits.maxFileBytes) {
-        throw new InvalidInputError(
-          `file '${e.name}' is ${e.size} bytes, more than the limit of ${this.limits.maxFileBytes}`
+        throw new TooLargeError(
+          `file '${e.name}' is ${e.size} bytes, more than the limit of ${this.limits.maxFileBytes}`,
+          { data: { limit: "max-file-size", max: this.limits.maxFileBytes, size: e.size } }
         );
       }
     }
     const files: SourceFile[] = [];
     const missing: CommitEntry[] = [];
     for (const e of entries) {
-      const sha = this.#blobs.byMd5(e.md5);
+      const sha = usable(e.md5) ? this.#blobs.byMd5(e.md5) : undefined;
       const info = sha ? await this.#blobs.stat(sha) : undefined;
       if (!sha || !info) missing.push(e);
       else if (info.size !== e.size) {
@@ -353,10 +440,23 @@ export class SourceState {
     if (rec.rev > 0 && rec.srcmd5 === srcmd5) return { revision: this.revision(project, pkg) };
     const rev = rec.rev + 1;
     const revision: Revision = { rev, srcmd5, user, comment, time: Date.now(), files };
+    const created = this.package(project, pkg) === undefined;
     await this.#store.transact(() => {
       void this.#store.db.put(keys.revision(project, pkg, rev), revision);
       void this.#store.db.put(keys.package(project, pkg), { ...rec, rev, srcmd5, updated: revision.time });
-      this.#outbox.add(makeEvent<SourceEvent>({ type: "source.committed", project, package: pkg, user, rev, srcmd5 }));
+      for (const f of files) void this.#store.db.put(keys.sourceRef(f.md5, project, pkg), 1);
+      this.#outbox.add(
+        makeEvent<SourceEvent>({
+          type: "source.committed",
+          project,
+          package: pkg,
+          user,
+          rev,
+          srcmd5,
+          files: files.length,
+          created,
+        })
+      );
     });
     await this.#outbox.flush();
     return { revision };
@@ -365,11 +465,21 @@ export class SourceState {
   async deletePackage(project: string, pkg: string, user: string): Promise<void> {
     this.requirePackage(project, pkg);
     await this.#store.transact(() => {
-      for (const k of this.#store.scanKeys(keys.revisionsOf(project, pkg))) void this.#store.db.remove(k);
-      void this.#store.db.remove(keys.package(project, pkg));
+      this.#removePackage(project, pkg);
       this.#outbox.add(makeEvent<SourceEvent>({ type: "package.deleted", project, package: pkg, user }));
     });
     await this.#outbox.flush();
+  }
+
+  /** Removes a package's record, revisions and content references; call inside transact. */
+  #removePackage(project: string, pkg: string): void {
+    const md5s = new Set<string>();
+    for (const { key, value } of this.#store.scan<Revision>(keys.revisionsOf(project, pkg))) {
+      for (const f of value.files) md5s.add(f.md5);
+      void this.#store.db.remove(key);
+    }
+    for (const m of md5s) void this.#store.db.remove(keys.sourceRef(m, project, pkg));
+    void this.#store.db.remove(keys.package(project, pkg));
   }
 
   /** Reads a small stored file (spec, _constraints) as text. */

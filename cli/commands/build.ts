@@ -9,7 +9,6 @@ import type { PackageResult, RepoResult } from "../../actors/index.ts";
 import {
   InvalidInputError,
   NotFoundError,
-  decode,
   delay,
   downloadBlob,
   readBlobBytes,
@@ -21,7 +20,7 @@ import {
 import type { Clients } from "../client.ts";
 import { EXIT, type CommandEnv } from "../main.ts";
 import { formatAge, formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
-import { withClients } from "./source.ts";
+import { followEvents, withClients } from "./source.ts";
 
 interface Target {
   repository: string;
@@ -345,18 +344,19 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
 
   program
     .command("events [project]")
-    .description("print kiln's events as they happen (one JSON object per line)")
-    .action(async (project: string | undefined) => {
+    .description("print kiln's events as they happen (one JSON object per line), hidden projects' only to members")
+    .option("--from <seq>", "start at this event stream sequence number (default: new events only)", (v) => Number(v))
+    .action(async (project: string | undefined, o: { from?: number }) => {
       await withClients(cenv, async (c) => {
-        const sub = c.nc.subscribe(subjects.eventFilter(project ? { project } : {}));
-        process.once("SIGINT", () => sub.unsubscribe());
-        for await (const m of sub) {
-          try {
-            print(JSON.stringify(decode(m.data)));
-          } catch {
-            // Not a kiln event; skip it.
-          }
-        }
+        const stop = new AbortController();
+        process.once("SIGINT", () => stop.abort());
+        await followEvents(
+          c,
+          { ...(project ? { project } : {}), ...(o.from !== undefined ? { from: o.from } : {}), signal: stop.signal },
+          print
+        ).catch((err: unknown) => {
+          if (!stop.signal.aborted) throw err;
+        });
       });
     });
 }

@@ -22,9 +22,48 @@ const int =
   };
 const collect = (v: string, prev: string[] = []): string[] => [...prev, ...v.split(",").filter(Boolean)];
 
+const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** `4G`, `512M`, `1024K` or bytes. */
+export function parseSize(what: string) {
+  return (v: string): number => {
+    const m = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(v.trim());
+    const n = m ? Number(m[1]) * UNITS[m[2]!.toLowerCase()]! : NaN;
+    if (!Number.isSafeInteger(n) || n <= 0) {
+      throw new InvalidInputError(`${what} must be a size such as 4G, 512M or 65536, got '${v}'`);
+    }
+    return n;
+  };
+}
+
+interface LimitFlags {
+  maxFileSize?: number;
+  maxFiles?: number;
+  maxConfigSize?: number;
+}
+
+/** The source role's size limits (`kiln up`, `kiln serve`). */
+function addLimitOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--max-file-size <size>",
+      "largest source file the source role accepts (default 4G)",
+      parseSize("--max-file-size")
+    )
+    .option("--max-files <n>", "most files in one package revision (default 10000)", int("--max-files"))
+    .option("--max-config-size <size>", "largest project config (default 1M)", parseSize("--max-config-size"));
+}
+
+function limitsOf(o: LimitFlags): Partial<Actors.SourceLimits> | undefined {
+  const l: Partial<Actors.SourceLimits> = {};
+  if (o.maxFileSize !== undefined) l.maxFileBytes = o.maxFileSize;
+  if (o.maxFiles !== undefined) l.maxFiles = o.maxFiles;
+  if (o.maxConfigSize !== undefined) l.maxConfigBytes = o.maxConfigSize;
+  return Object.keys(l).length ? l : undefined;
+}
+
 export function registerRunCommands(program: Command, cenv: CommandEnv): void {
-  program
-    .command("up")
+  addLimitOptions(program.command("up"))
     .description("run the whole service on this machine: embedded NATS, every role and local workers")
     .option("--nats-port <port>", "port of the embedded nats-server", int("--nats-port"), 4222)
     .option("--workers <n>", "local workers to start", int("--workers"), 1)
@@ -39,34 +78,61 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
       "after",
       "\nWith --nats URL, joins that NATS server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default ~/.local/share/kiln)."
     )
-    .action(async (o: { natsPort: number; workers: number; jobs: number; arch?: string[]; publishPort?: number }) => {
-      const s = cenv.settings();
-      const explicitNats = program.opts<{ nats?: string }>().nats ?? process.env.KILN_NATS_URL;
-      const { runUp, defaultArchs } = await runner();
-      await runUp({
-        dataDir: s.dataDir,
-        ...(explicitNats ? { natsUrl: s.natsUrl } : {}),
-        natsPort: o.natsPort,
-        workers: o.workers,
-        jobs: o.jobs,
-        ...(o.publishPort !== undefined ? { publishPort: o.publishPort } : {}),
-        archs: o.arch ?? defaultArchs(),
-        log: cenv.log(),
-        announce: (t) => process.stderr.write(t + "\n"),
-      });
-    });
+    .action(
+      async (
+        o: { natsPort: number; workers: number; jobs: number; arch?: string[]; publishPort?: number } & LimitFlags
+      ) => {
+        const s = cenv.settings();
+        const explicitNats = program.opts<{ nats?: string }>().nats ?? process.env.KILN_NATS_URL;
+        const { runUp, defaultArchs } = await runner();
+        const limits = limitsOf(o);
+        await runUp({
+          ...(limits ? { sourceLimits: limits } : {}),
+          dataDir: s.dataDir,
+          ...(explicitNats ? { natsUrl: s.natsUrl } : {}),
+          natsPort: o.natsPort,
+          workers: o.workers,
+          jobs: o.jobs,
+          ...(o.publishPort !== undefined ? { publishPort: o.publishPort } : {}),
+          archs: o.arch ?? defaultArchs(),
+          log: cenv.log(),
+          announce: (t) => process.stderr.write(t + "\n"),
+        });
+      }
+    );
 
-  program
-    .command("serve")
+  addLimitOptions(program.command("serve"))
     .description("run some roles in this process (the others run elsewhere on the same NATS)")
     .requiredOption(
       "--roles <list>",
       "comma-separated: source, repo, publisher[:<http port>], dispatcher, scheduler:<arch>"
     )
-    .action(async (o: { roles: string }) => {
+    .addHelpText(
+      "after",
+      "\nThe roles sign their requests with <data>/role.identity (created on first start). With the\nsource role here, it is registered as a service user at once; otherwise register its public key\nwhere the source role runs: kiln user add NAME --pubkey KEY --service"
+    )
+    .action(async (o: { roles: string } & LimitFlags) => {
       const s = cenv.settings();
-      const { hostRoles, parseRoles } = await runner();
-      await hostRoles(parseRoles(o.roles), { natsUrl: s.natsUrl, dataDir: s.dataDir, log: cenv.log() });
+      const { hostRoles, parseRoles, nodeIdOf } = await runner();
+      const { loadOrCreateRoleIdentity, roleUserName } = await import("./identity.ts");
+      const name = roleUserName(nodeIdOf(s.dataDir));
+      const role = loadOrCreateRoleIdentity(s.dataDir);
+      const limits = limitsOf(o);
+      const starters = parseRoles(o.roles, {
+        ...(limits ? { sourceLimits: limits } : {}),
+        serviceUsers: [{ name, pubkey: role.identity.publicKey }],
+      });
+      if (!o.roles.split(",").some((r) => r.trim() === "source")) {
+        process.stderr.write(
+          `roles sign with ${role.file}; unless it is registered, hidden projects are invisible to them:\n  kiln user add ${name} --pubkey ${role.identity.publicKey} --service\n`
+        );
+      }
+      await hostRoles(starters, {
+        natsUrl: s.natsUrl,
+        dataDir: s.dataDir,
+        log: cenv.log(),
+        identity: role.identity,
+      });
     });
 
   program

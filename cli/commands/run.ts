@@ -22,6 +22,7 @@ import {
   type RoleContext,
   type RunningPublisher,
   type RunningRole,
+  type SourceLimits,
   type WorkerOptions,
 } from "../../actors/index.ts";
 import {
@@ -30,9 +31,10 @@ import {
   RpcClient,
   UnavailableError,
   connectNats,
+  type Identity,
 } from "../../transport/index.ts";
 import { adminIdentityPath } from "../config.ts";
-import { bootstrapAdmin } from "./identity.ts";
+import { bootstrapAdmin, loadOrCreateRoleIdentity, roleUserName } from "./identity.ts";
 
 type Starter = (ctx: RoleContext) => Promise<RunningRole>;
 
@@ -46,6 +48,8 @@ export interface HostOptions {
   ready?: (ctx: RoleContext, roles: RunningRole[]) => Promise<void> | void;
   /** Stopped last, after the NATS connection. */
   onStopped?: () => Promise<void>;
+  /** The roles' identity: every request they make is signed with it. */
+  identity?: Identity;
 }
 
 /** Reads or creates this data directory's node id. */
@@ -66,7 +70,7 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
   const system = startActorSystem();
   const ctx: RoleContext = {
     nc,
-    rpc: new RpcClient(nc),
+    rpc: new RpcClient(nc, opts.identity ? { signer: opts.identity } : {}),
     system,
     log,
     dataDir: opts.dataDir,
@@ -124,6 +128,7 @@ export interface UpOptions {
   worker?: Partial<WorkerOptions>;
   /** Serve the published repositories over HTTP on 127.0.0.1 at this port (0: any free one). */
   publishPort?: number;
+  sourceLimits?: Partial<SourceLimits>;
   /** Announce on stderr where things are. */
   announce?: (text: string) => void;
 }
@@ -159,8 +164,13 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const server = opts.natsUrl ? undefined : await embeddedNats(opts.dataDir, opts.natsPort, log);
   const natsUrl = opts.natsUrl ?? server!.url;
   const nodeId = nodeIdOf(opts.dataDir);
+  const role = loadOrCreateRoleIdentity(opts.dataDir);
   const starters: Starter[] = [
-    (ctx) => startSourceRole(ctx),
+    (ctx) =>
+      startSourceRole(ctx, {
+        ...(opts.sourceLimits ? { limits: opts.sourceLimits } : {}),
+        serviceUsers: [{ name: roleUserName(nodeId), pubkey: role.identity.publicKey }],
+      }),
     (ctx) => startRepoRole(ctx),
     (ctx) => startPublisherRole(ctx, opts.publishPort !== undefined ? { httpPort: opts.publishPort } : {}),
     (ctx) => startDispatcherRole(ctx),
@@ -176,6 +186,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       natsUrl,
       dataDir: opts.dataDir,
       log,
+      identity: role.identity,
       ready: async (ctx, roles) => {
         const admin = await bootstrapAdmin(ctx, opts.dataDir);
         opts.announce?.(
@@ -187,6 +198,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
             admin.created
               ? `  identity: created admin identity ${adminIdentityPath(opts.dataDir)} (user 'admin'); kiln commands on this machine use it`
               : `  identity: ${adminIdentityPath(opts.dataDir)} (user 'admin')`,
+            `  role key: ${role.file} (service user '${roleUserName(nodeId)}')`,
             ...roles
               .filter((r): r is RunningPublisher => r.role === "publisher")
               .map((r) => `  publish:  ${r.publishDir}${r.httpUrl ? ` (served at ${r.httpUrl})` : ""}`),
@@ -204,8 +216,14 @@ export async function runUp(opts: UpOptions): Promise<void> {
   }
 }
 
+export interface ServeOptions {
+  sourceLimits?: Partial<SourceLimits>;
+  /** Service users the source role registers when it runs here (this node's role identity). */
+  serviceUsers?: { name: string; pubkey: string }[];
+}
+
 /** `kiln serve --roles source,repo,dispatcher,scheduler:x86_64`. */
-export function parseRoles(spec: string): Starter[] {
+export function parseRoles(spec: string, opts: ServeOptions = {}): Starter[] {
   const starters: Starter[] = [];
   for (const raw of spec
     .split(",")
@@ -214,7 +232,12 @@ export function parseRoles(spec: string): Starter[] {
     const [name, arg] = raw.split(":") as [string, string | undefined];
     switch (name) {
       case "source":
-        starters.push((ctx) => startSourceRole(ctx));
+        starters.push((ctx) =>
+          startSourceRole(ctx, {
+            ...(opts.sourceLimits ? { limits: opts.sourceLimits } : {}),
+            ...(opts.serviceUsers ? { serviceUsers: opts.serviceUsers } : {}),
+          })
+        );
         break;
       case "repo":
         starters.push((ctx) => startRepoRole(ctx));

@@ -263,12 +263,21 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     .command("add <name>")
     .description("register a user with their public key")
     .requiredOption("--pubkey <key>", "the user's public key (from `kiln identity new`)")
-    .option("--admin", "make the user an admin")
-    .action(async (name: string, o: { pubkey: string; admin?: boolean }) => {
+    .option("--admin", "make the user an admin (may do everything)")
+    .option(
+      "--service",
+      "make the user a service: kiln's own roles on another host (reads everything, changes nothing)"
+    )
+    .action(async (name: string, o: { pubkey: string; admin?: boolean; service?: boolean }) => {
       await withClients(cenv, async (c) => {
-        const u = await c.source.call("user.add", { name, pubkey: o.pubkey, admin: o.admin === true });
+        const u = await c.source.call("user.add", {
+          name,
+          pubkey: o.pubkey,
+          admin: o.admin === true,
+          ...(o.service ? { service: true } : {}),
+        });
         if (cenv.json()) return printJson(u);
-        print(`added user ${u.name}${u.admin ? " (admin)" : ""}`);
+        print(`added user ${u.name}${u.admin ? " (admin)" : u.service ? " (service)" : ""}`);
       });
     });
   user
@@ -280,8 +289,8 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
         if (cenv.json()) return printJson(list);
         print(
           table(
-            ["NAME", "ADMIN", "PUBKEY"],
-            list.map((u) => [u.name, u.admin ? "yes" : "", u.pubkey])
+            ["NAME", "KIND", "PUBKEY"],
+            list.map((u) => [u.name, u.admin ? "admin" : u.service ? "service" : "user", u.pubkey])
           )
         );
       });
@@ -303,7 +312,70 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
       await withClients(cenv, async (c) => {
         const w = await c.source.call("user.whoami", {});
         if (cenv.json()) return printJson(w);
-        print(w.anonymous ? "anonymous (no identity)" : `${w.user}${w.admin ? " (admin)" : ""}`);
+        if (w.anonymous) return print("anonymous (no identity)");
+        const kind = w.admin ? " (admin)" : w.service ? " (service)" : "";
+        print(`${w.user}${kind}${w.groups.length ? `, groups: ${w.groups.join(", ")}` : ""}`);
       });
     });
+
+  const group = program
+    .command("group")
+    .description("manage groups: a <group groupid=… role=…/> in a meta gives its members that role");
+  group
+    .command("set <name> [members...]")
+    .description("create or replace a group with these members (admins only)")
+    .action(async (name: string, members: string[]) => {
+      await withClients(cenv, async (c) => {
+        const g = await c.source.call("group.set", { name, members });
+        if (cenv.json()) return printJson(g);
+        print(`group ${g.name}: ${g.members.join(", ") || "(no members)"}`);
+      });
+    });
+  group
+    .command("list")
+    .description("list groups and their members")
+    .action(async () => {
+      await withClients(cenv, async (c) => {
+        const list = await c.source.call("group.list", {});
+        if (cenv.json()) return printJson(list);
+        print(
+          table(
+            ["GROUP", "MEMBERS"],
+            list.map((g) => [g.name, g.members.join(" ")])
+          )
+        );
+      });
+    });
+  group
+    .command("remove <name>")
+    .description("remove a group (admins only)")
+    .action(async (name: string) => {
+      await withClients(cenv, async (c) => {
+        await c.source.call("group.remove", { name });
+        if (cenv.json()) return printJson({ removed: name });
+        print(`removed group ${name}`);
+      });
+    });
+}
+
+/**
+ * Prints the events the caller may see, as JSON lines, until `signal` aborts. They come from the
+ * source role (`events.read`), which leaves out hidden projects' events; raw NATS subscribers of
+ * `kiln.evt.>` are limited by the NATS server's authorization instead (ops/nats/).
+ */
+export async function followEvents(
+  c: Clients,
+  opts: { project?: string; from?: number; signal?: AbortSignal },
+  out: (line: string) => void
+): Promise<void> {
+  let after = opts.from !== undefined ? opts.from - 1 : undefined;
+  while (!opts.signal?.aborted) {
+    const r = await c.source.call(
+      "events.read",
+      { ...(after !== undefined ? { after } : {}), ...(opts.project ? { project: opts.project } : {}), waitMs: 5000 },
+      { timeoutMs: 15_000, idempotent: true, ...(opts.signal ? { signal: opts.signal } : {}) }
+    );
+    for (const e of r.events) out(JSON.stringify({ seq: e.seq, ...e.event }));
+    after = r.next - 1;
+  }
 }
