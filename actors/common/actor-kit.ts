@@ -24,6 +24,11 @@ import {
 export type RequestOf<A extends Api, K extends keyof A & string> = {
   type: K;
   args: A[K]["req"];
+  /**
+   * The arguments as they arrived, before validation: the signature in `auth` covers these, so
+   * this is what to pass on when another role authenticates the request (`access.check`).
+   */
+  rawArgs?: unknown;
   auth?: SignedAuth;
   subject: string;
   replyTo: Ref<Envelope<A[K]["res"]>>;
@@ -44,7 +49,7 @@ export function validated<A extends Api>(validators: Validators<A>, msg: Bridged
   try {
     if (!check) throw new NotFoundError(`unknown request ${msg.type}`);
     const args = check(msg.args);
-    return { ...msg, args } as unknown as RequestMsg<A>;
+    return { ...msg, args, rawArgs: msg.args } as unknown as RequestMsg<A>;
   } catch (err) {
     dispatch(msg.replyTo, errorEnvelope(err));
     return undefined;

@@ -219,7 +219,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
    * need at least a valid signature.
    */
   const authorize = async (
-    msg: { subject: string; args: unknown; auth?: SignedAuth },
+    msg: { subject: string; args: unknown; rawArgs?: unknown; auth?: SignedAuth },
     need: Need,
     q: { project: string; package?: string; repository?: string; arch?: string }
   ): Promise<void> => {
@@ -237,7 +237,8 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
           // A multibuild flavour (`pkg:flavor`) has the flags of its package.
           ...(q.package !== undefined ? { package: q.package.split(":")[0]! } : {}),
           need,
-          as: { subject: msg.subject, args: msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
+          // The arguments as signed, not as validated (validation may reorder or add fields).
+          as: { subject: msg.subject, args: msg.rawArgs ?? msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
         },
         // Never repeated after a timeout: the first attempt may have used the caller's nonce.
         { idempotent: false }
@@ -252,7 +253,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
         );
       }
       if (!msg.auth) throw new UnauthenticatedError("this change must be signed with your identity");
-      verifySignedAuth(msg.subject, msg.args, msg.auth);
+      verifySignedAuth(msg.subject, msg.rawArgs ?? msg.args, msg.auth);
     }
   };
 
