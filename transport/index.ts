@@ -65,7 +65,7 @@ export {
 export type { BlobApi, BlobInfo, BlobExpectation, BlobReader, BlobWriter, TransferOptions } from "./blobs.ts";
 export { publishLogChunk, subscribeLog } from "./logs.ts";
 export type { LogChunk } from "./logs.ts";
-export { connectNats } from "./connection.ts";
+export { connectNats, splitCredentials, inboxPrefixOf } from "./connection.ts";
 export type { ConnectOptions } from "./connection.ts";
 export { bridgeActor, reply } from "./actor-bridge.ts";
 export type { BridgedRequest, BridgeOptions } from "./actor-bridge.ts";
