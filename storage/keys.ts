@@ -25,7 +25,8 @@
  *   ["repostate", project, repo]                  → repository state
  * repo
  *   ["result", project, repo, arch, package]      → stored build result
- *   ["pool", project, repo, arch, binaryName]     → pool entry (which package's binary)
+ *   ["pool", project, repo, arch, binaryName]     → pool entry: which package's binary (compact tuple)
+ *   ["bininfo", project, repo, arch, package]     → what the pool rule needs of a package's binaries (compact)
  *   ["bhist", project, repo, arch, package, seq]  → build history entry
  *   ["jhist", project, repo, arch, seq]           → job history entry
  *   ["import", project, repo, arch, package, fromArch] → binaries another arch's build exported here
@@ -114,6 +115,9 @@ export const keys = {
   jobHistory: (project: string, repo: string, arch: string, seq: number): Key => ["jhist", project, repo, arch, seq],
   jobHistoryOf: (project: string, repo?: string, arch?: string): Key =>
     ["jhist", project, repo, arch].filter((x): x is string => x !== undefined),
+  binInfo: (project: string, repo: string, arch: string, pkg: string): Key => ["bininfo", project, repo, arch, pkg],
+  binInfosOf: (project: string, repo?: string, arch?: string): Key =>
+    ["bininfo", project, repo, arch].filter((x): x is string => x !== undefined),
   resultImport: (project: string, repo: string, arch: string, pkg: string, fromArch: string): Key => [
     "import",
     project,
