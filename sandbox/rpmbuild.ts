@@ -26,6 +26,11 @@ export interface RpmBuildJob {
    * OBS does, so the packages carry it.
    */
   defines: Record<string, string>;
+  /**
+   * rpm macro text of the project config (`Macros:` blocks, several lines), installed as
+   * `/etc/rpm/macros.kiln` in the build root; the single-line `defines` still win.
+   */
+  macros?: string;
   limits: SandboxLimits;
   /** Build output (stdout and stderr merged, in order) as it happens. */
   onLog: (chunk: Buffer) => void;
@@ -99,10 +104,21 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   await writeFile(path.join(specDir, job.specFile), spec);
   await chmod(path.join(specDir, job.specFile), 0o644);
 
+  const layers: string[] = [];
+  if (job.macros !== undefined && job.macros.trim() !== "") {
+    const layer = path.join(job.jobDir, "layer");
+    const rpmEtc = path.join(layer, "etc", "rpm");
+    await mkdir(rpmEtc, { recursive: true });
+    for (const d of [layer, path.join(layer, "etc"), rpmEtc]) await chmod(d, 0o755);
+    await writeFile(path.join(rpmEtc, "macros.kiln"), job.macros.endsWith("\n") ? job.macros : `${job.macros}\n`);
+    await chmod(path.join(rpmEtc, "macros.kiln"), 0o644);
+    layers.push(layer);
+  }
+
   const result = await runSandboxed({
     dir: path.join(job.jobDir, "build"),
     command,
-    root: { rpms: job.dependencyRpms },
+    root: { rpms: job.dependencyRpms, layers },
     binds: [
       { source: job.sourcesDir, target: `${TOPDIR}/SOURCES` },
       { source: specDir, target: `${TOPDIR}/SPECS` },

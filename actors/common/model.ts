@@ -178,4 +178,9 @@ export interface BuildJob {
   constraints: { prjconf: string[]; recipe: string[]; file?: string };
   /** Macros from the project config (rpm macro text), given to rpmbuild. */
   macros?: string;
+  /**
+   * `BuildFlags:` of the project config (`name` or `name:value`). The worker reads the ones that
+   * concern a build: `logidlelimit`, `buildtimeout`, `hooks`, `nohooks` (README "Workers").
+   */
+  buildFlags?: string[];
 }

@@ -7,10 +7,22 @@
  * worker that misses {@link DispatcherOptions.downAfterMs} is marked down and its jobs go back to
  * the queue. The worker reports `job.done` after the repo role stored its result, which frees the
  * slot; a result uploaded half-way never reaches that point, so the job is simply re-run.
+ *
+ * Order: queued jobs live in a {@link FairQueue} (OBS's load-based fairness, obs-backend.md §6.3);
+ * for every worker with a free slot the best job it may take is picked — it builds the job's arch,
+ * meets the job's constraints (§6.2) and has not refused the package before (badhost).
+ *
+ * Jobs no worker can take: a job with constraints (or refusals) that waits is checked against
+ * every known worker, idle, building or down. Some comply: its details say
+ * "waiting for N compliant workers (M of them down)". None do: the job fails with "package build
+ * was not possible: no compliant workers (constraints mismatch hint: …)", reported to the repo
+ * role as a failed result with that log, as OBS does (see job-failure.ts). Workers get
+ * {@link DispatcherOptions.startupGraceMs} to register after a start before any job fails so.
  */
 import { dispatch, spawn, type Ref } from "nact";
 import {
   ConflictError,
+  InvalidInputError,
   NotFoundError,
   Role,
   RoleClient,
@@ -22,9 +34,21 @@ import { RoleStore, keys } from "../../storage/index.ts";
 import { answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { JobCode, type BuildJob, type BuildResultCode } from "../common/model.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, int, obj, optStr, str, type Raw } from "../common/validate.ts";
+import { arr, bool, int, obj, optArr, optStr, str, type Raw } from "../common/validate.ts";
+import type { RepoApi } from "../repo/protocol.ts";
 import type { WorkerApi } from "../worker/protocol.ts";
 import {
+  constraintsForJob,
+  explainNoWorker,
+  isUnconstrained,
+  workerSatisfies,
+  type Constraints,
+} from "./constraints.ts";
+import { FairQueue, type DispatchPrio, type LoadRecord, type QueuedJob } from "./fairness.ts";
+import { reportFailure } from "./job-failure.ts";
+import { validateJob } from "./job-validate.ts";
+import {
+  DISPATCHER_WORKER_ID,
   WorkerState,
   type DispatcherApi,
   type DispatcherMsg,
@@ -32,13 +56,25 @@ import {
   type WorkerRegistration,
   type WorkerView,
 } from "./protocol.ts";
-import { validateJob } from "./job-validate.ts";
+import { cando } from "./worker-info.ts";
 
 export interface DispatcherOptions {
   /** How often workers heartbeat. @default 2000 */
   heartbeatMs?: number;
   /** A worker silent for this long is down and its jobs are re-queued. @default 3 × heartbeatMs */
   downAfterMs?: number;
+  /** After a start, jobs fail for want of compliant workers only this much later. @default 2 × downAfterMs */
+  startupGraceMs?: number;
+  /** How often waiting jobs with constraints are checked against all workers. @default 1000 */
+  constraintCheckMs?: number;
+  /** A worker that refused a package does not get it again for this long (OBS badhost). @default 24 h */
+  badhostMs?: number;
+  /** Down workers are forgotten after this long. @default 24 h */
+  forgetWorkerMs?: number;
+  /** How long a worker may take to answer `job.assign`. @default 5000 */
+  assignTimeoutMs?: number;
+  /** Dispatch priorities (OBS `_dispatchprios`). */
+  prios?: readonly DispatchPrio[];
 }
 
 interface JobRecord {
@@ -49,25 +85,60 @@ interface JobRecord {
   details?: string;
   /** After a restart: the worker must check in before this time or the job is re-queued. */
   graceUntil?: number;
+  /** Workers that refused the job. */
+  rejections?: number;
+  /** A user aborted the job while a worker had it: that worker reports it failed. */
+  aborting?: string;
+  /** The dispatcher ends the job as failed with this reason (job-failure.ts). */
+  failure?: string;
 }
 
 interface WorkerEntry {
   reg: WorkerRegistration;
+  /** The archs it builds: its declared ones, or what its host arch can build. */
+  archs: string[];
   lastSeen: number;
   registeredAt: number;
   running: Set<string>;
   down: boolean;
+  downWhy?: string;
+  lastAssigned: number;
   client: RoleClient<WorkerApi>;
 }
 
+interface StoredWorker {
+  reg: WorkerRegistration;
+  registeredAt: number;
+  lastSeen: number;
+}
+
+const DAY_MS = 24 * 3600 * 1000;
+
 const pkgKey = (j: { project: string; repository: string; arch: string; package: string }): string =>
   `${j.project}\u0000${j.repository}\u0000${j.arch}\u0000${j.package}`;
+
+const strings = (o: Raw, field: string, max: number): string[] =>
+  arr(
+    o,
+    field,
+    (v) => {
+      if (typeof v !== "string" || v.length > 1024) throw new InvalidInputError(`'${field}' entries must be strings`);
+      return v;
+    },
+    { max }
+  );
 
 const validators: Validators<DispatcherApi> = {
   "worker.register": (raw) => validateRegistration(obj(raw)),
   "worker.heartbeat": (raw) => {
     const o = obj(raw);
-    return { workerId: str(o, "workerId"), running: arr(o, "running", (v) => String(v)) };
+    const r: DispatcherApi["worker.heartbeat"]["req"] = {
+      workerId: str(o, "workerId"),
+      running: strings(o, "running", 1024),
+    };
+    const disabled = optStr(o, "disabled", { max: 4096 });
+    if (disabled !== undefined) r.disabled = disabled;
+    return r;
   },
   "worker.leave": (raw) => ({ workerId: str(obj(raw), "workerId") }),
   "worker.list": () => ({}),
@@ -76,6 +147,15 @@ const validators: Validators<DispatcherApi> = {
     const o = obj(raw);
     const result = str(o, "result") as BuildResultCode;
     return { jobId: str(o, "jobId"), workerId: str(o, "workerId"), result };
+  },
+  "job.reject": (raw) => {
+    const o = obj(raw);
+    return {
+      jobId: str(o, "jobId"),
+      workerId: str(o, "workerId"),
+      reason: str(o, "reason", { max: 4096 }),
+      hostBad: bool(o, "hostBad", false),
+    };
   },
   "job.get": (raw) => ({ jobId: str(obj(raw), "jobId") }),
   "job.list": (raw) => {
@@ -94,6 +174,8 @@ const validators: Validators<DispatcherApi> = {
       const v = optStr(o, f);
       if (v !== undefined) r[f] = v;
     }
+    const packages = optArr(o, "packages", (v) => String(v), { max: 10_000 });
+    if (packages !== undefined) r.packages = packages;
     return r;
   },
 };
@@ -103,21 +185,30 @@ function validateRegistration(o: Raw): WorkerRegistration {
   const reg: WorkerRegistration = {
     workerId: str(o, "workerId", { max: 200 }),
     hostArch: str(o, "hostArch", { max: 50 }),
-    buildArchs: arr(o, "buildArchs", (v) => String(v), { max: 50 }),
-    hostLabels: arr(o, "hostLabels", (v) => String(v), { max: 200 }),
+    buildArchs: strings(o, "buildArchs", 50),
+    hostLabels: strings(o, "hostLabels", 200),
     sandbox: str(o, "sandbox", { max: 50 }),
     linux: { version: str(linux, "version", { max: 200 }) },
-    cpuFlags: arr(o, "cpuFlags", (v) => String(v), { max: 1000 }),
+    cpuFlags: strings(o, "cpuFlags", 1000),
     processors: int(o, "processors", { min: 1 }),
     jobs: int(o, "jobs", { min: 1, max: 1024 }),
     memoryMb: int(o, "memoryMb", { min: 0 }),
     swapMb: int(o, "swapMb", { min: 0 }),
     diskMb: int(o, "diskMb", { min: 0 }),
   };
+  if (reg.workerId === DISPATCHER_WORKER_ID) throw new InvalidInputError(`worker id ${reg.workerId} is reserved`);
   const flavor = optStr(linux, "flavor");
   if (flavor !== undefined) reg.linux.flavor = flavor;
+  if (bool(o, "nativeOnly", false)) reg.nativeOnly = true;
+  const hostname = optStr(o, "hostname", { max: 255 });
+  if (hostname !== undefined) reg.hostname = hostname;
+  const disabled = optStr(o, "disabled", { max: 4096 });
+  if (disabled !== undefined) reg.disabled = disabled;
   return reg;
 }
+
+const archsOf = (reg: WorkerRegistration): string[] =>
+  reg.buildArchs.length > 0 ? [...reg.buildArchs] : cando(reg.hostArch).map((e) => e.arch);
 
 export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOptions = {}): Promise<RunningRole> {
   const log = ctx.log.child({ role: "dispatcher" });
@@ -125,38 +216,226 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   const store = RoleStore.open({ path: `${ctx.dataDir}/dispatcher/db`, log });
   const heartbeatMs = opts.heartbeatMs ?? 2000;
   const downAfterMs = opts.downAfterMs ?? heartbeatMs * 3;
+  const startupGraceMs = opts.startupGraceMs ?? 2 * downAfterMs;
+  const constraintCheckMs = opts.constraintCheckMs ?? 1000;
+  const badhostMs = opts.badhostMs ?? DAY_MS;
+  const forgetWorkerMs = opts.forgetWorkerMs ?? DAY_MS;
+  const assignTimeoutMs = opts.assignTimeoutMs ?? 5000;
   const startedAt = Date.now();
+  const repo = new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
 
   const jobs = new Map<string, JobRecord>();
   const byPackage = new Map<string, string>();
   const workers = new Map<string, WorkerEntry>();
-  for (const { value } of store.scan<JobRecord>(keys.jobsAll())) {
-    if (value.code === JobCode.Dispatching || value.code === JobCode.Building) {
-      value.graceUntil = Date.now() + downAfterMs;
-    }
-    jobs.set(value.job.jobId, value);
-    byPackage.set(pkgKey(value.job), value.job.jobId);
+  /** Effective constraints of jobs that have any. */
+  const constraintsOf = new Map<string, Constraints>();
+  /** package key → worker → until when it must not get the package again. */
+  const badhosts = new Map<string, Map<string, number>>();
+  const loads: LoadRecord[] = [];
+  for (const { key, value } of store.scan<{ at: number; value: number }>(keys.loadsAll())) {
+    const [, project, repository, arch] = key as [string, string, string, string];
+    loads.push({ project, repository, arch, at: value.at, value: value.value });
   }
-  log.info({ jobs: jobs.size }, "job queue restored");
+  const queue = new FairQueue<QueuedJob>({ loads, ...(opts.prios ? { prios: opts.prios } : {}) });
 
-  const persist = (rec: JobRecord): Promise<boolean> => store.db.put(keys.job(rec.job.jobId), rec);
+  const clientOf = (workerId: string): RoleClient<WorkerApi> =>
+    new RoleClient<WorkerApi>(ctx.rpc, (t) => subjects.worker(workerId, t));
+
+  // ---- restore -------------------------------------------------------------------------------
+
+  for (const { value } of store.scan<StoredWorker>(keys.workersAll())) {
+    // Until a restored worker heartbeats, it counts as down: it may be gone.
+    workers.set(value.reg.workerId, {
+      reg: value.reg,
+      archs: archsOf(value.reg),
+      lastSeen: value.lastSeen,
+      registeredAt: value.registeredAt,
+      running: new Set(),
+      down: true,
+      downWhy: "not seen since the dispatcher started",
+      lastAssigned: 0,
+      client: clientOf(value.reg.workerId),
+    });
+  }
+  const building = new Map<string, { project: string; repository: string; arch: string; n: number }>();
+  const restoredFailures: JobRecord[] = [];
+  for (const { value } of store.scan<JobRecord>(keys.jobsAll())) {
+    const rec = value;
+    jobs.set(rec.job.jobId, rec);
+    byPackage.set(pkgKey(rec.job), rec.job.jobId);
+    const c = parseConstraints(rec.job);
+    if (c.ok && c.constraints) constraintsOf.set(rec.job.jobId, c.constraints);
+    if (rec.failure) {
+      restoredFailures.push(rec);
+    } else if (rec.code === JobCode.Scheduled) {
+      queue.add(queued(rec));
+    } else {
+      rec.graceUntil = Date.now() + downAfterMs;
+      const k = `${rec.job.project}\u0000${rec.job.repository}\u0000${rec.job.arch}`;
+      const b = building.get(k) ?? {
+        project: rec.job.project,
+        repository: rec.job.repository,
+        arch: rec.job.arch,
+        n: 0,
+      };
+      b.n++;
+      building.set(k, b);
+    }
+  }
+  for (const b of building.values()) queue.setBuilding(b, b.n);
+  log.info({ jobs: jobs.size, queued: queue.size, workers: workers.size }, "job queue restored");
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  function parseConstraints(job: BuildJob): { ok: true; constraints?: Constraints } | { ok: false; error: string } {
+    const c = job.constraints;
+    if (c.prjconf.length === 0 && c.recipe.length === 0 && !c.file) return { ok: true };
+    try {
+      const parsed = constraintsForJob(c, { arch: job.arch, package: job.package });
+      return isUnconstrained(parsed) ? { ok: true } : { ok: true, constraints: parsed };
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+  }
+
+  function queued(rec: JobRecord): QueuedJob {
+    const j = rec.job;
+    const q: QueuedJob = {
+      jobId: j.jobId,
+      project: j.project,
+      repository: j.repository,
+      arch: j.arch,
+      package: j.package,
+      needed: j.needed,
+      reason: j.reason,
+      readyTime: j.readyTime,
+    };
+    if (j.revTime !== undefined) q.revTime = j.revTime;
+    const c = constraintsOf.get(j.jobId);
+    if (c) q.constraints = c;
+    return q;
+  }
+
+  const persist = (rec: JobRecord): void => {
+    void store.db.put(keys.job(rec.job.jobId), rec);
+  };
+  const persistWorker = (w: WorkerEntry): void => {
+    const v: StoredWorker = { reg: w.reg, registeredAt: w.registeredAt, lastSeen: w.lastSeen };
+    void store.db.put(keys.worker(w.reg.workerId), v);
+  };
+  const prpaOf = (j: BuildJob): { project: string; repository: string; arch: string } => ({
+    project: j.project,
+    repository: j.repository,
+    arch: j.arch,
+  });
+
+  /** Takes a job off the worker it was assigned to (the slot is free again). */
+  const unassign = (rec: JobRecord, span?: { start: number; end: number }): void => {
+    if (!rec.workerId || rec.workerId === DISPATCHER_WORKER_ID) return;
+    workers.get(rec.workerId)?.running.delete(rec.job.jobId);
+    if (rec.code !== JobCode.Scheduled) queue.recordFinished(prpaOf(rec.job), span);
+  };
+
   const forget = (jobId: string): void => {
     const rec = jobs.get(jobId);
     if (!rec) return;
     jobs.delete(jobId);
     if (byPackage.get(pkgKey(rec.job)) === jobId) byPackage.delete(pkgKey(rec.job));
-    if (rec.workerId) workers.get(rec.workerId)?.running.delete(jobId);
+    queue.remove(jobId);
+    constraintsOf.delete(jobId);
     void store.db.remove(keys.job(jobId));
   };
+
+  /** Tells a worker to kill a job; failures are harmless (it may be gone). */
+  const abortOnWorker = (workerId: string, jobId: string, reason: string, discard: boolean): void => {
+    const w = workers.get(workerId);
+    if (!w) return;
+    void w.client.call("job.abort", { jobId, reason, discard }, { timeoutMs: 5000 }).catch(() => undefined);
+  };
+
+  let kickPending = false;
+  let self: Ref<DispatcherMsg> | undefined;
+  /** One assignment round per event-loop turn, however many events asked for one. */
+  const kick = (): void => {
+    if (kickPending || !self) return;
+    kickPending = true;
+    const target = self;
+    setImmediate(() => dispatch(target, { type: "queue.kick" }));
+  };
+
+  const startFailureReport = (rec: JobRecord): void => {
+    const jobId = rec.job.jobId;
+    const target = self!;
+    void reportFailure(repo, rec.job, rec.failure!, rec.startTime ?? Date.now()).then(
+      () => dispatch(target, { type: "failure.reported", jobId, ok: true }),
+      (err: unknown) => {
+        log.warn({ err, jobId }, "failure report to the repo role failed, will retry");
+        dispatch(target, { type: "failure.reported", jobId, ok: false });
+      }
+    );
+  };
+
+  /** Ends a job as failed with `reason` (no worker builds it). */
+  const failJob = (rec: JobRecord, reason: string): void => {
+    if (rec.failure) return;
+    queue.remove(rec.job.jobId);
+    if (rec.workerId && rec.workerId !== DISPATCHER_WORKER_ID) {
+      if (!rec.aborting) abortOnWorker(rec.workerId, rec.job.jobId, reason, true);
+      unassign(rec);
+    }
+    rec.code = JobCode.Building;
+    rec.workerId = DISPATCHER_WORKER_ID;
+    rec.failure = reason;
+    rec.startTime ??= Date.now();
+    delete rec.graceUntil;
+    delete rec.details;
+    persist(rec);
+    log.info({ jobId: rec.job.jobId, name: rec.job.name, reason }, "job failed by the dispatcher");
+    startFailureReport(rec);
+  };
+
+  /** Back to the queue (its worker went away or refused it); an aborted one fails instead. */
   const requeue = (rec: JobRecord, why: string): void => {
+    if (rec.failure) return;
+    unassign(rec);
+    if (rec.aborting) {
+      delete rec.workerId;
+      failJob(rec, `aborted (${rec.aborting}); ${why}`);
+      return;
+    }
     log.info({ jobId: rec.job.jobId, workerId: rec.workerId, why }, "job re-queued");
-    if (rec.workerId) workers.get(rec.workerId)?.running.delete(rec.job.jobId);
     rec.code = JobCode.Scheduled;
     delete rec.workerId;
     delete rec.startTime;
     delete rec.graceUntil;
-    void persist(rec);
+    persist(rec);
+    queue.add(queued(rec));
+    kick();
   };
+
+  const markDown = (w: WorkerEntry, why: string): void => {
+    if (w.down) return;
+    w.down = true;
+    w.downWhy = why;
+    log.warn({ workerId: w.reg.workerId, why }, "worker down");
+    for (const jobId of [...w.running]) {
+      const rec = jobs.get(jobId);
+      if (rec) requeue(rec, `worker ${w.reg.workerId} down: ${why}`);
+    }
+    w.running.clear();
+  };
+
+  const isBadhost = (
+    job: { project: string; repository: string; arch: string; package: string },
+    workerId: string,
+    now: number
+  ): boolean => {
+    const until = badhosts.get(pkgKey(job))?.get(workerId);
+    return until !== undefined && until > now;
+  };
+
+  const usable = (w: WorkerEntry): boolean => !w.down && w.reg.disabled === undefined;
+
   const view = (rec: JobRecord): JobView => {
     const j = rec.job;
     const v: JobView = {
@@ -173,108 +452,215 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     };
     if (rec.workerId) v.workerId = rec.workerId;
     if (rec.startTime) v.startTime = rec.startTime;
-    if (rec.details) v.details = rec.details;
+    if (rec.failure) v.details = rec.failure;
+    else if (rec.aborting) v.details = `aborting (${rec.aborting})`;
+    else if (rec.details) v.details = rec.details;
+    if (rec.rejections) v.rejections = rec.rejections;
     return v;
   };
-  const workerView = (w: WorkerEntry): WorkerView => ({
-    workerId: w.reg.workerId,
-    state: w.down ? WorkerState.Down : w.running.size > 0 ? WorkerState.Building : WorkerState.Idle,
-    hostArch: w.reg.hostArch,
-    buildArchs: w.reg.buildArchs,
-    jobs: w.reg.jobs,
-    running: [...w.running].flatMap((id) => {
-      const r = jobs.get(id);
-      return r
-        ? [
-            {
-              jobId: id,
-              project: r.job.project,
-              repository: r.job.repository,
-              arch: r.job.arch,
-              package: r.job.package,
-              since: r.startTime ?? 0,
-            },
-          ]
-        : [];
-    }),
-    lastSeen: w.lastSeen,
-    registeredAt: w.registeredAt,
-    registration: w.reg,
-  });
 
-  /** Tells a worker to kill a job it no longer owns; failures are harmless (it may be gone). */
-  const abortOnWorker = (workerId: string, jobId: string, reason: string): void => {
-    const w = workers.get(workerId);
-    if (!w) return;
-    void w.client.call("job.abort", { jobId, reason }, { timeoutMs: 5000 }).catch(() => undefined);
+  const workerView = (w: WorkerEntry): WorkerView => {
+    const state = w.down
+      ? WorkerState.Down
+      : w.running.size > 0
+        ? WorkerState.Building
+        : w.reg.disabled !== undefined
+          ? WorkerState.Down
+          : WorkerState.Idle;
+    const v: WorkerView = {
+      workerId: w.reg.workerId,
+      state,
+      hostArch: w.reg.hostArch,
+      buildArchs: w.archs,
+      jobs: w.reg.jobs,
+      running: [...w.running].flatMap((id) => {
+        const r = jobs.get(id);
+        return r
+          ? [
+              {
+                jobId: id,
+                project: r.job.project,
+                repository: r.job.repository,
+                arch: r.job.arch,
+                package: r.job.package,
+                since: r.startTime ?? 0,
+              },
+            ]
+          : [];
+      }),
+      lastSeen: w.lastSeen,
+      registeredAt: w.registeredAt,
+      registration: w.reg,
+    };
+    if (w.reg.disabled !== undefined) v.details = `marked bad: ${w.reg.disabled}`;
+    else if (w.down && w.downWhy) v.details = w.downWhy;
+    return v;
   };
 
-  /** Picks jobs for free worker slots: oldest ready first among jobs the worker can build. */
-  const assign = (self: Ref<DispatcherMsg>): void => {
-    const waiting = [...jobs.values()]
-      .filter((r) => r.code === JobCode.Scheduled)
-      .sort((a, b) => a.job.readyTime - b.job.readyTime);
-    if (waiting.length === 0) return;
-    for (const w of workers.values()) {
-      if (w.down) continue;
-      let free = w.reg.jobs - w.running.size;
-      for (let i = 0; free > 0 && i < waiting.length; i++) {
-        const rec = waiting[i]!;
-        if (rec.code !== JobCode.Scheduled || !w.reg.buildArchs.includes(rec.job.arch)) continue;
-        rec.code = JobCode.Dispatching;
-        rec.workerId = w.reg.workerId;
-        w.running.add(rec.job.jobId);
-        free--;
-        void persist(rec);
-        const jobId = rec.job.jobId;
+  // ---- assignment ----------------------------------------------------------------------------
+
+  const startAssign = (rec: JobRecord, w: WorkerEntry): void => {
+    const jobId = rec.job.jobId;
+    const workerId = w.reg.workerId;
+    queue.recordAssignment(jobId);
+    rec.code = JobCode.Dispatching;
+    rec.workerId = workerId;
+    delete rec.details;
+    w.running.add(jobId);
+    w.lastAssigned = Date.now();
+    persist(rec);
+    const target = self!;
+    w.client.call("job.assign", { job: rec.job }, { timeoutMs: assignTimeoutMs }).then(
+      (r) =>
+        dispatch(
+          target,
+          r.accepted
+            ? { type: "assign.accepted", jobId, workerId }
+            : { type: "assign.refused", jobId, workerId, reason: r.reason ?? "refused", workerGone: false }
+        ),
+      (err: unknown) =>
+        dispatch(target, {
+          type: "assign.refused",
+          jobId,
+          workerId,
+          reason: String((err as Error).message),
+          workerGone: true,
+        })
+    );
+  };
+
+  /** Fills free worker slots with the best jobs each worker may take. */
+  const assign = (): void => {
+    if (queue.size === 0) return;
+    const now = Date.now();
+    const free = [...workers.values()].filter((w) => usable(w) && w.running.size < w.reg.jobs);
+    if (free.length === 0) return;
+    // Spread jobs: the emptiest workers first, the least recently used among equals (OBS sorts
+    // by the fraction of idle slots on the host).
+    free.sort(
+      (a, b) =>
+        b.running.size / b.reg.jobs - a.running.size / a.reg.jobs ||
+        a.running.size - b.running.size ||
+        a.lastAssigned - b.lastAssigned
+    );
+    for (const w of free) {
+      while (w.running.size < w.reg.jobs && queue.size > 0) {
         const workerId = w.reg.workerId;
-        w.client.call("job.assign", { job: rec.job }, { timeoutMs: 5000 }).then(
-          (r) =>
-            dispatch(
-              self,
-              r.accepted
-                ? { type: "assign.accepted", jobId, workerId }
-                : { type: "assign.refused", jobId, workerId, reason: r.reason ?? "refused", workerGone: false }
-            ),
-          (err: unknown) =>
-            dispatch(self, {
-              type: "assign.refused",
-              jobId,
-              workerId,
-              reason: String((err as Error).message),
-              workerGone: true,
-            })
+        const next = queue.next(
+          (q) => !isBadhost(q, workerId, now) && workerSatisfies(w.reg, q.constraints, q.arch).ok,
+          { archs: w.archs, maxScan: 5000 }
         );
+        if (!next) break;
+        const rec = jobs.get(next.jobId);
+        if (!rec) {
+          queue.remove(next.jobId);
+          continue;
+        }
+        startAssign(rec, w);
       }
+      if (queue.size === 0) break;
     }
   };
 
-  const handle = async (msg: DispatcherMsg, self: Ref<DispatcherMsg>): Promise<void> => {
+  // ---- jobs no worker takes ------------------------------------------------------------------
+
+  let lastConstraintCheck = 0;
+  /** Explains waiting constrained (or refused) jobs; fails those no known worker could ever build. */
+  const checkWaiting = (now: number): void => {
+    if (now - lastConstraintCheck < constraintCheckMs) return;
+    lastConstraintCheck = now;
+    const statuses = [...workers.values()].map((w) => ({
+      caps: w.reg,
+      state: (w.down || w.reg.disabled !== undefined ? "down" : w.running.size < w.reg.jobs ? "idle" : "building") as
+        "idle" | "building" | "down",
+      id: w.reg.workerId,
+    }));
+    const memo = new Map<string, ReturnType<typeof explainNoWorker>>();
+    const mayFail = now - startedAt >= startupGraceMs;
+    for (const rec of [...jobs.values()]) {
+      if (rec.code !== JobCode.Scheduled || rec.failure) continue;
+      const j = rec.job;
+      const c = constraintsOf.get(j.jobId);
+      const refused = badhosts.get(pkgKey(j));
+      if (!c && !refused) {
+        if (rec.details) delete rec.details;
+        continue;
+      }
+      let ex: ReturnType<typeof explainNoWorker>;
+      if (refused) {
+        ex = explainNoWorker(
+          statuses.map((s) => ({ caps: s.caps, state: s.state, badhost: isBadhost(j, s.id, now) })),
+          c,
+          j.arch
+        );
+      } else {
+        const key = `${j.arch}\u0000${JSON.stringify(c)}`;
+        ex = memo.get(key) ?? explainNoWorker(statuses, c, j.arch);
+        memo.set(key, ex);
+      }
+      if (ex.type === "constraints.waiting") {
+        rec.details = ex.detail;
+        continue;
+      }
+      // Nobody known builds the arch at all (workers still starting, say): keep waiting quietly.
+      const anyForArch = statuses.some((s) => archsOf(s.caps).includes(j.arch));
+      if (mayFail && anyForArch) failJob(rec, `package build was not possible: ${ex.detail}`);
+      else rec.details = anyForArch ? ex.detail : `no worker builds ${j.arch}`;
+    }
+  };
+
+  let lastLoadSave = Date.now();
+  const saveLoads = (): void => {
+    lastLoadSave = Date.now();
+    for (const l of queue.snapshotLoads()) {
+      void store.db.put(keys.load(l.project, l.repository, l.arch), { at: l.at, value: l.value });
+    }
+  };
+
+  // ---- the actor -----------------------------------------------------------------------------
+
+  const handle = async (msg: DispatcherMsg): Promise<void> => {
     switch (msg.type) {
       case "worker.register":
         return answer(msg.replyTo, () => {
           const reg = msg.args;
           const prev = workers.get(reg.workerId);
+          const now = Date.now();
           const entry: WorkerEntry = {
             reg,
-            lastSeen: Date.now(),
-            registeredAt: prev?.registeredAt ?? Date.now(),
+            archs: archsOf(reg),
+            lastSeen: now,
+            registeredAt: prev && !prev.down ? prev.registeredAt : now,
             running: prev?.running ?? new Set(),
             down: false,
-            client: new RoleClient<WorkerApi>(ctx.rpc, (t) => subjects.worker(reg.workerId, t)),
+            lastAssigned: prev?.lastAssigned ?? 0,
+            client: prev?.client ?? clientOf(reg.workerId),
           };
           workers.set(reg.workerId, entry);
-          log.info({ workerId: reg.workerId, archs: reg.buildArchs, slots: reg.jobs }, "worker registered");
-          dispatch(self, { type: "queue.kick" });
+          persistWorker(entry);
+          log.info(
+            { workerId: reg.workerId, archs: entry.archs, slots: reg.jobs, disabled: reg.disabled },
+            "worker registered"
+          );
+          kick();
           return { heartbeatMs };
         });
       case "worker.heartbeat":
         return answer(msg.replyTo, () => {
           const w = workers.get(msg.args.workerId);
           if (!w) return { known: false, abort: [] };
-          w.lastSeen = Date.now();
+          // A restored registration is only trusted once the worker registers again.
+          if (w.down && w.downWhy === "not seen since the dispatcher started") return { known: false, abort: [] };
+          const now = Date.now();
+          w.lastSeen = now;
+          if (msg.args.disabled !== w.reg.disabled) {
+            if (msg.args.disabled === undefined) delete w.reg.disabled;
+            else w.reg.disabled = msg.args.disabled;
+            persistWorker(w);
+          }
           if (w.down) {
             w.down = false;
+            delete w.downWhy;
             log.info({ workerId: w.reg.workerId }, "worker back");
           }
           const abort: string[] = [];
@@ -289,24 +675,21 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           // Jobs we think run there but the worker does not know any more were lost.
           for (const jobId of [...w.running]) {
             const rec = jobs.get(jobId);
-            if (rec?.code === JobCode.Building && !msg.args.running.includes(jobId))
-              requeue(rec, "worker lost the job");
+            if (rec?.code === JobCode.Building && !msg.args.running.includes(jobId)) {
+              requeue(rec, "the worker lost the job");
+            }
           }
-          if (w.running.size < w.reg.jobs) dispatch(self, { type: "queue.kick" });
+          if (w.running.size < w.reg.jobs) kick();
           return { known: true, abort };
         });
       case "worker.leave":
         return answer(msg.replyTo, () => {
           const w = workers.get(msg.args.workerId);
           if (w) {
-            for (const jobId of [...w.running]) {
-              const rec = jobs.get(jobId);
-              if (rec) requeue(rec, "worker left");
-            }
-            workers.delete(msg.args.workerId);
+            markDown(w, "left");
             log.info({ workerId: msg.args.workerId }, "worker left");
           }
-          dispatch(self, { type: "queue.kick" });
+          kick();
           return null;
         });
       case "worker.list":
@@ -318,16 +701,26 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           const older = byPackage.get(pkgKey(job));
           if (older) {
             const rec = jobs.get(older);
-            if (rec?.workerId && rec.code !== JobCode.Scheduled) abortOnWorker(rec.workerId, older, "superseded");
+            if (rec?.workerId && rec.workerId !== DISPATCHER_WORKER_ID && rec.code !== JobCode.Scheduled) {
+              abortOnWorker(rec.workerId, older, "superseded", true);
+            }
+            if (rec) unassign(rec);
             forget(older);
             log.info({ jobId: older, by: job.jobId }, "job superseded");
           }
           const rec: JobRecord = { job, code: JobCode.Scheduled };
           jobs.set(job.jobId, rec);
           byPackage.set(pkgKey(job), job.jobId);
-          await persist(rec);
-          log.info({ jobId: job.jobId, name: job.name, reason: job.reason }, "job queued");
-          dispatch(self, { type: "queue.kick" });
+          const c = parseConstraints(job);
+          if (c.ok && c.constraints) constraintsOf.set(job.jobId, c.constraints);
+          await store.db.put(keys.job(job.jobId), rec);
+          if (!c.ok) {
+            failJob(rec, `package build was not possible: bad build constraints: ${c.error}`);
+          } else {
+            queue.add(queued(rec));
+            log.info({ jobId: job.jobId, name: job.name, reason: job.reason }, "job queued");
+            kick();
+          }
           return { accepted: true };
         });
       case "job.done":
@@ -337,9 +730,39 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           if (rec.workerId !== msg.args.workerId) {
             throw new ConflictError(`job ${msg.args.jobId} is not assigned to ${msg.args.workerId}`);
           }
+          const now = Date.now();
           log.info({ jobId: rec.job.jobId, result: msg.args.result, workerId: rec.workerId }, "job done");
+          unassign(rec, rec.startTime ? { start: rec.startTime, end: now } : undefined);
           forget(msg.args.jobId);
-          dispatch(self, { type: "queue.kick" });
+          kick();
+          return null;
+        });
+      case "job.reject":
+        return answer(msg.replyTo, () => {
+          const a = msg.args;
+          const rec = jobs.get(a.jobId);
+          if (!rec) throw new NotFoundError(`no job ${a.jobId}`);
+          if (rec.workerId !== a.workerId) throw new ConflictError(`job ${a.jobId} is not assigned to ${a.workerId}`);
+          const w = workers.get(a.workerId);
+          const now = Date.now();
+          const k = pkgKey(rec.job);
+          let m = badhosts.get(k);
+          if (!m) badhosts.set(k, (m = new Map()));
+          m.set(a.workerId, now + badhostMs);
+          rec.rejections = (rec.rejections ?? 0) + 1;
+          if (a.hostBad && w) {
+            w.reg.disabled = a.reason;
+            persistWorker(w);
+          }
+          log.warn({ jobId: a.jobId, workerId: a.workerId, reason: a.reason, hostBad: a.hostBad }, "job refused");
+          // OBS gives up after 5 + 20/hosts attempts, so a job all hosts refuse does not loop.
+          const hosts = [...workers.values()].filter((x) => x.archs.includes(rec.job.arch)).length;
+          if (rec.aborting) requeue(rec, a.reason);
+          else if (rec.rejections > 5 + 20 / Math.max(1, hosts)) {
+            unassign(rec);
+            delete rec.workerId;
+            failJob(rec, `refused by ${rec.rejections} workers, last: ${a.reason}`);
+          } else requeue(rec, `refused by ${a.workerId}: ${a.reason}`);
           return null;
         });
       case "job.get":
@@ -360,17 +783,24 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       case "job.abort":
         return answer(msg.replyTo, () => {
           const a = msg.args;
+          const pkgs = new Set([...(a.packages ?? []), ...(a.package !== undefined ? [a.package] : [])]);
           let aborted = 0;
           for (const rec of [...jobs.values()]) {
             const j = rec.job;
             if (j.project !== a.project) continue;
-            if (a.package !== undefined && j.package !== a.package) continue;
+            if (pkgs.size > 0 && !pkgs.has(j.package)) continue;
             if (a.repository !== undefined && j.repository !== a.repository) continue;
             if (a.arch !== undefined && j.arch !== a.arch) continue;
             if (a.onlyIfNot !== undefined && j.jobId === a.onlyIfNot) continue;
-            if (rec.workerId && rec.code !== JobCode.Scheduled) abortOnWorker(rec.workerId, j.jobId, "aborted");
-            forget(j.jobId);
+            if (rec.failure || rec.aborting) continue;
             aborted++;
+            if (rec.code === JobCode.Scheduled || !rec.workerId) {
+              failJob(rec, "aborted before the build started");
+              continue;
+            }
+            rec.aborting = "aborted by a user";
+            persist(rec);
+            if (rec.code === JobCode.Building) abortOnWorker(rec.workerId, j.jobId, rec.aborting, false);
           }
           if (aborted) log.info({ ...a, aborted }, "jobs aborted");
           return { aborted };
@@ -378,47 +808,67 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       case "assign.accepted": {
         const rec = jobs.get(msg.jobId);
         if (!rec || rec.workerId !== msg.workerId) {
-          // Superseded or aborted while the worker was being asked: tell it to stop.
-          abortOnWorker(msg.workerId, msg.jobId, "superseded");
+          // Superseded or failed while the worker was being asked: tell it to stop.
+          abortOnWorker(msg.workerId, msg.jobId, "superseded", true);
           return;
         }
         rec.code = JobCode.Building;
         rec.startTime = Date.now();
-        void persist(rec);
-        log.info({ jobId: msg.jobId, workerId: msg.workerId }, "job building");
+        persist(rec);
+        if (rec.aborting) abortOnWorker(msg.workerId, msg.jobId, rec.aborting, false);
+        log.debug({ jobId: msg.jobId, workerId: msg.workerId }, "job building");
         return;
       }
       case "assign.refused": {
         const rec = jobs.get(msg.jobId);
-        if (rec && rec.workerId === msg.workerId) requeue(rec, msg.reason);
         const w = workers.get(msg.workerId);
-        if (w && msg.workerGone) {
-          w.down = true;
-          log.warn({ workerId: msg.workerId, reason: msg.reason }, "worker unreachable, marked down");
+        if (rec && rec.workerId === msg.workerId) requeue(rec, msg.reason);
+        else w?.running.delete(msg.jobId);
+        if (w && msg.workerGone) markDown(w, `unreachable: ${msg.reason}`);
+        kick();
+        return;
+      }
+      case "failure.reported": {
+        const rec = jobs.get(msg.jobId);
+        if (!rec?.failure) return;
+        if (msg.ok) {
+          forget(msg.jobId);
+          return;
         }
-        dispatch(self, { type: "queue.kick" });
+        const target = self!;
+        setTimeout(() => {
+          const again = jobs.get(msg.jobId);
+          if (again?.failure) startFailureReport(again);
+        }, 5000).unref();
+        void target;
         return;
       }
       case "workers.sweep": {
         const now = Date.now();
-        for (const w of workers.values()) {
+        for (const w of [...workers.values()]) {
           if (!w.down && now - w.lastSeen > downAfterMs) {
-            w.down = true;
-            log.warn({ workerId: w.reg.workerId, silentMs: now - w.lastSeen }, "worker down");
-            for (const jobId of [...w.running]) {
-              const rec = jobs.get(jobId);
-              if (rec) requeue(rec, "worker down");
-            }
+            markDown(w, `silent for ${Math.round((now - w.lastSeen) / 1000)} s`);
+          }
+          if (w.down && now - w.lastSeen > forgetWorkerMs) {
+            workers.delete(w.reg.workerId);
+            void store.db.remove(keys.worker(w.reg.workerId));
           }
         }
         for (const rec of jobs.values()) {
-          if (rec.graceUntil && rec.graceUntil < now) requeue(rec, "worker did not check in after restart");
+          if (rec.graceUntil && rec.graceUntil < now) requeue(rec, "its worker did not check in after a restart");
         }
-        assign(self);
+        for (const [k, m] of badhosts) {
+          for (const [id, until] of m) if (until <= now) m.delete(id);
+          if (m.size === 0) badhosts.delete(k);
+        }
+        checkWaiting(now);
+        if (now - lastLoadSave > 30_000) saveLoads();
+        assign();
         return;
       }
       case "queue.kick":
-        assign(self);
+        kickPending = false;
+        assign();
         return;
       default:
         assertNever(msg);
@@ -428,18 +878,20 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   const actor = spawn(
     ctx.system,
     async (_state: undefined, msg: DispatcherMsg | BridgedRequest, actx) => {
-      const self = actx.self as Ref<DispatcherMsg>;
+      self ??= actx.self as Ref<DispatcherMsg>;
       if ("replyTo" in msg && "subject" in msg) {
         const req = validated(validators, msg as BridgedRequest);
-        if (req) await handle(req, self);
+        if (req) await handle(req);
       } else {
-        await handle(msg as DispatcherMsg, self);
+        await handle(msg as DispatcherMsg);
       }
       return undefined;
     },
     "dispatcher",
     { onCrash: (_m, err, c) => (log.error({ err }, "dispatcher actor crashed"), c.resume) }
   );
+  self = actor as unknown as Ref<DispatcherMsg>;
+  for (const rec of restoredFailures) startFailureReport(rec);
 
   const sub = bridgeActor(ctx.nc, actor as unknown as Ref<BridgedRequest>, {
     subject: subjects.rpcAll(Role.Dispatcher),
@@ -447,11 +899,11 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     prefixTokens: 3,
     log,
   });
-  const sweep = setInterval(() => dispatch(actor, { type: "workers.sweep" }), Math.max(250, heartbeatMs / 2));
+  const sweep = setInterval(() => dispatch(actor, { type: "workers.sweep" }), Math.max(100, heartbeatMs / 2));
   const stopPing = answerPings(ctx.nc, () =>
-    pingInfo("dispatcher", ctx.nodeId, startedAt, { jobs: jobs.size, workers: workers.size })
+    pingInfo("dispatcher", ctx.nodeId, startedAt, { jobs: jobs.size, queued: queue.size, workers: workers.size })
   );
-  dispatch(actor, { type: "queue.kick" });
+  kick();
   log.info({ heartbeatMs, downAfterMs }, "dispatcher started");
 
   return {
@@ -460,6 +912,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       clearInterval(sweep);
       stopPing();
       await sub.drain();
+      saveLoads();
       await store.db.flushed;
       await store.close();
       await lease.release();

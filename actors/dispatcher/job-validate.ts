@@ -2,6 +2,7 @@
  * Shape check of a build job received over NATS. Jobs come from schedulers, but the dispatcher
  * persists what it gets, so a malformed job is refused before it can poison the queue.
  */
+import { InvalidInputError } from "../../transport/index.ts";
 import type { BuildDep, BuildJob, SourceFile } from "../common/model.ts";
 import { arr, bool, int, md5, obj, optInt, optStr, sha256, str, type Raw } from "../common/validate.ts";
 
@@ -82,5 +83,11 @@ export function validateJob(raw: unknown): BuildJob {
   if (file !== undefined) job.constraints.file = file;
   const macros = optStr(o, "macros", { max: 1024 * 1024, allowEmpty: true });
   if (macros !== undefined) job.macros = macros;
+  if (o.buildFlags !== undefined && o.buildFlags !== null) {
+    job.buildFlags = arr(o, "buildFlags", (v) => {
+      if (typeof v !== "string" || v.length > 4096) throw new InvalidInputError("buildFlags entries must be strings");
+      return v;
+    });
+  }
   return job;
 }

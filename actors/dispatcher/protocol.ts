@@ -3,30 +3,26 @@
  *
  * Requests arrive over NATS on `kiln.rpc.dispatcher.<noun>.<verb>` ({@link DispatcherApi}); the
  * Dispatcher actor also receives internal messages ({@link DispatcherInternal}) that report the
- * outcome of its own asynchronous work (a worker accepting a job, a heartbeat sweep).
+ * outcome of its own asynchronous work (a worker accepting a job, a heartbeat sweep, a failure
+ * reported to the repo role).
  */
 import type { RequestMsg } from "../common/actor-kit.ts";
 import type { BuildJob, BuildResultCode, JobCode } from "../common/model.ts";
+import type { WorkerCapabilities } from "./worker-info.ts";
 
-/** What a worker tells the dispatcher about itself (OBS worker XML). */
-export interface WorkerRegistration {
-  workerId: string;
-  hostArch: string;
-  buildArchs: string[];
-  hostLabels: string[];
-  sandbox: string;
-  linux: { version: string; flavor?: string };
-  cpuFlags: string[];
-  processors: number;
-  /** Build slots. */
-  jobs: number;
-  memoryMb: number;
-  swapMb: number;
-  diskMb: number;
+/** What a worker tells the dispatcher about itself (OBS worker XML, sizes in MiB). */
+export interface WorkerRegistration extends WorkerCapabilities {
+  /** Kernel and host facts beyond what constraints match on, for `kiln workers`. */
+  hostname?: string;
+  /** Set when the worker marked itself bad (a hook said so, or its sandbox broke): it takes no jobs. */
+  disabled?: string;
 }
 
 export const WorkerState = { Idle: "idle", Building: "building", Down: "down" } as const;
 export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
+
+/** Who reports a job the dispatcher itself ended (no compliant workers, aborted before it started). */
+export const DISPATCHER_WORKER_ID = "kiln-dispatcher";
 
 /** A worker as `kiln workers` shows it. */
 export interface WorkerView {
@@ -38,6 +34,8 @@ export interface WorkerView {
   running: { jobId: string; project: string; repository: string; arch: string; package: string; since: number }[];
   lastSeen: number;
   registeredAt: number;
+  /** Why the worker is down or takes no jobs ("marked bad: …", "left", "silent for 12 s"). */
+  details?: string;
   registration: WorkerRegistration;
 }
 
@@ -59,26 +57,46 @@ export interface JobView {
   details?: string;
   /** Set when the job ended and the worker reported the result. */
   result?: BuildResultCode;
+  /** Workers that refused the job so far (OBS badhost). */
+  rejections?: number;
 }
 
 export type DispatcherApi = {
+  /** From a worker: (re)register; also clears a `disabled` mark the worker no longer reports. */
   "worker.register": { req: WorkerRegistration; res: { heartbeatMs: number } };
   "worker.heartbeat": {
-    req: { workerId: string; running: string[] };
-    /** `unknown`: the dispatcher has no registration (it restarted); register again. */
+    req: { workerId: string; running: string[]; disabled?: string };
+    /** `known: false`: the dispatcher has no registration (it restarted); register again. */
     res: { known: boolean; abort: string[] };
   };
+  /** From a worker that shuts down: its jobs go back to the queue and it shows as down. */
   "worker.leave": { req: { workerId: string }; res: null };
   "worker.list": { req: Record<string, never>; res: WorkerView[] };
   /** From a scheduler: persist, then acknowledge. Supersedes older jobs of the same package. */
   "job.submit": { req: { job: BuildJob }; res: { accepted: boolean } };
   /** From a worker: the job ended and its result is stored in the repo role. */
   "job.done": { req: { jobId: string; workerId: string; result: BuildResultCode }; res: null };
+  /**
+   * From a worker that accepted a job but will not build it (a pre-build hook said so, or its
+   * sandbox could not be set up): the job goes to another worker, never back to this one for a
+   * day (OBS badhost). With `hostBad`, the worker takes no more jobs at all.
+   */
+  "job.reject": { req: { jobId: string; workerId: string; reason: string; hostBad: boolean }; res: null };
   "job.get": { req: { jobId: string }; res: (JobView & { job: BuildJob }) | null };
   "job.list": { req: { project?: string; arch?: string }; res: JobView[] };
-  /** Abort/remove jobs of a project (optionally one package / repository / arch). */
+  /**
+   * `kiln abort`: ends matching jobs as failed. A building job is killed on its worker, which
+   * reports the failure with its log; a queued one is failed by the dispatcher.
+   */
   "job.abort": {
-    req: { project: string; package?: string; repository?: string; arch?: string; onlyIfNot?: string };
+    req: {
+      project: string;
+      package?: string;
+      packages?: string[];
+      repository?: string;
+      arch?: string;
+      onlyIfNot?: string;
+    };
     res: { aborted: number };
   };
 };
@@ -88,6 +106,7 @@ export type DispatcherRequest = RequestMsg<DispatcherApi>;
 export type DispatcherInternal =
   | { type: "assign.accepted"; jobId: string; workerId: string }
   | { type: "assign.refused"; jobId: string; workerId: string; reason: string; workerGone: boolean }
+  | { type: "failure.reported"; jobId: string; ok: boolean }
   | { type: "workers.sweep" }
   | { type: "queue.kick" };
 

@@ -5,8 +5,9 @@
  * Files in use by a running build are linked into its job directory, so eviction never breaks a
  * build.
  */
-import { mkdirSync, readdirSync, statSync } from "node:fs";
-import { rm, utimes } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { createReadStream, mkdirSync, readdirSync, statSync } from "node:fs";
+import { link, rm, utimes } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 
@@ -21,6 +22,8 @@ export class ContentCache {
   readonly #log: Logger;
   readonly #entries = new Map<string, CacheEntryStat>();
   readonly #inflight = new Map<string, Promise<string>>();
+  /** MD5s of entries, learned at download or computed once when asked. */
+  readonly #md5 = new Map<string, string>();
   #total = 0;
   hits = 0;
   misses = 0;
@@ -84,12 +87,49 @@ export class ContentCache {
     return job;
   }
 
+  /** Records the MD5 of an entry (the downloader computed it on the way). */
+  noteMd5(sha256: string, md5: string): void {
+    this.#md5.set(sha256, md5);
+  }
+
+  /** The MD5 of a cached entry. */
+  async md5Of(sha256: string): Promise<string> {
+    const known = this.#md5.get(sha256);
+    if (known) return known;
+    const h = createHash("md5");
+    for await (const chunk of createReadStream(this.pathOf(sha256))) h.update(chunk as Buffer);
+    const md5 = h.digest("hex");
+    this.#md5.set(sha256, md5);
+    return md5;
+  }
+
+  /**
+   * Adds a file the worker produced (and uploaded) under its sha256, by hard link: the next build
+   * of the same package finds its predecessor's packages here (build-compare) without a download.
+   */
+  async adopt(sha256: string, file: string, md5?: string): Promise<void> {
+    if (this.#entries.has(sha256) || this.#inflight.has(sha256)) return;
+    const p = this.pathOf(sha256);
+    mkdirSync(path.dirname(p), { recursive: true });
+    try {
+      await link(file, p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") return;
+    }
+    const size = statSync(p).size;
+    this.#entries.set(sha256, { size, lastUse: Date.now() });
+    this.#total += size;
+    if (md5) this.#md5.set(sha256, md5);
+    await this.#evict(sha256);
+  }
+
   async #evict(keep: string): Promise<void> {
     if (this.#total <= this.limitBytes) return;
     const byAge = [...this.#entries.entries()].filter(([k]) => k !== keep).sort((a, b) => a[1].lastUse - b[1].lastUse);
     for (const [sha, e] of byAge) {
       if (this.#total <= this.limitBytes) break;
       this.#entries.delete(sha);
+      this.#md5.delete(sha);
       this.#total -= e.size;
       await rm(this.pathOf(sha), { force: true });
       this.#log.debug({ sha256: sha, size: e.size }, "cache entry evicted");

@@ -1,67 +1,62 @@
 /**
- * A worker: one build host's slots. It registers with the dispatcher and heartbeats; it accepts
- * jobs up to its slot count, builds each in the sandbox, streams the log live on
- * `kiln.log.<jobId>`, uploads the results to the repo role, and reports the job done.
+ * A worker: one build host's slots. It checks its sandbox, registers its capabilities with the
+ * dispatcher and heartbeats; it accepts jobs up to its slot count and runs each (build.ts) while
+ * it keeps answering heartbeats, aborts and log reads.
  *
- * The Worker actor owns the slot bookkeeping; the builds themselves run outside its mailbox and
- * report back with `build.ended`, so the worker keeps answering (heartbeats, aborts, log reads)
- * while it builds.
+ * The Worker actor owns the slot bookkeeping; builds run outside its mailbox and report back
+ * with `build.ended`. Heartbeats run on their own timer, outside the mailbox too, so a slow
+ * dispatcher never delays an assignment.
  */
-import { appendFile, mkdir, open as openFile, readFile, rm, stat, writeFile, link, copyFile } from "node:fs/promises";
+import { mkdir, open as openFile, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { dispatch, spawn, type Ref } from "nact";
+import { Role, RoleClient, bridgeActor, subjects, type BlobApi, type BridgedRequest } from "../../transport/index.ts";
 import {
-  IntegrityError,
-  InvalidInputError,
-  Role,
-  RoleClient,
-  bridgeActor,
-  downloadBlob,
-  publishLogChunk,
-  subjects,
-  uploadFile,
-  type BlobApi,
-  type BlobInfo,
-  type BridgedRequest,
-} from "../../transport/index.ts";
-import { cleanBuildRoot, runRpmBuild, DEFAULT_LIMITS, type SandboxLimits } from "../../sandbox/index.ts";
+  DEFAULT_LIMITS,
+  SandboxUnavailableError,
+  sandboxSelfTest,
+  validateLimits,
+  type SandboxLimits,
+} from "../../sandbox/index.ts";
 import { answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
-import { depMetaLines, genMeta, parseMeta, renderMeta } from "../common/build-meta.ts";
-import { BuildResultCode, type BuildJob } from "../common/model.ts";
 import { answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { int, obj, optStr, str } from "../common/validate.ts";
+import { bool, int, obj, optStr, str } from "../common/validate.ts";
 import { validateJob } from "../dispatcher/job-validate.ts";
 import type { DispatcherApi, WorkerRegistration } from "../dispatcher/protocol.ts";
-import type { RepoApi, UploadedFile } from "../repo/protocol.ts";
+import { cando } from "../dispatcher/worker-info.ts";
+import type { RepoApi } from "../repo/protocol.ts";
+import { runJob, type BuildEnv, type RunningJob } from "./build.ts";
 import { ContentCache } from "./cache.ts";
+import { checkHooks, defaultHooks, type HookConfig } from "./hooks.ts";
 import type { WorkerApi, WorkerMsg, WorkerRequest } from "./protocol.ts";
 
 export interface WorkerOptions {
   /** @default `<hostname>:<n>` */
   workerId: string;
-  /** Archs this worker builds. @default the host arch */
+  /** Archs this worker builds. @default what the host arch can build */
   archs?: string[];
   /** Build slots. @default 1 */
   jobs?: number;
   hostLabels?: string[];
+  /** Memory to announce for constraints, in MiB. @default the host's */
   memoryMb?: number;
+  /** Disk to announce for constraints, in MiB. @default 65536 */
   diskMb?: number;
   /** Cache of sources and binaries. @default `<dataDir>/worker/<id>/cache` */
   cacheDir?: string;
   /** @default 2048 */
   cacheSizeMb?: number;
+  /** Limits of every build (projects may adjust some: job-limits.ts). @default DEFAULT_LIMITS */
   limits?: Partial<SandboxLimits>;
-  /** Host paths a build must never see besides the defaults (kiln's data dir is always hidden). */
+  /** Host paths a build must never see besides the defaults (kiln's data dir and the cache). */
   hiddenPaths?: string[];
-}
-
-interface Running {
-  job: BuildJob;
-  abort: AbortController;
-  logFile: string;
-  logSize: number;
-  done: boolean;
+  /** Hooks this worker offers. @default {@link defaultHooks} */
+  hooks?: HookConfig[];
+  /** Check the sandbox before taking jobs (and refuse to start when it fails). @default true */
+  selfTest?: boolean;
+  /** Test seam: upload progress of each result file. */
+  onUploadProgress?: (name: string, done: number, total: number) => void;
 }
 
 /** The host's arch as rpm names it. */
@@ -77,25 +72,19 @@ export function hostArch(): string {
   return m[os.arch()] ?? os.arch();
 }
 
-/** Archs a host can build (a subset of OBS's BSCando table). */
+/** Archs a host can build natively or with a personality helper (OBS BSCando). */
 export function buildableArchs(host: string): string[] {
-  const table: Record<string, string[]> = {
-    x86_64: ["x86_64", "i586", "i686"],
-    aarch64: ["aarch64"],
-    ppc64le: ["ppc64le"],
-    s390x: ["s390x"],
-    riscv64: ["riscv64"],
-  };
-  return table[host] ?? [host];
+  return cando(host).map((e) => e.arch);
 }
 
 const validators: Validators<WorkerApi> = {
   "job.assign": (raw) => ({ job: validateJob(obj(raw).job) }),
   "job.abort": (raw) => {
     const o = obj(raw);
-    const r: { jobId: string; reason?: string } = { jobId: str(o, "jobId") };
+    const r: WorkerApi["job.abort"]["req"] = { jobId: str(o, "jobId") };
     const reason = optStr(o, "reason");
     if (reason !== undefined) r.reason = reason;
+    if (bool(o, "discard", false)) r.discard = true;
     return r;
   },
   "log.read": (raw) => {
@@ -114,12 +103,17 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
   const log = ctx.log.child({ role: "worker", workerId });
   const base = path.join(ctx.dataDir, "worker", workerId.replace(/[^A-Za-z0-9_.-]/g, "_"));
   const jobsDir = path.join(base, "jobs");
+  const limits = validateLimits({ ...DEFAULT_LIMITS, ...opts.limits });
+  const hooks = opts.hooks ?? defaultHooks();
+  await checkHooks(hooks);
+  if (opts.selfTest !== false) {
+    const st = await sandboxSelfTest(log, { scratchDir: await ensureDir(base) });
+    if (!st.ok) throw new SandboxUnavailableError(`worker ${workerId} cannot sandbox builds: ${st.reason}`);
+  }
   await rm(jobsDir, { recursive: true, force: true });
-  await mkdir(jobsDir, { recursive: true });
+  await mkdir(jobsDir, { recursive: true, mode: 0o700 });
   const cacheDir = opts.cacheDir ?? path.join(base, "cache");
   const cache = new ContentCache(cacheDir, (opts.cacheSizeMb ?? 2048) * 1024 * 1024, log);
-  const limits: SandboxLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const hiddenPaths = [ctx.dataDir, cacheDir, ...(opts.hiddenPaths ?? [])];
   const slots = opts.jobs ?? 1;
   const host = hostArch();
   const registration: WorkerRegistration = {
@@ -135,158 +129,54 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     memoryMb: opts.memoryMb ?? Math.floor(os.totalmem() / 1024 / 1024),
     swapMb: 0,
     diskMb: opts.diskMb ?? 65536,
+    hostname: os.hostname(),
   };
   const dispatcher = new RoleClient<DispatcherApi>(ctx.rpc, (t) => subjects.rpc(Role.Dispatcher, t));
-  const repo = new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
-  const source = new RoleClient<BlobApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t));
-  const running = new Map<string, Running>();
+  const env: BuildEnv = {
+    workerId,
+    nc: ctx.nc,
+    log,
+    cache,
+    source: new RoleClient<BlobApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t)),
+    repo: new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t)),
+    dispatcher,
+    jobsDir,
+    limits,
+    hiddenPaths: [ctx.dataDir, cacheDir, ...(opts.hiddenPaths ?? [])],
+    hooks,
+    hardware: { memoryMb: registration.memoryMb, diskMb: registration.diskMb },
+    ...(opts.onUploadProgress ? { onUploadProgress: opts.onUploadProgress } : {}),
+  };
+  const running = new Map<string, RunningJob>();
+  const builds = new Set<Promise<unknown>>();
   const startedAt = Date.now();
   let heartbeatMs = 2000;
   let stopping = false;
+  /** Why this host takes no jobs (a hook or a failed sandbox self-test said so). */
+  let disabled: string | undefined;
 
-  const fetchInto = async (client: RoleClient<BlobApi>, sha256: string, dest: string, md5?: string): Promise<void> => {
-    const cached = await cache.get(sha256, (p) =>
-      downloadBlob(client, sha256, p).then((info: BlobInfo) => {
-        if (md5 && info.md5 !== md5) throw new IntegrityError(`content ${sha256} has md5 ${info.md5}, expected ${md5}`);
-      })
-    );
-    await link(cached, dest).catch(() => copyFile(cached, dest));
-  };
-
-  /** Runs one job from download to reported result. Never throws. */
-  const build = async (r: Running): Promise<BuildResultCode> => {
-    const job = r.job;
-    const jl = log.child({ jobId: job.jobId, package: job.package });
-    const jobDir = path.join(jobsDir, job.jobId);
-    const srcDir = path.join(jobDir, "sources");
-    const depDir = path.join(jobDir, "deps");
-    const outFiles: UploadedFile[] = [];
-    const startTime = Date.now();
-    let code: BuildResultCode = BuildResultCode.Failed;
-    const emit = (text: string): void => {
-      const data = Buffer.from(text);
-      onLog(data);
-    };
-    let pendingWrite = Promise.resolve();
-    const onLog = (chunk: Buffer): void => {
-      const offset = r.logSize;
-      r.logSize += chunk.length;
-      pendingWrite = pendingWrite.then(() => appendFile(r.logFile, chunk)).catch(() => undefined);
-      publishLogChunk(ctx.nc, job.jobId, { offset, data: chunk });
-    };
+  const heartbeat = async (): Promise<void> => {
+    if (stopping) return;
     try {
-      await mkdir(srcDir, { recursive: true });
-      await mkdir(depDir, { recursive: true });
-      await writeFile(r.logFile, "");
-      emit(`[kiln] building ${job.package} for ${job.project}/${job.repository}/${job.arch} on ${workerId}\n`);
-      emit(`[kiln] reason: ${job.reason}; release ${job.release}\n`);
-      for (const f of job.files) {
-        if (f.name.includes("/") || f.name === "." || f.name === "..")
-          throw new InvalidInputError(`bad source file name ${f.name}`);
-        await fetchInto(source, f.sha256, path.join(srcDir, f.name), f.md5);
+      const res = await dispatcher.call(
+        "worker.heartbeat",
+        { workerId, running: [...running.keys()], ...(disabled !== undefined ? { disabled } : {}) },
+        { timeoutMs: 3000 }
+      );
+      if (!res.known) {
+        const reg = { ...registration, ...(disabled !== undefined ? { disabled } : {}) };
+        heartbeatMs = (await dispatcher.call("worker.register", reg, { timeoutMs: 3000 })).heartbeatMs;
       }
-      const depPaths: string[] = [];
-      const metaLines: string[] = [];
-      for (const d of job.bdeps) {
-        const p = path.join(depDir, `${d.name}.rpm`);
-        await fetchInto(repo, d.sha256, p);
-        depPaths.push(p);
-        if (d.notmeta) continue;
-        let producer: string[] | undefined;
-        if (d.metaSha256) {
-          const mp = path.join(depDir, `${d.name}.meta`);
-          await fetchInto(repo, d.metaSha256, mp);
-          producer = parseMeta(await readFile(mp, "utf8"));
+      for (const jobId of res.abort) {
+        const r = running.get(jobId);
+        if (r) {
+          r.discard = true;
+          r.abort.abort(new Error("job no longer assigned here"));
         }
-        metaLines.push(...depMetaLines(d.name, d.hdrmd5, producer, job.package));
       }
-      emit(
-        `[kiln] ${job.files.length} source files, ${depPaths.length} build dependencies (cache hits ${cache.hits}, misses ${cache.misses})\n`
-      );
-      const meta = genMeta(`${job.verifymd5}  ${job.package}`, job.subpacks, metaLines);
-      await writeFile(path.join(jobDir, "_meta"), renderMeta(meta));
-      const defines: Record<string, string> = {
-        release: job.release,
-        disturl: job.disturl,
-        vendor: "kiln",
-        distribution: `${job.project} / ${job.repository}`,
-      };
-      if (!job.debuginfo) defines.debug_package = "%{nil}";
-      const outcome = await runRpmBuild({
-        jobDir: path.join(jobDir, "root"),
-        sourcesDir: srcDir,
-        specFile: job.specFile,
-        dependencyRpms: depPaths,
-        defines,
-        limits,
-        onLog,
-        signal: r.abort.signal,
-        log: jl,
-        hiddenPaths,
-      });
-      const stats = { ...outcome.stats, cacheHits: cache.hits, cacheMisses: cache.misses };
-      await writeFile(path.join(jobDir, "_statistics"), JSON.stringify(stats, null, 2));
-      if (r.abort.signal.aborted) {
-        jl.info({ reason: String(r.abort.signal.reason) }, "build aborted");
-        return BuildResultCode.Failed;
-      }
-      switch (outcome.type) {
-        case "build.succeeded":
-          code = BuildResultCode.Succeeded;
-          for (const f of [...outcome.srpms, ...outcome.rpms]) outFiles.push(await upload(f, path.basename(f)));
-          emit(`[kiln] build succeeded: ${outcome.rpms.length} rpms, ${outcome.srpms.length} srpms\n`);
-          break;
-        case "build.failed":
-          code = BuildResultCode.Failed;
-          emit(`[kiln] build failed: ${outcome.reason}\n`);
-          break;
-        default:
-          assertNever(outcome);
-      }
-      outFiles.push(await upload(path.join(jobDir, "_meta"), "_meta"));
-      outFiles.push(await upload(path.join(jobDir, "_statistics"), "_statistics"));
     } catch (err) {
-      if (r.abort.signal.aborted) return BuildResultCode.Failed;
-      code = BuildResultCode.Failed;
-      jl.warn({ err }, "build setup failed");
-      emit(`[kiln] build could not run: ${(err as Error).message}\n`);
+      log.debug({ err }, "heartbeat failed");
     }
-    try {
-      emit(`[kiln] finished: ${code}\n`);
-      await pendingWrite;
-      publishLogChunk(ctx.nc, job.jobId, { offset: r.logSize, data: new Uint8Array(0), eof: true });
-      outFiles.push(await upload(r.logFile, "_log"));
-      await repo.call(
-        "result.put",
-        {
-          project: job.project,
-          repository: job.repository,
-          arch: job.arch,
-          package: job.package,
-          jobId: job.jobId,
-          workerId,
-          code,
-          files: outFiles,
-          startTime,
-          endTime: Date.now(),
-        },
-        { timeoutMs: 120_000 }
-      );
-      await dispatcher.call("job.done", { jobId: job.jobId, workerId, result: code }, { idempotent: true });
-      jl.info({ code }, "job reported");
-    } catch (err) {
-      // The job stays with the dispatcher, which re-queues it if it is still wanted.
-      jl.warn({ err }, "job result not delivered");
-    } finally {
-      await cleanBuildRoot(path.join(jobDir, "root")).catch(() => undefined);
-      await rm(jobDir, { recursive: true, force: true }).catch(() => undefined);
-    }
-    return code;
-  };
-
-  const upload = async (file: string, name: string): Promise<UploadedFile> => {
-    const info = await uploadFile(repo, file, { size: (await stat(file)).size });
-    return { name, sha256: info.sha256, md5: info.md5, size: info.size };
   };
 
   const handle = async (msg: WorkerMsg, self: Ref<WorkerMsg>): Promise<void> => {
@@ -296,26 +186,34 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
           const job = msg.args.job;
           if (running.has(job.jobId)) return { accepted: true };
           if (stopping) return { accepted: false, reason: "worker is stopping" };
+          if (disabled !== undefined) return { accepted: false, reason: `worker is marked bad: ${disabled}` };
           if (running.size >= slots) return { accepted: false, reason: "no free slot" };
           if (!registration.buildArchs.includes(job.arch))
             return { accepted: false, reason: `cannot build ${job.arch}` };
-          const r: Running = {
+          const r: RunningJob = {
             job,
             abort: new AbortController(),
+            discard: false,
             logFile: path.join(jobsDir, `${job.jobId}.log`),
             logSize: 0,
             done: false,
           };
           running.set(job.jobId, r);
           log.info({ jobId: job.jobId, name: job.name }, "job accepted");
-          void build(r).then((result) => dispatch(self, { type: "build.ended", jobId: job.jobId, result }));
+          const p = runJob(env, r).then((end) => dispatch(self, { type: "build.ended", jobId: job.jobId, end }));
+          builds.add(p);
+          void p.finally(() => builds.delete(p));
           return { accepted: true };
         });
       case "job.abort":
         return answer(msg.replyTo, () => {
           const r = running.get(msg.args.jobId);
           if (!r) return { aborted: false };
-          log.info({ jobId: msg.args.jobId, reason: msg.args.reason }, "job abort requested");
+          log.info(
+            { jobId: msg.args.jobId, reason: msg.args.reason, discard: msg.args.discard },
+            "job abort requested"
+          );
+          if (msg.args.discard) r.discard = true;
           r.abort.abort(new Error(msg.args.reason ?? "aborted"));
           return { aborted: true };
         });
@@ -336,7 +234,12 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
           }
         });
       case "worker.info":
-        return answer(msg.replyTo, () => ({ workerId, running: [...running.keys()], slots }));
+        return answer(msg.replyTo, () => ({
+          workerId,
+          running: [...running.keys()],
+          slots,
+          ...(disabled !== undefined ? { disabled } : {}),
+        }));
       case "build.ended": {
         const r = running.get(msg.jobId);
         if (r) {
@@ -344,24 +247,17 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
           running.delete(msg.jobId);
           await rm(r.logFile, { force: true }).catch(() => undefined);
         }
-        dispatch(self, { type: "dispatcher.heartbeat" });
-        return;
-      }
-      case "dispatcher.heartbeat": {
-        if (stopping) return;
-        try {
-          const res = await dispatcher.call(
-            "worker.heartbeat",
-            { workerId, running: [...running.keys()] },
-            { timeoutMs: 3000 }
-          );
-          if (!res.known) {
-            heartbeatMs = (await dispatcher.call("worker.register", registration, { timeoutMs: 3000 })).heartbeatMs;
+        const end = msg.end;
+        if (end.type === "job.rejected") {
+          if (end.hostBad) disabled = end.reason;
+          else if (end.reason.startsWith("sandbox set-up failed") && disabled === undefined) {
+            // One broken set-up may be the job's; a failing self-test means the host.
+            const st = await sandboxSelfTest(log, { scratchDir: await ensureDir(base) });
+            if (!st.ok) disabled = `sandbox self-test failed: ${st.reason}`;
           }
-          for (const jobId of res.abort) running.get(jobId)?.abort.abort(new Error("job no longer assigned here"));
-        } catch (err) {
-          log.debug({ err }, "heartbeat failed");
+          if (disabled !== undefined) log.error({ disabled }, "worker marked bad, taking no more jobs");
         }
+        void heartbeat();
         return;
       }
       default:
@@ -392,41 +288,66 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
   let beat: NodeJS.Timeout | undefined;
   const schedule = (): void => {
     beat = setTimeout(() => {
-      dispatch(actor, { type: "dispatcher.heartbeat" });
-      schedule();
+      void heartbeat().finally(() => {
+        if (!stopping) schedule();
+      });
     }, heartbeatMs);
   };
   // Register in the background: the dispatcher may start after us.
-  dispatch(actor, { type: "dispatcher.heartbeat" });
+  void heartbeat();
   schedule();
   const stopPing = answerPings(ctx.nc, () =>
     pingInfo("worker", ctx.nodeId, startedAt, {
       workerId,
-      state: running.size ? "building" : "idle",
+      state: disabled !== undefined ? "bad" : running.size ? "building" : "idle",
       jobs: [...running.values()].map((r) => r.job.name),
       slots,
     })
   );
-  log.info({ archs: registration.buildArchs, slots }, "worker started");
+  log.info({ archs: registration.buildArchs, slots, hooks: hooks.map((h) => h.name) }, "worker started");
   return {
     role: `worker:${workerId}`,
     async stop(): Promise<void> {
       stopping = true;
       if (beat) clearTimeout(beat);
       stopPing();
-      for (const r of running.values()) r.abort.abort(new Error("worker stopping"));
+      for (const r of running.values()) {
+        r.discard = true;
+        r.abort.abort(new Error("worker stopping"));
+      }
       await sub.drain();
       await dispatcher.call("worker.leave", { workerId }, { timeoutMs: 2000 }).catch(() => undefined);
+      // Builds end within the sandbox's kill grace period; do not leave their trees behind.
+      await Promise.race([Promise.allSettled([...builds]), new Promise((r) => setTimeout(r, 15_000).unref())]);
       log.info({}, "worker stopped");
     },
   };
 }
 
+async function ensureDir(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+// x86-64 micro-architecture levels, which OBS adds to the cpu flags as pseudo-flags.
+const X86_LEVELS: [string, string[]][] = [
+  ["x86-64-v2", ["cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"]],
+  ["x86-64-v3", ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]],
+  ["x86-64-v4", ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]],
+];
+
+/** The cpu flags of /proc/cpuinfo, with the x86-64 levels they reach. */
 async function cpuFlags(): Promise<string[]> {
   try {
     const text = await readFile("/proc/cpuinfo", "utf8");
     const line = text.split("\n").find((l) => l.startsWith("flags"));
-    return line ? line.split(":")[1]!.trim().split(/\s+/) : [];
+    const flags = line ? line.split(":")[1]!.trim().split(/\s+/) : [];
+    const have = new Set(flags);
+    for (const [level, needs] of X86_LEVELS) {
+      if (!needs.every((f) => have.has(f))) break;
+      flags.push(level);
+    }
+    return flags;
   } catch {
     return [];
   }
