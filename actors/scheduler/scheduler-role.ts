@@ -295,6 +295,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         ...(info.constraintsFile ? { file: info.constraintsFile } : {}),
       },
       ...(config.macros ? { macros: config.macros } : {}),
+      // The worker reads the build-related ones (logidlelimit, buildtimeout, hooks, nohooks).
+      ...(config.buildFlags.length ? { buildFlags: config.buildFlags } : {}),
     };
     const jobId = createHash("md5").update(encode(body)).digest("hex");
     const job: BuildJob = { ...body, jobId, readyTime: Date.now() };
