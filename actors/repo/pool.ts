@@ -351,6 +351,11 @@ export class IncrementalPool<B extends PoolBinary = PoolBinary> {
     return [...this.pool.values()].sort((a, b) => codeUnitCompare(a.name, b.name));
   }
 
+  /** The entries, unsorted and uncopied. */
+  values(): IterableIterator<PoolEntry<B>> {
+    return this.pool.values();
+  }
+
   /** A copy of the pool as binary name → entry. */
   toMap(): Map<string, PoolEntry<B>> {
     return new Map(this.pool);

@@ -192,8 +192,14 @@ export type RepoApi = BlobApi & {
     res: { wiped: { repository: string; arch: string; package: string }[] };
   };
   "pool.get": { req: Prpa; res: PoolBinary[] };
-  /** `kiln admin rebuild-pool`: recompute the pool from the results and repair the stored one. */
-  "pool.rebuild": { req: Prpa; res: PoolChangeCounts & { binaries: number } };
+  /**
+   * `kiln admin rebuild-pool`: recompute the pool from the results and repair the stored one;
+   * `deep` first derives each package's bininfo from its full result again.
+   */
+  "pool.rebuild": {
+    req: Prpa & { deep?: boolean };
+    res: PoolChangeCounts & { binaries: number; bininfoRepaired: number };
+  };
   /** Local binaries and imports of a package, checked against `binarydownload` and `access`. */
   "binaries.list": {
     req: Prpa & { package: string };

@@ -43,7 +43,7 @@ import { Children, answer, assertNever, validated, type Validators } from "../co
 import { BuildResultCode } from "../common/model.ts";
 import { parseBuildConfig } from "../common/prjconf.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, int, md5, obj, oneOf, optInt, optStr, sha256, str, type Raw } from "../common/validate.ts";
+import { arr, bool, int, md5, obj, oneOf, optInt, optStr, sha256, str, type Raw } from "../common/validate.ts";
 import {
   validateArch,
   validateFileName,
@@ -127,7 +127,7 @@ const validators: Validators<RepoApi> = {
     return r;
   },
   "pool.get": where,
-  "pool.rebuild": where,
+  "pool.rebuild": (raw) => ({ ...where(raw), ...(bool(obj(raw), "deep", false) ? { deep: true } : {}) }),
   "binaries.list": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
   "history.build": (raw) => ({ ...where(raw), package: packageOf(obj(raw)), ...limitOf(obj(raw)) }),
   "history.jobs": (raw) => {
@@ -406,7 +406,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
         return answer(msg.replyTo, async () => {
           const a = msg.args;
           await authorize(msg, Need.Write, a);
-          const r = await state.rebuildPool(a.project, a.repository, a.arch);
+          const r = await state.rebuildPool(a.project, a.repository, a.arch, { deep: a.deep === true });
           await outbox.flush();
           log.info({ ...a, ...r }, "pool rebuilt");
           return r;

@@ -9,6 +9,14 @@
  * announced as `repo.pool-changed` in the same LMDB transaction, and {@link RepoState.rebuildPool}
  * recomputes it from the stored results alone.
  *
+ * Storage: the full results (header data with dependencies) are what `result.get`, downloads
+ * and publishing read; beside each package's result a compact `bininfo` (OBS's `.bininfo`: per
+ * binary only what the pool rule needs, as tuples) is written in the same transaction, and the
+ * stored pool holds compact entries (which package's file, its header md5 and checksums). Loading
+ * and rebuilding a pool read only those, which is what keeps them fast at distribution scale;
+ * dependency data is read from the full results only for the entries that change (for
+ * `repo.pool-changed`) and when the whole pool is asked for (`pool.get`).
+ *
  * Concurrency: every change has an asynchronous part (fetching flags and build configs from the
  * source role, loading a repository/arch) that touches no state, and a synchronous part that runs
  * as one LMDB transaction callback. lmdb-js runs those callbacks one after another, so the
@@ -17,16 +25,16 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { ConflictError, UnavailableError, makeEvent } from "../../transport/index.ts";
+import { ConflictError, InternalError, UnavailableError, makeEvent } from "../../transport/index.ts";
 import { keys, prefixRange, type Key, type KeyPart, type Outbox, type RoleStore } from "../../storage/index.ts";
 import { evaluateFlag, type FlagName, type Flags } from "../common/flags.ts";
 import { BuildResultCode, type PoolBinary as PoolRecord } from "../common/model.ts";
-import { exportTargets, importFilename, type ExportFilterRule } from "./export-filter.ts";
+import { DEFAULT_EXPORT_FILTERS, exportTargets, importFilename, type ExportFilterRule } from "./export-filter.ts";
 import {
   IncrementalPool,
-  computePool,
   isPoolCandidate,
   type PackageResult,
+  type PoolBinary as RuleBinary,
   type PoolDiff,
   type PoolEntry,
 } from "./pool.ts";
@@ -123,11 +131,86 @@ export interface RepoStateOptions {
   maxEventBytes?: number;
 }
 
+/** What the pool rule (and the comparison of pool entries) needs of a binary. */
+export interface PoolBin extends RuleBinary {
+  hdrmd5: string;
+  sha256: string;
+  metaSha256?: string;
+}
+
+/** A {@link PoolBin} as stored in a bininfo record. */
+type BinTuple = [
+  filename: string,
+  name: string,
+  epoch: number | null,
+  version: string,
+  release: string,
+  arch: string,
+  isSource: 0 | 1,
+  hdrmd5: string,
+  sha256: string,
+  metaSha256: string | null,
+  fromArch: string | null,
+];
+
+/** A stored pool entry (the key holds the binary name). */
+type PoolIndexEntry = [pkg: string, filename: string, hdrmd5: string, sha256: string, metaSha256: string | null];
+
+function toBin(b: StoredBinary): PoolBin {
+  const r: PoolBin = {
+    filename: b.filename,
+    name: b.name,
+    version: b.version,
+    release: b.release,
+    arch: b.arch,
+    isSource: b.isSource,
+    hdrmd5: b.hdrmd5,
+    sha256: b.sha256,
+  };
+  if (b.epoch !== undefined) r.epoch = b.epoch;
+  if (b.metaSha256 !== undefined) r.metaSha256 = b.metaSha256;
+  if (b.imported) r.imported = b.imported;
+  return r;
+}
+
+function toTuple(b: PoolBin): BinTuple {
+  return [
+    b.filename,
+    b.name,
+    b.epoch ?? null,
+    b.version,
+    b.release,
+    b.arch,
+    b.isSource ? 1 : 0,
+    b.hdrmd5,
+    b.sha256,
+    b.metaSha256 ?? null,
+    b.imported?.fromArch ?? null,
+  ];
+}
+
+function fromTuple(t: BinTuple): PoolBin {
+  const r: PoolBin = {
+    filename: t[0],
+    name: t[1],
+    version: t[3],
+    release: t[4],
+    arch: t[5],
+    isSource: t[6] === 1,
+    hdrmd5: t[7],
+    sha256: t[8],
+  };
+  if (t[2] !== null) r.epoch = t[2];
+  if (t[9] !== null) r.metaSha256 = t[9];
+  if (t[10] !== null) r.imported = { fromArch: t[10] };
+  return r;
+}
+
 interface PrpaState {
   project: string;
   repository: string;
   arch: string;
-  pool: IncrementalPool<StoredBinary>;
+  pool: IncrementalPool<PoolBin>;
   config: RepoBuildConfig;
 }
 
@@ -137,9 +220,8 @@ const SEP = "\u0000";
 const prpaKey = (p: string, r: string, a: string): string => `${p}${SEP}${r}${SEP}${a}`;
 const FLAG_FETCH_CONCURRENCY = 8;
 
-/** The pool record of an entry: what schedulers see and what `repo.pool-changed` carries. */
-export function poolRecord(e: PoolEntry<StoredBinary>): PoolRecord {
-  const b = e.binary;
+/** The pool record of a package's binary: what schedulers see and `repo.pool-changed` carries. */
+export function poolRecord(e: { package: string; filename: string }, b: StoredBinary): PoolRecord {
   const r: PoolRecord = {
     name: b.name,
     version: b.version,
@@ -163,13 +245,28 @@ export function poolRecord(e: PoolEntry<StoredBinary>): PoolRecord {
   return r;
 }
 
-function sameRecord(a: PoolRecord, b: PoolRecord): boolean {
+function indexEntry(e: PoolEntry<PoolBin>): PoolIndexEntry {
+  return [e.package, e.filename, e.binary.hdrmd5, e.binary.sha256, e.binary.metaSha256 ?? null];
+}
+
+/** Whether a stored pool entry is the entry's binary (no allocation: runs for every name). */
+function indexIs(x: PoolIndexEntry, e: PoolEntry<PoolBin>): boolean {
+  return (
+    x[0] === e.package &&
+    x[1] === e.filename &&
+    x[2] === e.binary.hdrmd5 &&
+    x[3] === e.binary.sha256 &&
+    x[4] === (e.binary.metaSha256 ?? null)
+  );
+}
+
+function sameEntry(a: PoolEntry<PoolBin>, b: PoolEntry<PoolBin>): boolean {
   return (
     a.package === b.package &&
     a.filename === b.filename &&
-    a.sha256 === b.sha256 &&
-    a.hdrmd5 === b.hdrmd5 &&
-    a.metaSha256 === b.metaSha256
+    a.binary.sha256 === b.binary.sha256 &&
+    a.binary.hdrmd5 === b.binary.hdrmd5 &&
+    a.binary.metaSha256 === b.binary.metaSha256
   );
 }
 
@@ -230,7 +327,16 @@ export class RepoState {
   /** Fetches the flags of a project and packages the state has no copy of yet. */
   async ensureFlags(project: string, packages: Iterable<string>): Promise<void> {
     const needProject = !this.projectFlags(project);
-    const missing = [...new Set(packages)].filter((k) => !this.packageFlags(project, k));
+    const wanted = [...new Set(packages)];
+    let missing: string[];
+    if (wanted.length > 64) {
+      // One scan beats thousands of lookups when a whole repository is loaded.
+      const have = new Set<string>();
+      for (const k of this.#store.scanKeys(keys.packageFlagsOf(project))) have.add(k[2] as string);
+      missing = wanted.filter((k) => !have.has(k));
+    } else {
+      missing = wanted.filter((k) => !this.packageFlags(project, k));
+    }
     if (!needProject && missing.length === 0) return;
     const prj = needProject ? await this.#lookups.project(project) : undefined;
     const fetched: PackageFlagsRecord[] = [];
@@ -325,7 +431,7 @@ export class RepoState {
       for (const [k, config] of configs) {
         const old = this.#prpas.get(k);
         if (!old) continue;
-        const results = new Map<string, PackageResult<StoredBinary>>();
+        const results = new Map<string, PackageResult<PoolBin>>();
         for (const pkg of old.pool.packages()) results.set(pkg, old.pool.result(pkg)!);
         const next = this.#buildPool(old.project, old.repository, old.arch, results, config);
         const diff = diffPools(old.pool.toMap(), next.toMap());
@@ -400,10 +506,16 @@ export class RepoState {
         return this.#store.transact(() => {
           const have = this.#prpas.get(k);
           if (have) return have;
-          const pool = this.#buildPool(project, repository, arch, this.#readResults(project, repository, arch), config);
+          const pool = this.#buildPool(
+            project,
+            repository,
+            arch,
+            this.#readBinInfos(project, repository, arch),
+            config
+          );
           const st: PrpaState = { project, repository, arch, pool, config };
           this.#prpas.set(k, st);
-          const fixed = this.#repairStored(st, pool.toMap());
+          const fixed = this.#repairStored(st, pool);
           if (fixed.added + fixed.removed + fixed.changed > 0) {
             this.#log.warn({ project, repository, arch, ...fixed }, "stored pool repaired on load");
           }
@@ -422,30 +534,57 @@ export class RepoState {
     return st;
   }
 
-  /** Stored results and imports of a repository/arch as the pool sees them. */
-  #readResults(project: string, repository: string, arch: string): Map<string, PackageResult<StoredBinary>> {
-    const out = new Map<string, StoredBinary[]>();
-    for (const { value } of this.#store.scan<StoredResult>(keys.resultsOf(project, repository, arch))) {
-      out.set(value.package, withMeta(value));
+  /**
+   * The bininfo of every package of a repository/arch; inside a transaction. Packages with
+   * results but no bininfo (stored by an older kiln) get theirs derived and written now.
+   */
+  #readBinInfos(project: string, repository: string, arch: string): Map<string, PackageResult<PoolBin>> {
+    const out = new Map<string, PackageResult<PoolBin>>();
+    for (const { key, value } of this.#store.scan<BinTuple[]>(keys.binInfosOf(project, repository, arch))) {
+      out.set(key[4] as string, { binaries: value.map(fromTuple) });
     }
-    for (const { value } of this.#store.scan<StoredImport>(keys.resultImportsOf(project, repository, arch))) {
-      const list = out.get(value.package) ?? [];
-      list.push(...value.binaries);
-      out.set(value.package, list);
+    for (const pkg of this.packagesIn(project, repository, arch)) {
+      if (out.has(pkg)) continue;
+      const bins = this.#binInfoFromResults(project, repository, arch, pkg);
+      this.#writeBinInfo(project, repository, arch, pkg, bins);
+      if (bins.length) out.set(pkg, { binaries: bins });
     }
-    return new Map([...out].map(([k, binaries]) => [k, { binaries }]));
+    return out;
+  }
+
+  /** A package's bininfo derived from its full result and imports. */
+  #binInfoFromResults(project: string, repository: string, arch: string, pkg: string): PoolBin[] {
+    const r = this.result(project, repository, arch, pkg);
+    const bins = r ? withMeta(r).map(toBin) : [];
+    for (const imp of this.imports(project, repository, arch, pkg)) bins.push(...imp.binaries.map(toBin));
+    return bins;
+  }
+
+  #writeBinInfo(project: string, repository: string, arch: string, pkg: string, bins: PoolBin[] | undefined): void {
+    const k = keys.binInfo(project, repository, arch, pkg);
+    if (bins && bins.length) void this.#store.db.put(k, bins.map(toTuple));
+    else void this.#store.db.remove(k);
+  }
+
+  /** `useforbuild` of every package of a project for one repository/arch, flags read once. */
+  #useforbuildOf(project: string, repository: string, arch: string): (pkg: string) => boolean {
+    const prj = this.projectFlags(project) ?? { flags: {} };
+    const pkgs = new Map<string, PackageFlagsRecord>();
+    for (const { value } of this.#store.scan<PackageFlagsRecord>(keys.packageFlagsOf(project))) {
+      pkgs.set(value.package, value);
+    }
+    return (pkg) => evaluateFlag("useforbuild", prj, pkgs.get(pkg) ?? { flags: {} }, repository, arch);
   }
 
   #buildPool(
     project: string,
     repository: string,
     arch: string,
-    results: ReadonlyMap<string, PackageResult<StoredBinary>>,
+    results: ReadonlyMap<string, PackageResult<PoolBin>>,
     config: RepoBuildConfig
-  ): IncrementalPool<StoredBinary> {
-    return IncrementalPool.from(results, (k) => this.flag("useforbuild", project, k, repository, arch), {
-      keepLocal: keepLocalOf(arch, config),
-    });
+  ): IncrementalPool<PoolBin> {
+    const useforbuild = this.#useforbuildOf(project, repository, arch);
+    return IncrementalPool.from(results, useforbuild, keepLocalOf(arch, config));
   }
 
   // ---- results -----------------------------------------------------------------------------
@@ -547,7 +686,9 @@ export class RepoState {
       void this.#store.db.put(keys.jobHistory(p, r, a, this.#store.nextSeq(`jhist:${p}${SEP}${r}${SEP}${a}`)), job);
       if (succeeded || !prev) {
         const imports = (st.pool.result(pkg)?.binaries ?? []).filter((b) => b.imported !== undefined);
-        addCounts(counts, this.#setResult(st, pkg, { binaries: [...binaries, ...imports] }));
+        const bins = [...binaries.map(toBin), ...imports];
+        this.#writeBinInfo(p, r, a, pkg, bins);
+        addCounts(counts, this.#setResult(st, pkg, { binaries: bins }));
       }
       this.#bump(p, r, a);
       for (const [t, bins] of exports) {
@@ -569,8 +710,10 @@ export class RepoState {
           void this.#store.db.remove(ik);
         }
         const others = (tst.pool.result(pkg)?.binaries ?? []).filter((b) => b.imported?.fromArch !== a);
-        const next = [...others, ...bins];
-        addCounts(counts, this.#setResult(tst, pkg, next.length ? { binaries: next } : undefined));
+        const next = [...others, ...bins.map(toBin)];
+        this.#writeBinInfo(p, r, t, pkg, next);
+        const keep = next.length > 0 || this.result(p, r, t, pkg) !== undefined;
+        addCounts(counts, this.#setResult(tst, pkg, keep ? { binaries: next } : undefined));
         this.#bump(p, r, t);
       }
       this.#outbox.add(
@@ -640,6 +783,7 @@ export class RepoState {
     await this.#store.transact(() => {
       for (const prefix of [
         keys.poolOf(project),
+        keys.binInfosOf(project),
         keys.jobHistoryOf(project),
         keys.buildHistoryOf(project),
         keys.packageFlagsOf(project),
@@ -661,6 +805,7 @@ export class RepoState {
           const st = this.#loaded(x.project, x.repository, x.arch);
           for (const k of packages) {
             void this.#store.db.remove(keys.result(x.project, x.repository, x.arch, k));
+            this.#writeBinInfo(x.project, x.repository, x.arch, k, undefined);
             for (const ik of [...this.#store.scanKeys(keys.resultImportsOf(x.project, x.repository, x.arch, k))]) {
               void this.#store.db.remove(ik);
             }
@@ -687,46 +832,53 @@ export class RepoState {
   }
 
   /**
-   * Recomputes a repository/arch's pool from the stored results alone (`computePool`, not the
-   * incremental structure), with freshly fetched config, repairs the stored pool where it
-   * differs, and restarts the incremental pool from the results. The counts say how much was
-   * repaired: zero when the incrementally kept pool was right.
+   * Recomputes a repository/arch's pool from the stored results alone, with freshly fetched
+   * config and flags, repairs the stored pool where it differs, and restarts the incremental
+   * pool from the results. The counts say how much was repaired: zero when the incrementally
+   * kept pool was right. `deep` derives every package's bininfo from its full result again
+   * first (and repairs bininfo that differ) instead of trusting it.
    */
   async rebuildPool(
     project: string,
     repository: string,
-    arch: string
-  ): Promise<PoolChangeCounts & { binaries: number }> {
+    arch: string,
+    opts: { deep?: boolean } = {}
+  ): Promise<PoolChangeCounts & { binaries: number; bininfoRepaired: number }> {
     const config = await this.#lookups.buildConfig(project, repository, arch);
     await this.ensureFlags(project, this.packagesIn(project, repository, arch));
     const k = prpaKey(project, repository, arch);
     return this.#transact([k], () => {
-      const results = this.#readResults(project, repository, arch);
-      const fresh = computePool(results, (pkg) => this.flag("useforbuild", project, pkg, repository, arch), {
-        keepLocal: keepLocalOf(arch, config),
-      });
-      const old = this.#prpas.get(k);
-      if (old) {
-        const drift = diffPools(old.pool.toMap(), fresh);
-        if (!isEmpty(drift)) {
-          this.#log.error({ project, repository, arch, ...countsOf(drift) }, "incremental pool differed from the rule");
+      let bininfoRepaired = 0;
+      if (opts.deep) {
+        const have = new Map<string, BinTuple[]>();
+        for (const { key, value } of this.#store.scan<BinTuple[]>(keys.binInfosOf(project, repository, arch))) {
+          have.set(key[4] as string, value);
+        }
+        const pkgs = this.packagesIn(project, repository, arch);
+        for (const pkg of new Set([...pkgs, ...have.keys()])) {
+          const want = pkgs.has(pkg) ? this.#binInfoFromResults(project, repository, arch, pkg).map(toTuple) : [];
+          if (JSON.stringify(want) === JSON.stringify(have.get(pkg) ?? [])) continue;
+          this.#writeBinInfo(project, repository, arch, pkg, want.map(fromTuple));
+          bininfoRepaired++;
         }
       }
-      const st: PrpaState = {
-        project,
-        repository,
-        arch,
-        pool: this.#buildPool(project, repository, arch, results, config),
-        config,
-      };
+      const results = this.#readBinInfos(project, repository, arch);
+      // A fresh incremental pool built from the results evaluates the same rule as computePool
+      // (the property tests hold them equal), and is what the role keeps using from now on.
+      const pool = this.#buildPool(project, repository, arch, results, config);
+      const st: PrpaState = { project, repository, arch, pool, config };
       this.#prpas.set(k, st);
-      const counts = this.#repairStored(st, fresh);
-      return { ...counts, binaries: fresh.size };
+      // The kept pool is written with every change, so any repair means it had gone wrong.
+      const counts = this.#repairStored(st, pool);
+      if (counts.added + counts.removed + counts.changed > 0) {
+        this.#log.error({ project, repository, arch, ...counts }, "stored pool differed from the rule");
+      }
+      return { ...counts, binaries: pool.size, bininfoRepaired };
     });
   }
 
   /** Sets a package's result in a loaded pool and writes what changed; inside a transaction. */
-  #setResult(st: PrpaState, pkg: string, result: PackageResult<StoredBinary> | undefined): PoolChangeCounts {
+  #setResult(st: PrpaState, pkg: string, result: PackageResult<PoolBin> | undefined): PoolChangeCounts {
     // A package new to this pool must take part by its flag, not the pool's default.
     const counts = zeroCounts();
     if (result !== undefined) {
@@ -738,51 +890,55 @@ export class RepoState {
   }
 
   /** Makes the stored pool equal `want`; inside a transaction. */
-  #repairStored(st: PrpaState, want: ReadonlyMap<string, PoolEntry<StoredBinary>>): PoolChangeCounts {
-    const stored = new Map<string, PoolRecord>();
-    for (const { value } of this.#store.scan<PoolRecord>(keys.poolOf(st.project, st.repository, st.arch))) {
-      stored.set(value.name, value);
+  #repairStored(st: PrpaState, want: IncrementalPool<PoolBin>): PoolChangeCounts {
+    const stored = new Map<string, PoolIndexEntry>();
+    for (const { key, value } of this.#store.scan<PoolIndexEntry>(keys.poolOf(st.project, st.repository, st.arch))) {
+      stored.set(key[4] as string, value);
     }
-    const added: PoolRecord[] = [];
-    const removed: PoolRecord[] = [];
-    for (const [name, e] of want) {
-      const rec = poolRecord(e);
-      const old = stored.get(name);
-      if (old && sameRecord(old, rec)) continue;
-      if (old) removed.push(old);
-      added.push(rec);
+    const added: PoolEntry<PoolBin>[] = [];
+    const removed: Removal[] = [];
+    let changed = 0;
+    for (const e of want.values()) {
+      const old = stored.get(e.name);
+      // Entries written by an older kiln were full records: rewritten as entries.
+      if (old && Array.isArray(old) && indexIs(old, e)) continue;
+      if (old) {
+        removed.push(removalOf(e.name, old));
+        changed++;
+      }
+      added.push(e);
     }
-    for (const [name, old] of stored) if (!want.has(name)) removed.push(old);
-    const changedNames = new Set(added.map((x) => x.name));
-    const counts: PoolChangeCounts = {
-      added: added.length - removed.filter((x) => changedNames.has(x.name)).length,
-      removed: removed.filter((x) => !changedNames.has(x.name)).length,
-      changed: removed.filter((x) => changedNames.has(x.name)).length,
-    };
+    for (const [name, old] of stored) if (want.get(name) === undefined) removed.push(removalOf(name, old));
     this.#writePool(st, added, removed);
-    return counts;
+    return { added: added.length - changed, removed: removed.length - changed, changed };
   }
 
   /** Writes a diff to the stored pool and the outbox; inside a transaction. */
-  #applyDiff(st: PrpaState, diff: PoolDiff<StoredBinary>): PoolChangeCounts {
+  #applyDiff(st: PrpaState, diff: PoolDiff<PoolBin>): PoolChangeCounts {
     if (isEmpty(diff)) return zeroCounts();
-    const added = [...diff.added, ...diff.changed.map((c) => c.after)].map(poolRecord);
-    const removed = [...diff.removed, ...diff.changed.map((c) => c.before)].map(poolRecord);
+    const added = [...diff.added, ...diff.changed.map((c) => c.after)];
+    const removed = [...diff.removed, ...diff.changed.map((c) => c.before)].map((e) => ({
+      name: e.name,
+      package: e.package,
+      filename: e.filename,
+    }));
     this.#writePool(st, added, removed);
     return countsOf(diff);
   }
 
-  #writePool(st: PrpaState, added: PoolRecord[], removed: PoolRecord[]): void {
+  #writePool(st: PrpaState, added: PoolEntry<PoolBin>[], removed: Removal[]): void {
     if (added.length === 0 && removed.length === 0) return;
     const { project: p, repository: r, arch: a } = st;
     const addedNames = new Set(added.map((x) => x.name));
     for (const x of removed) if (!addedNames.has(x.name)) void this.#store.db.remove(keys.poolEntry(p, r, a, x.name));
-    for (const x of added) void this.#store.db.put(keys.poolEntry(p, r, a, x.name), x);
-    for (const ev of this.#poolEvents(st, added, removed)) this.#outbox.add(ev);
+    for (const x of added) void this.#store.db.put(keys.poolEntry(p, r, a, x.name), indexEntry(x));
+    const full = new FullBinaries(this, p, r, a);
+    const records = added.map((e) => full.record(e.package, e.filename));
+    for (const ev of this.#poolEvents(st, records, removed)) this.#outbox.add(ev);
   }
 
   /** `repo.pool-changed` events for one change, split so that none grows past the size limit. */
-  #poolEvents(st: PrpaState, added: PoolRecord[], removed: PoolRecord[]): RepoPoolChangedEvent[] {
+  #poolEvents(st: PrpaState, added: PoolRecord[], removed: Removal[]): RepoPoolChangedEvent[] {
     const out: RepoPoolChangedEvent[] = [];
     let cur: RepoPoolChangedEvent | undefined;
     let size = 0;
@@ -852,15 +1008,21 @@ export class RepoState {
     );
   }
 
-  /** The stored pool, by binary name. */
+  /** The stored pool with each binary's dependency data, by binary name. */
   pool(project: string, repository: string, arch: string): PoolRecord[] {
-    return [...this.#store.scan<PoolRecord>(keys.poolOf(project, repository, arch))].map((e) => e.value);
+    const full = new FullBinaries(this, project, repository, arch);
+    return [...this.#store.scan<PoolIndexEntry>(keys.poolOf(project, repository, arch))].map(({ value }) =>
+      // Entries written by an older kiln are full records already.
+      Array.isArray(value) ? full.record(value[0], value[1]) : (value as PoolRecord)
+    );
   }
 
   /** The in-memory pool (for tests and benchmarks), undefined when not loaded. */
   memoryPool(project: string, repository: string, arch: string): PoolRecord[] | undefined {
     const st = this.#prpas.get(prpaKey(project, repository, arch));
-    return st?.pool.entries().map(poolRecord);
+    if (!st) return undefined;
+    const full = new FullBinaries(this, project, repository, arch);
+    return st.pool.entries().map((e) => full.record(e.package, e.filename));
   }
 
   buildHistory(project: string, repository: string, arch: string, pkg: string, limit?: number): BuildHistoryEntry[] {
@@ -948,27 +1110,34 @@ function withMeta(r: StoredResult): StoredBinary[] {
   );
 }
 
-function keepLocalOf(arch: string, config: RepoBuildConfig): (filename: string) => boolean {
+/** The pool options of an ExportFilter: which local binaries stay in this arch's pool. */
+function keepLocalOf(arch: string, config: RepoBuildConfig): { keepLocal?: (filename: string) => boolean } {
   const filters = config.exportFilter;
-  return (f) => exportTargets(f, arch, filters).local;
+  // OBS's defaults for most archs only discard debug packages, which never enter a pool anyway
+  // (a file name matching `-debuginfo-.*\.rpm$` has a debug package name): no filter to run.
+  const defaults = DEFAULT_EXPORT_FILTERS[arch] ?? [];
+  if (filters.length === 0 && defaults.every((f) => f.archs.length === 0 && DEBUG_FILTERS.has(f.regex))) return {};
+  return { keepLocal: (f) => exportTargets(f, arch, filters).local };
 }
+
+const DEBUG_FILTERS = new Set(["-debuginfo-.*\\.rpm$", "-debugsource-.*\\.rpm$"]);
 
 /** The diff that turns pool `a` into pool `b`. */
 export function diffPools(
-  a: ReadonlyMap<string, PoolEntry<StoredBinary>>,
-  b: ReadonlyMap<string, PoolEntry<StoredBinary>>
-): PoolDiff<StoredBinary> {
-  const diff: PoolDiff<StoredBinary> = { added: [], removed: [], changed: [] };
+  a: ReadonlyMap<string, PoolEntry<PoolBin>>,
+  b: ReadonlyMap<string, PoolEntry<PoolBin>>
+): PoolDiff<PoolBin> {
+  const diff: PoolDiff<PoolBin> = { added: [], removed: [], changed: [] };
   for (const [name, e] of b) {
     const old = a.get(name);
     if (!old) diff.added.push(e);
-    else if (!sameRecord(poolRecord(old), poolRecord(e))) diff.changed.push({ before: old, after: e });
+    else if (!sameEntry(old, e)) diff.changed.push({ before: old, after: e });
   }
   for (const [name, e] of a) if (!b.has(name)) diff.removed.push(e);
   return diff;
 }
 
-function isEmpty(d: PoolDiff<StoredBinary>): boolean {
+function isEmpty(d: PoolDiff<PoolBin>): boolean {
   return d.added.length === 0 && d.removed.length === 0 && d.changed.length === 0;
 }
 
@@ -976,7 +1145,7 @@ function zeroCounts(): PoolChangeCounts {
   return { added: 0, removed: 0, changed: 0 };
 }
 
-function countsOf(d: PoolDiff<StoredBinary>): PoolChangeCounts {
+function countsOf(d: PoolDiff<PoolBin>): PoolChangeCounts {
   return { added: d.added.length, removed: d.removed.length, changed: d.changed.length };
 }
 
@@ -984,4 +1153,50 @@ function addCounts(into: PoolChangeCounts, c: PoolChangeCounts): void {
   into.added += c.added;
   into.removed += c.removed;
   into.changed += c.changed;
+}
+
+/** A pool entry that leaves, as `repo.pool-changed` names it. */
+interface Removal {
+  name: string;
+  package: string;
+  filename: string;
+}
+
+function removalOf(name: string, old: PoolIndexEntry | PoolRecord): Removal {
+  return Array.isArray(old)
+    ? { name, package: old[0], filename: old[1] }
+    : { name, package: old.package, filename: old.filename };
+}
+
+/**
+ * Full binaries (with dependency data) of one repository/arch's pool entries, read from the
+ * results and imports; each package's records are read once. Inside a transaction it sees the
+ * transaction's own writes.
+ */
+class FullBinaries {
+  readonly #state: RepoState;
+  readonly #p: string;
+  readonly #r: string;
+  readonly #a: string;
+  readonly #cache = new Map<string, StoredBinary[]>();
+
+  constructor(state: RepoState, project: string, repository: string, arch: string) {
+    this.#state = state;
+    this.#p = project;
+    this.#r = repository;
+    this.#a = arch;
+  }
+
+  record(pkg: string, filename: string): PoolRecord {
+    let bins = this.#cache.get(pkg);
+    if (!bins) {
+      const r = this.#state.result(this.#p, this.#r, this.#a, pkg);
+      bins = r ? withMeta(r) : [];
+      for (const imp of this.#state.imports(this.#p, this.#r, this.#a, pkg)) bins.push(...imp.binaries);
+      this.#cache.set(pkg, bins);
+    }
+    const b = bins.find((x) => x.filename === filename);
+    if (!b) throw new InternalError(`pool entry ${pkg}/${filename} of ${this.#p}/${this.#r}/${this.#a} has no result`);
+    return poolRecord({ package: pkg, filename }, b);
+  }
 }

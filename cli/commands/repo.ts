@@ -137,12 +137,17 @@ export function registerRepoCommands(program: Command, cenv: CommandEnv): void {
   admin
     .command("rebuild-pool <project> <repository> <arch>")
     .description("recompute the build pool from the stored results and repair the stored pool")
-    .action(async (project: string, repository: string, arch: string) => {
+    .option("--deep", "first derive each package's bininfo from its full result again")
+    .action(async (project: string, repository: string, arch: string, o: { deep?: boolean }) => {
       await withClients(cenv, async (c) => {
-        const r = await c.repo.call("pool.rebuild", { project, repository, arch }, { timeoutMs: 300_000 });
+        const r = await c.repo.call(
+          "pool.rebuild",
+          { project, repository, arch, ...(o.deep ? { deep: true } : {}) },
+          { timeoutMs: 300_000 }
+        );
         if (cenv.json()) return printJson(r);
         print(
-          `pool of ${project}/${repository}/${arch}: ${r.binaries} binaries; repaired ${r.added} missing, ${r.removed} extra, ${r.changed} wrong`
+          `pool of ${project}/${repository}/${arch}: ${r.binaries} binaries; repaired ${r.added} missing, ${r.removed} extra, ${r.changed} wrong${o.deep ? `; ${r.bininfoRepaired} bininfo repaired` : ""}`
         );
       });
     });

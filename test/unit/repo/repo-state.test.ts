@@ -448,6 +448,20 @@ describe("actors/repo/repo-state", () => {
     assert.deepEqual(view(h.state.pool(P, R, "x86_64")), { lib: "a/lib-1-1.x86_64.rpm" });
   });
 
+  it("should repair a wrong bininfo from the full results in a deep rebuild", async () => {
+    await put("a", ["lib-1-1.x86_64.rpm"]);
+    await put("b", ["lib-2-1.x86_64.rpm", "tool-1-1.x86_64.rpm"]);
+    await h.store.transact(() => void h.store.db.put(keys.binInfo(P, R, "x86_64", "a"), []));
+    h.state.unload();
+    const shallow = await h.state.rebuildPool(P, R, "x86_64");
+    assert.equal(view(h.state.pool(P, R, "x86_64")).lib, "b/lib-2-1.x86_64.rpm");
+    assert.equal(shallow.changed, 1);
+    const deep = await h.state.rebuildPool(P, R, "x86_64", { deep: true });
+    await h.outbox.flush();
+    assert.equal(deep.bininfoRepaired, 1);
+    assertConsistent("after a deep rebuild");
+  });
+
   it("should fetch flags it has no copy of once, and follow meta changes after that", async () => {
     h.src.packages.set("a", { useforbuild: [{ state: "disable" }] });
     await put("a", ["lib-1-1.x86_64.rpm"]);
