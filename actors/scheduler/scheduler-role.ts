@@ -22,6 +22,7 @@ import {
   consumeEvents,
   encode,
   ensureEventStream,
+  errorEnvelope,
   readBlobBytes,
   subjects,
   type BridgedRequest,
@@ -44,6 +45,8 @@ import { answerPings, acquireLease, pingInfo, type RoleContext, type RunningRole
 import { obj, optStr, str } from "../common/validate.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import type { RepoApi, RepoEvent } from "../repo/protocol.ts";
+import { AccessNeed } from "../source/access.ts";
+import { AccessGate } from "../source/access-gate.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
 import type { SourceApi, SourceEvent } from "../source/protocol.ts";
 import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild } from "./checker.ts";
@@ -342,11 +345,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       log.info({ project: prp.project, repository: prp.repository, code: prp.repoCode }, "repository state changed");
   };
 
+  const gate = new AccessGate(ctx.rpc);
   const root: Ref<unknown> = spawn(
     ctx.system,
     (_s: undefined, msg: BridgedRequest) => {
       const req = validated(validators, msg);
-      if (req) void handle(req);
+      if (!req) return undefined;
+      // The source role decides who may see a project's states or trigger its rebuilds.
+      const need = req.type === "rebuild.request" ? AccessNeed.Write : AccessNeed.See;
+      void gate.require(req, { project: req.args.project }, need).then(
+        () => handle(req),
+        (err: unknown) => dispatch(req.replyTo, errorEnvelope(err))
+      );
       return undefined;
     },
     `scheduler-${arch.replace(/[^a-zA-Z0-9_-]/g, "_")}`

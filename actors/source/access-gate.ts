@@ -18,8 +18,9 @@ import type { SourceApi } from "./protocol.ts";
 /** The part of a bridged request the source role needs to authenticate it. */
 export interface CallerRequest {
   subject: string;
-  /** The arguments as decoded from the wire, before validation (the signature covers them). */
   args: unknown;
+  /** The arguments as decoded from the wire, before validation: the signature covers these. */
+  rawArgs?: unknown;
   auth?: SignedAuth;
 }
 
@@ -51,7 +52,7 @@ export class AccessGate {
         ...(target.repository !== undefined ? { repository: target.repository } : {}),
         ...(target.arch !== undefined ? { arch: target.arch } : {}),
         need,
-        as: { subject: req.subject, args: req.args, ...(req.auth ? { auth: req.auth } : {}) },
+        as: { subject: req.subject, args: req.rawArgs ?? req.args, ...(req.auth ? { auth: req.auth } : {}) },
       },
       // Not repeated after a timeout: the first attempt may have used the caller's nonce.
       { idempotent: false }

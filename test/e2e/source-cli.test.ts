@@ -1,0 +1,162 @@
+/**
+ * Identities, users and access control through the `kiln` command, as people use it: several
+ * identity files against one `kiln up`.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { check } from "../helpers/check.ts";
+import { KILN_BIN, kiln, kilnOk, removeDir, startKilnUp, type KilnUp } from "../helpers/kiln.ts";
+
+describe("e2e/source: identities and access through the CLI", function () {
+  this.timeout(120_000);
+  let up: KilnUp;
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-e2e-src-"));
+  const aliceId = path.join(tmp, "alice.identity");
+  const bobId = path.join(tmp, "bob.identity");
+  const nobody = path.join(tmp, "no-data");
+  const pkgDir = path.join(tmp, "pkg");
+
+  before(async () => {
+    up = await startKilnUp({ workers: 1, extraArgs: ["--max-file-size", "64K"] });
+    mkdirSync(pkgDir);
+    writeFileSync(path.join(pkgDir, "pkg.spec"), "Name: pkg\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\n");
+    writeFileSync(path.join(pkgDir, "notes.txt"), "first\n");
+  });
+  after(async () => {
+    if (up) {
+      const code = await up.stop();
+      removeDir(up.dataDir);
+      assert.equal(code, 0, up.log().slice(-2000));
+    }
+    removeDir(tmp);
+  });
+
+  const as = (identity: string, args: string[], input?: string) =>
+    kiln(up, ["--identity", identity, ...args], input !== undefined ? { input } : {});
+  const anonymous = (args: string[], input?: string) =>
+    kiln(up, ["--data", nobody, ...args], input !== undefined ? { input } : {});
+
+  it("should create identities and let the admin register them as users", async () => {
+    const key = (await kilnOk(up, ["identity", "new", "--out", aliceId])).trim();
+    assert.match(key, /^U[A-Z2-7]{55}$/);
+    assert.equal(statSync(aliceId).mode & 0o777, 0o600);
+    const again = await kiln(up, ["identity", "new", "--out", aliceId]);
+    assert.equal(again.exitCode, 5);
+    assert.match(again.stderr, /already exists; refusing to overwrite/);
+    const bob = JSON.parse(await kilnOk(up, ["--json", "identity", "new", "--out", bobId])) as { pubkey: string };
+    assert.match(await kilnOk(up, ["user", "add", "alice", "--pubkey", key]), /added user alice/);
+    await kilnOk(up, ["user", "add", "bob", "--pubkey", bob.pubkey]);
+    assert.equal((await kilnOk(up, ["--identity", aliceId, "user", "whoami"])).trim(), "alice");
+    const users = JSON.parse(await kilnOk(up, ["--json", "user", "list"])) as { name: string; service: boolean }[];
+    assert.deepEqual(
+      users.map((u) => u.name).filter((n) => !n.startsWith("kiln-roles-")),
+      ["admin", "alice", "bob"]
+    );
+    assert.ok(
+      users.some((u) => u.name.startsWith("kiln-roles-") && u.service),
+      "kiln up registered its roles"
+    );
+    const denied = await as(aliceId, ["user", "add", "carol", "--pubkey", key]);
+    assert.equal(denied.exitCode, 4);
+    assert.match(denied.stderr, /user 'alice' may not add users/);
+  });
+
+  it("should let a project's maintainer commit, and refuse others with exit 4", async () => {
+    await kilnOk(up, ["meta", "prj", "shared", "-F", "-"], {
+      input: `<project name="shared"><title>Shared</title><description/><person userid="alice" role="maintainer"/></project>`,
+    });
+    const first = await kiln(up, ["commit", "shared", "pkg", pkgDir, "-m", "by the admin"]);
+    assert.equal(first.exitCode, 0, first.stderr);
+    // KILN_IDENTITY works like --identity.
+    const byEnv = await execa("node", [KILN_BIN, "user", "whoami"], {
+      env: { KILN_DATA: up.dataDir, KILN_NATS_URL: up.natsUrl, KILN_IDENTITY: aliceId, HOME: up.dataDir },
+      reject: false,
+    });
+    assert.equal(String(byEnv.stdout).trim(), "alice");
+    writeFileSync(path.join(pkgDir, "notes.txt"), "second\n");
+    const mine = JSON.parse((await as(aliceId, ["--json", "commit", "shared", "pkg", pkgDir, "-m", "2"])).stdout) as {
+      rev: number;
+      user: string;
+      uploadedFiles: number;
+    };
+    assert.deepEqual([mine.rev, mine.user, mine.uploadedFiles], [2, "alice", 1]);
+    const theirs = await as(bobId, ["commit", "shared", "pkg", pkgDir]);
+    assert.equal(theirs.exitCode, 4);
+    assert.match(theirs.stderr, /user 'bob' may not commit to package 'shared\/pkg'/);
+    const del = await as(bobId, ["rdelete", "shared", "pkg"]);
+    assert.equal(del.exitCode, 4);
+    const anon = await anonymous(["meta", "prjconf", "shared", "-F", "-"], "BuildFlags: x\n");
+    assert.equal(anon.exitCode, 4);
+    assert.match(anon.stderr, /must be signed by a registered user/);
+  });
+
+  it("should check out any revision", async () => {
+    const out = path.join(tmp, "co1");
+    await kilnOk(up, ["checkout", "shared", "pkg", out, "-r", "1"]);
+    assert.equal(readFileSync(path.join(out, "notes.txt"), "utf8"), "first\n");
+    const hist = JSON.parse(await kilnOk(up, ["--json", "history", "shared", "pkg"])) as { user: string }[];
+    assert.deepEqual(
+      hist.map((h) => h.user),
+      ["admin", "alice"]
+    );
+  });
+
+  it("should hide a hidden project from outsiders everywhere, with exit 3", async () => {
+    await kilnOk(up, ["meta", "prj", "secret", "-F", "-"], {
+      input: `<project name="secret"><title/><description/><access><disable/></access><repository name="std"><arch>x86_64</arch></repository></project>`,
+    });
+    await kilnOk(up, ["commit", "secret", "s", pkgDir]);
+    for (const args of [
+      ["meta", "prj", "secret"],
+      ["ls", "secret"],
+      ["checkout", "secret", "s", path.join(tmp, "co2")],
+      ["results", "secret"],
+    ]) {
+      const r = await as(bobId, args);
+      assert.equal(r.exitCode, 3, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /project 'secret' does not exist/);
+    }
+    assert.doesNotMatch(await kilnOk(up, ["--identity", bobId, "ls"]), /secret/);
+    assert.doesNotMatch((await anonymous(["ls"])).stdout, /secret/);
+    assert.match(await kilnOk(up, ["ls"]), /secret/, "the admin sees it");
+    // The repo role refuses too, once it has learnt the project's flags from the events.
+    await check(
+      async () => {
+        const r = await as(bobId, ["binaries", "secret", "std", "x86_64", "s"]);
+        return r.exitCode === 3 && /project 'secret' does not exist/.test(r.stderr);
+      },
+      { timeoutMs: 30_000, name: "repo role refuses an outsider" }
+    );
+  });
+
+  it("should show outsiders only the events of projects they may see", async () => {
+    const run = await kiln(up, ["--identity", bobId, "events", "--from", "1"], { timeoutMs: 4000 });
+    const events = run.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { project: string });
+    assert.ok(
+      events.some((e) => e.project === "shared"),
+      run.stdout + run.stderr
+    );
+    assert.ok(!events.some((e) => e.project === "secret"), "secret's events are hidden");
+  });
+
+  it("should refuse a file over the size limit given to kiln up, with exit 6", async () => {
+    const big = path.join(tmp, "big");
+    mkdirSync(big);
+    writeFileSync(path.join(big, "big.tar"), Buffer.alloc(65 * 1024));
+    const r = await kiln(up, ["commit", "shared", "big", big]);
+    assert.equal(r.exitCode, 6);
+    assert.match(r.stderr, /file 'big.tar' is 66560 bytes, more than the limit of 65536/);
+  });
+
+  it("should document the options in --help", async () => {
+    assert.match(await kilnOk(up, ["user", "add", "--help"]), /--service/);
+    assert.match(await kilnOk(up, ["up", "--help"]), /--max-file-size <size>/);
+    assert.match(await kilnOk(up, ["group", "--help"]), /set <name> \[members\.\.\.\]/);
+  });
+});
