@@ -23,6 +23,8 @@ import {
   encode,
   ensureEventStream,
   errorEnvelope,
+  makeEvent,
+  publishEvent,
   readBlobBytes,
   subjects,
   type BridgedRequest,
@@ -44,6 +46,7 @@ import { parseBuildConfig } from "../common/prjconf.ts";
 import { answerPings, acquireLease, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { obj, optStr, str } from "../common/validate.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
+import type { RepoStateChangedEvent } from "../publisher/protocol.ts";
 import type { RepoApi, RepoEvent } from "../repo/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
@@ -128,6 +131,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   const log: Logger = ctx.log.child({ role });
   const lease = await acquireLease(ctx, role);
   await ensureEventStream(await ctx.nc.jetstreamManager(), { replicas: ctx.replicas });
+  const js = ctx.nc.jetstream();
   const source = new RoleClient<SourceApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t));
   const repo = new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
   const dispatcher = new RoleClient<DispatcherApi>(ctx.rpc, (t) => subjects.rpc(Role.Dispatcher, t));
@@ -341,8 +345,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       d.checker?.setNotReadyElsewhere(prpKey(prp.project, prp.repository), checker.notReady());
       markDirty(d);
     }
-    if (before !== prp.repoCode)
+    if (before !== prp.repoCode) {
       log.info({ project: prp.project, repository: prp.repository, code: prp.repoCode }, "repository state changed");
+      // The publisher publishes a repository when an arch of it is finished.
+      const ev = makeEvent<RepoStateChangedEvent>({
+        type: "repo.state-changed",
+        project: prp.project,
+        repository: prp.repository,
+        arch,
+        code: prp.repoCode,
+      });
+      void publishEvent(js, ev).catch((err: unknown) => log.warn({ err }, "repository state not announced"));
+    }
   };
 
   const gate = new AccessGate(ctx.rpc);
@@ -474,6 +488,15 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           )
         );
         if (prp.checker.job(ev.package)?.jobId === ev.jobId) prp.checker.setJob(ev.package, undefined);
+        markDirty(prp);
+        return;
+      }
+      case "repo.wiped": {
+        if (ev.arch !== arch) return;
+        const prp = prps.get(prpKey(ev.project, ev.repository));
+        if (!prp?.checker) return;
+        // Wiped packages have no build any more, so they are built again.
+        for (const k of ev.packages) prp.checker.setResult(k, undefined);
         markDirty(prp);
         return;
       }
