@@ -6,7 +6,15 @@
  * being replayed against another verb; time and nonce let the verifier refuse stale and replayed
  * requests. Which keys are allowed to do what is the source role's business, not this module's.
  */
-import { createHash, randomBytes } from "node:crypto";
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  randomBytes,
+  sign as edSign,
+  verify as edVerify,
+  type KeyObject,
+} from "node:crypto";
 import { createUser, fromPublic, fromSeed, type KeyPair } from "@nats-io/nkeys";
 import { encode } from "./codec.ts";
 import { UnauthenticatedError } from "./errors.ts";
@@ -36,14 +44,66 @@ function signedText(subject: string, time: number, nonce: string, digest: string
   return Buffer.from(`kiln-req-v1\n${subject}\n${time}\n${nonce}\n${digest}`, "utf8");
 }
 
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** RFC 4648 base32 without padding, as nkeys encode keys. */
+function base32Decode(text: string): Buffer {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of text) {
+    const v = BASE32.indexOf(ch);
+    if (v < 0) throw new UnauthenticatedError("malformed nkey");
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+// DER wrappers of raw ed25519 keys (RFC 8410), so that node:crypto can use nkeys' key bytes.
+const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
+const SPKI_ED25519 = Buffer.from("302a300506032b6570032100", "hex");
+
+/**
+ * The ed25519 keys behind nkeys, for node:crypto: nkeys' own (pure JavaScript) signing takes
+ * tens of milliseconds, and every state-changing request is signed and verified. The signatures
+ * are the same bytes (ed25519 is deterministic).
+ */
+function privateKeyOfSeed(seed: string): KeyObject {
+  // An nkey seed is 2 prefix bytes, the 32-byte ed25519 seed and a 2-byte checksum.
+  const raw = base32Decode(seed).subarray(2, 34);
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, raw]), format: "der", type: "pkcs8" });
+}
+
+const publicKeys = new Map<string, KeyObject>();
+
+function publicKeyOf(pubkey: string): KeyObject {
+  let k = publicKeys.get(pubkey);
+  if (!k) {
+    fromPublic(pubkey); // checks prefix and checksum
+    // A public nkey is 1 prefix byte, the 32-byte ed25519 key and a 2-byte checksum.
+    const raw = base32Decode(pubkey).subarray(1, 33);
+    k = createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: "der", type: "spki" });
+    if (publicKeys.size >= 10_000) publicKeys.clear();
+    publicKeys.set(pubkey, k);
+  }
+  return k;
+}
+
 /** An identity that can sign: the seed stays in memory only. */
 export class Identity implements RequestSigner {
   readonly #kp: KeyPair;
+  readonly #key: KeyObject;
   readonly publicKey: string;
 
   private constructor(kp: KeyPair) {
     this.#kp = kp;
     this.publicKey = kp.getPublicKey();
+    this.#key = privateKeyOfSeed(Buffer.from(kp.getSeed()).toString("utf8"));
   }
 
   static create(): Identity {
@@ -68,7 +128,7 @@ export class Identity implements RequestSigner {
   sign(subject: string, args: unknown, now: number = Date.now()): SignedAuth {
     const nonce = randomBytes(16).toString("hex");
     const digest = argsDigest(args);
-    const sig = Buffer.from(this.#kp.sign(signedText(subject, now, nonce, digest))).toString("base64");
+    const sig = edSign(null, signedText(subject, now, nonce, digest), this.#key).toString("base64");
     return { pubkey: this.publicKey, time: now, nonce, digest, sig };
   }
 }
@@ -116,7 +176,12 @@ export function verifySignedAuth(subject: string, args: unknown, auth: unknown, 
   if (argsDigest(args) !== a.digest) throw new UnauthenticatedError("request digest does not match its arguments");
   let ok = false;
   try {
-    ok = fromPublic(a.pubkey).verify(signedText(subject, time, a.nonce, a.digest), Buffer.from(a.sig, "base64"));
+    ok = edVerify(
+      null,
+      signedText(subject, time, a.nonce, a.digest),
+      publicKeyOf(a.pubkey),
+      Buffer.from(a.sig, "base64")
+    );
   } catch {
     ok = false;
   }

@@ -14,6 +14,9 @@ import type { CommandEnv } from "../main.ts";
 import { formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
 import { writeNewIdentity } from "./identity.ts";
 
+/** Files uploaded at once by `kiln commit`. */
+const UPLOAD_CONCURRENCY = 8;
+
 /** Runs `fn` with connected clients and closes them afterwards. */
 export async function withClients<T>(cenv: CommandEnv, fn: (c: Clients) => Promise<T>): Promise<T> {
   const c = await connectClients(cenv.settings(), cenv.log());
@@ -148,21 +151,35 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
               `committed revision ${rev.rev} of ${project}/${pkg} (srcmd5 ${rev.srcmd5}, ${rev.files.length} files, uploaded ${uploaded} files / ${formatBytes(uploadedBytes)})`
             );
           }
-          for (const m of r.missing) {
-            const file = paths.get(m.name)!;
-            await uploadFile(
-              c.source,
-              file,
-              { md5: m.md5, size: m.size },
-              {
-                onProgress: (done, total) =>
-                  progress(`uploading ${m.name}: ${formatBytes(done)} / ${formatBytes(total)}`),
-              }
-            );
-            progressDone();
-            uploaded++;
-            uploadedBytes += m.size;
-          }
+          // Small files go several at a time (each is a few round trips); a large one streams
+          // alone with its own window of chunks.
+          const queue = [...r.missing];
+          const total = queue.reduce((n, m) => n + m.size, 0);
+          let sent = 0;
+          const worker = async (): Promise<void> => {
+            for (let m = queue.shift(); m; m = queue.shift()) {
+              const file = paths.get(m.name)!;
+              let done = 0;
+              await uploadFile(
+                c.source,
+                file,
+                { md5: m.md5, size: m.size },
+                {
+                  onProgress: (d) => {
+                    sent += d - done;
+                    done = d;
+                    progress(
+                      `uploading ${uploaded + 1}/${r.missing.length} files: ${formatBytes(sent)} / ${formatBytes(total)} (${m.name})`
+                    );
+                  },
+                }
+              );
+              uploaded++;
+              uploadedBytes += m.size;
+            }
+          };
+          await Promise.all(Array.from({ length: Math.min(UPLOAD_CONCURRENCY, queue.length) }, worker));
+          progressDone();
         }
         throw new ConflictError("the server kept asking for files after they were uploaded");
       });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { fromPublic, fromSeed } from "@nats-io/nkeys";
 import {
   DEFAULT_MAX_SKEW_MS,
   ErrorCode,
@@ -140,5 +141,17 @@ describe("transport/auth", () => {
     assert.ok(!isUserPublicKey(alice.seed()));
     assert.ok(!isUserPublicKey("Uxyz"));
     assert.ok(!isUserPublicKey(""));
+  });
+
+  it("should sign exactly as nkeys does (node:crypto ed25519 behind nkeys' key format)", () => {
+    const id = Identity.create();
+    const auth = id.sign(SUBJECT, ARGS);
+    const text = Buffer.from(`kiln-req-v1\n${SUBJECT}\n${auth.time}\n${auth.nonce}\n${auth.digest}`, "utf8");
+    const kp = fromSeed(Buffer.from(id.seed(), "utf8"));
+    assert.equal(Buffer.from(kp.sign(text)).toString("base64"), auth.sig);
+    assert.ok(fromPublic(id.publicKey).verify(text, Buffer.from(auth.sig, "base64")));
+    const other = fromSeed(Buffer.from(Identity.create().seed(), "utf8"));
+    const forged = { ...auth, sig: Buffer.from(other.sign(text)).toString("base64") };
+    refused(() => verifySignedAuth(SUBJECT, ARGS, forged), /bad request signature/);
   });
 });
