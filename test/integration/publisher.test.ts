@@ -1,57 +1,16 @@
 import assert from "node:assert/strict";
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execa } from "execa";
 import { RepoCode, type RepoStateChangedEvent } from "../../actors/index.ts";
 import { makeEvent, publishEvent } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
+import { dnfInstall } from "../helpers/publish-dnf.ts";
 import { RepoHarness } from "../helpers/repo-harness.ts";
 import { buildTestRpms, type BuiltRpms } from "../helpers/repo-rpms.ts";
 
 const P = "pub:int";
 const R = "standard";
-
-/** Installs `what` with the real dnf into a fresh install root from one repository URL or path. */
-async function dnfInstall(repo: string, what: string[]): Promise<{ root: string; installed: string[] }> {
-  const work = mkdtempSync(path.join(os.tmpdir(), "kiln-dnf-"));
-  const root = path.join(work, "root");
-  const conf = path.join(work, "dnf.conf");
-  mkdirSync(path.join(work, "repos.d"), { recursive: true });
-  writeFileSync(conf, "[main]\n");
-  await execa(
-    "dnf",
-    [
-      "-y",
-      "-q",
-      `--installroot=${root}`,
-      `--config=${conf}`,
-      `--setopt=reposdir=${path.join(work, "repos.d")}`,
-      `--setopt=cachedir=${path.join(work, "cache")}`,
-      "--setopt=install_weak_deps=False",
-      "--disablerepo=*",
-      `--repofrompath=kiln,${repo}`,
-      "--enablerepo=kiln",
-      "--nogpgcheck",
-      "--releasever=1",
-      "install",
-      ...what,
-    ],
-    { timeout: 120_000 }
-  );
-  const q = await execa("rpm", ["--root", root, "-qa", "--queryformat", "%{NAME}\\n"]);
-  return { root, installed: q.stdout.split("\n").filter(Boolean).sort() };
-}
 
 describe("integration/publisher", function () {
   this.timeout(90_000);
