@@ -186,10 +186,20 @@ export class Identities {
     if (!rec) throw new NotFoundError(`user '${name}' does not exist`);
     const admins = this.list().filter((u) => u.admin);
     if (rec.admin && admins.length === 1) throw new ConflictError(`user '${name}' is the last admin`);
+    // A later user of the same name must not inherit the memberships.
+    const groups = this.groups().filter((g) => g.members.includes(name));
     await this.#store.transact(() => {
       void this.#store.db.remove(keys.user(name));
       void this.#store.db.remove(keys.userKey(rec.pubkey));
+      for (const g of groups) {
+        void this.#store.db.put(keys.group(g.name), {
+          ...g,
+          members: g.members.filter((m) => m !== name),
+          updated: Date.now(),
+        } satisfies GroupRecord);
+      }
     });
+    this.#memberships = undefined;
   }
 
   // ---- groups ------------------------------------------------------------------------------

@@ -364,9 +364,16 @@ describe("source/role (integration)", function () {
         "ERR_FORBIDDEN",
         /may not change groups/
       );
-      assert.deepEqual(await h.client(frank).call("group.list", {}), [
-        { name: "builders", members: ["frank"], updated: (await h.client(frank).call("group.list", {}))[0]!.updated },
-      ]);
+      assert.deepEqual(
+        (await h.client(frank).call("group.list", {})).map((g) => [g.name, g.members]),
+        [["builders", ["frank"]]]
+      );
+      await h.client(h.admin).call("user.remove", { name: "frank" });
+      assert.deepEqual(
+        (await h.client(h.admin).call("group.list", {})).map((g) => [g.name, g.members]),
+        [["builders", []]]
+      );
+      await refused(h.client(frank).call("user.whoami", {}), "ERR_UNAUTHENTICATED", /is not registered with this kiln/);
     });
   });
 });
