@@ -66,7 +66,7 @@ export interface PublisherOptions {
   httpPort?: number;
   /** @default "createrepo_c" */
   createrepo?: string;
-  /** Parallel binary downloads from the repo role. @default 8 */
+  /** Parallel binary downloads from the repo role. @default 32 */
   downloads?: number;
 }
 
@@ -122,7 +122,7 @@ export async function startPublisherRole(ctx: RoleContext, opts: PublisherOption
   await outbox.flush();
   const repo = new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
   const startedAt = Date.now();
-  const downloads = opts.downloads ?? 8;
+  const downloads = opts.downloads ?? 32;
   let running = 0;
   let stopping = false;
 

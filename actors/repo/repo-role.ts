@@ -19,19 +19,16 @@ import { dispatch, spawn, stop, type Ref } from "nact";
 import {
   BLOB_VERBS,
   ConflictError,
-  ForbiddenError,
   InvalidInputError,
   NotFoundError,
   Role,
   RoleClient,
-  UnauthenticatedError,
   blobHandler,
   bridgeActor,
   consumeEvents,
   ensureEventStream,
   publishEvent,
   subjects,
-  verifySignedAuth,
   type BridgedRequest,
   type EventBase,
   type EventConsumer,
@@ -52,6 +49,8 @@ import {
   validateRepositoryName,
 } from "../common/names.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
+import { AccessNeed } from "../source/access.ts";
+import { AccessGate } from "../source/access-gate.ts";
 import type { SourceApi, SourceEvent } from "../source/protocol.ts";
 import { readRpmHeader } from "./rpm-header.ts";
 import { RepoState, type RepoLookups, type ResultInput } from "./repo-state.ts";
@@ -153,10 +152,6 @@ export interface RepoRoleOptions {
   maxBlobBytes?: number;
 }
 
-/** What a request needs from the source role's access rules (actors/source/access.ts). */
-const Need = { See: "see", Binaries: "binaries", Write: "write" } as const;
-type Need = (typeof Need)[keyof typeof Need];
-
 const isCode = (err: unknown, code: string): boolean => (err as KilnError | undefined)?.code === code;
 
 export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}): Promise<RunningRole> {
@@ -210,51 +205,29 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
   };
   const state = new RepoState({ store, outbox, lookups, log });
 
+  const gate = new AccessGate(ctx.rpc);
   /**
-   * ACCESS HOOK: the source role owns users and the access rules. The caller's own request
-   * (subject, arguments, signature) is passed to its `access.check`, which authenticates it and
+   * Access control is the source role's: the caller's own request (subject, arguments as
+   * signed, signature) goes to its `access.check` (AccessGate), which authenticates it and
    * answers or refuses with the error the caller gets. Reads are checked only where the repo
    * role's copy of the flags says something is restricted, so public projects cost no call.
-   * While a source role without `access.check` answers, restricted reads are refused and changes
-   * need at least a valid signature.
    */
   const authorize = async (
     msg: { subject: string; args: unknown; rawArgs?: unknown; auth?: SignedAuth },
-    need: Need,
+    need: AccessNeed,
     q: { project: string; package?: string; repository?: string; arch?: string }
   ): Promise<void> => {
-    if (need !== Need.Write) {
+    if (need !== AccessNeed.Write) {
       const open =
         state.flag("access", q.project, undefined) &&
-        (need === Need.See || state.flag("binarydownload", q.project, q.package, q.repository, q.arch));
+        (need === AccessNeed.See || state.flag("binarydownload", q.project, q.package, q.repository, q.arch));
       if (open) return;
     }
-    try {
-      await ctx.rpc.call(
-        subjects.rpc(Role.Source, "access.check"),
-        {
-          ...q,
-          // A multibuild flavour (`pkg:flavor`) has the flags of its package.
-          ...(q.package !== undefined ? { package: q.package.split(":")[0]! } : {}),
-          need,
-          // The arguments as signed, not as validated (validation may reorder or add fields).
-          as: { subject: msg.subject, args: msg.rawArgs ?? msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
-        },
-        // Never repeated after a timeout: the first attempt may have used the caller's nonce.
-        { idempotent: false }
-      );
-    } catch (err) {
-      if (!(isCode(err, "ERR_NOT_FOUND") && /unknown request/.test((err as Error).message))) throw err;
-      if (need !== Need.Write) {
-        throw new ForbiddenError(
-          need === Need.Binaries
-            ? `binaries of ${q.project} may not be downloaded (binarydownload or access is disabled)`
-            : `${q.project} is not accessible`
-        );
-      }
-      if (!msg.auth) throw new UnauthenticatedError("this change must be signed with your identity");
-      verifySignedAuth(msg.subject, msg.rawArgs ?? msg.args, msg.auth);
-    }
+    await gate.require(
+      { subject: msg.subject, args: msg.rawArgs ?? msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
+      q,
+      need
+    );
   };
 
   /** Reads the files of a result; refuses anything that is not what a build produces. */
@@ -376,19 +349,19 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "result.get":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          await authorize(msg, AccessNeed.See, a);
           return state.result(a.project, a.repository, a.arch, a.package) ?? null;
         });
       case "result.list":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          await authorize(msg, AccessNeed.See, a);
           return state.results(a.project, a.repository, a.arch).map(({ binaries: _b, ...rest }) => rest);
         });
       case "result.wipe":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.Write, a);
+          await authorize(msg, AccessNeed.Write, a);
           const wiped = await state.wipe(a.project, a);
           await outbox.flush();
           log.info({ ...a, results: wiped.length }, "results wiped");
@@ -399,13 +372,13 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "pool.get":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          await authorize(msg, AccessNeed.See, a);
           return state.pool(a.project, a.repository, a.arch);
         });
       case "pool.rebuild":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.Write, a);
+          await authorize(msg, AccessNeed.Write, a);
           const r = await state.rebuildPool(a.project, a.repository, a.arch, { deep: a.deep === true });
           await outbox.flush();
           log.info({ ...a, ...r }, "pool rebuilt");
@@ -414,7 +387,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "binaries.list":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.Binaries, a);
+          await authorize(msg, AccessNeed.Binaries, a);
           const r = state.result(a.project, a.repository, a.arch, a.package);
           const imports = state.imports(a.project, a.repository, a.arch, a.package);
           if (!r && imports.length === 0) {
@@ -437,25 +410,26 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "history.build":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          await authorize(msg, AccessNeed.See, a);
           return state.buildHistory(a.project, a.repository, a.arch, a.package, a.limit);
         });
       case "history.jobs":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          await authorize(msg, AccessNeed.See, a);
           return state.jobHistory(a.project, a.repository, a.arch, a.package, a.limit);
         });
       case "publish.project":
         return answer(msg.replyTo, async () => {
-          await authorize(msg, Need.See, msg.args);
+          await authorize(msg, AccessNeed.See, msg.args);
           await state.ensureFlags(msg.args.project, []);
           return state.publishProject(msg.args.project);
         });
       case "publish.select":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, Need.See, a);
+          // The page names every binary's content: as much as a download list.
+          await authorize(msg, AccessNeed.Binaries, a);
           await state.ensureFlags(a.project, state.packagesIn(a.project, a.repository, a.arch));
           return state.publishPage(a.project, a.repository, a.arch, a.after, a.limit);
         });
