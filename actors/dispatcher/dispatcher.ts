@@ -26,6 +26,7 @@ import {
   NotFoundError,
   Role,
   RoleClient,
+  RpcClient,
   bridgeActor,
   subjects,
   type BridgedRequest,
@@ -103,6 +104,8 @@ interface WorkerEntry {
   down: boolean;
   downWhy?: string;
   lastAssigned: number;
+  /** It refused a job: offer it nothing until then (a worker refusing everything must not spin). */
+  pausedUntil?: number;
   client: RoleClient<WorkerApi>;
 }
 
@@ -222,7 +225,10 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   const forgetWorkerMs = opts.forgetWorkerMs ?? DAY_MS;
   const assignTimeoutMs = opts.assignTimeoutMs ?? 5000;
   const startedAt = Date.now();
-  const repo = new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
+  // Workers and the repo role take the dispatcher's requests on NATS permissions alone; signing
+  // each one (ed25519 in JavaScript) would cost more than the assignment itself.
+  const rpc = new RpcClient(ctx.nc);
+  const repo = new RoleClient<RepoApi>(rpc, (t) => subjects.rpc(Role.Repo, t));
 
   const jobs = new Map<string, JobRecord>();
   const byPackage = new Map<string, string>();
@@ -239,7 +245,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   const queue = new FairQueue<QueuedJob>({ loads, ...(opts.prios ? { prios: opts.prios } : {}) });
 
   const clientOf = (workerId: string): RoleClient<WorkerApi> =>
-    new RoleClient<WorkerApi>(ctx.rpc, (t) => subjects.worker(workerId, t));
+    new RoleClient<WorkerApi>(rpc, (t) => subjects.worker(workerId, t));
 
   // ---- restore -------------------------------------------------------------------------------
 
@@ -533,7 +539,9 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   const assign = (): void => {
     if (queue.size === 0) return;
     const now = Date.now();
-    const free = [...workers.values()].filter((w) => usable(w) && w.running.size < w.reg.jobs);
+    const free = [...workers.values()].filter(
+      (w) => usable(w) && w.running.size < w.reg.jobs && (w.pausedUntil === undefined || w.pausedUntil <= now)
+    );
     if (free.length === 0) return;
     // Spread jobs: the emptiest workers first, the least recently used among equals (OBS sorts
     // by the fraction of idle slots on the host).
@@ -694,8 +702,11 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
         });
       case "worker.list":
         return answer(msg.replyTo, () => [...workers.values()].map(workerView));
-      case "job.submit":
-        return answer(msg.replyTo, async () => {
+      case "job.submit": {
+        // The reply waits for the commit, the mailbox does not: submissions arriving together
+        // share one LMDB transaction.
+        let committed: Promise<unknown> = Promise.resolve();
+        const accepted = (() => {
           const job = msg.args.job;
           if (jobs.has(job.jobId)) return { accepted: true };
           const older = byPackage.get(pkgKey(job));
@@ -713,16 +724,19 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           byPackage.set(pkgKey(job), job.jobId);
           const c = parseConstraints(job);
           if (c.ok && c.constraints) constraintsOf.set(job.jobId, c.constraints);
-          await store.db.put(keys.job(job.jobId), rec);
+          committed = store.db.put(keys.job(job.jobId), rec);
           if (!c.ok) {
             failJob(rec, `package build was not possible: bad build constraints: ${c.error}`);
           } else {
             queue.add(queued(rec));
-            log.info({ jobId: job.jobId, name: job.name, reason: job.reason }, "job queued");
+            log.debug({ jobId: job.jobId, name: job.name, reason: job.reason }, "job queued");
             kick();
           }
           return { accepted: true };
-        });
+        })();
+        void answer(msg.replyTo, () => committed.then(() => accepted));
+        return;
+      }
       case "job.done":
         return answer(msg.replyTo, () => {
           const rec = jobs.get(msg.args.jobId);
@@ -824,6 +838,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
         const w = workers.get(msg.workerId);
         if (rec && rec.workerId === msg.workerId) requeue(rec, msg.reason);
         else w?.running.delete(msg.jobId);
+        if (w && !msg.workerGone) w.pausedUntil = Date.now() + Math.min(1000, heartbeatMs);
         if (w && msg.workerGone) markDown(w, `unreachable: ${msg.reason}`);
         kick();
         return;

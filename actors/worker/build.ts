@@ -55,6 +55,8 @@ export interface BuildEnv {
   cache: ContentCache;
   source: RoleClient<BlobApi>;
   repo: RoleClient<RepoApi>;
+  /** The repo role with the worker's role identity, for reads access rules may restrict. */
+  repoSigned: RoleClient<RepoApi>;
   dispatcher: RoleClient<DispatcherApi>;
   jobsDir: string;
   limits: SandboxLimits;
@@ -431,7 +433,7 @@ async function fetchPrevious(
   fetch: (c: RoleClient<BlobApi>, sha: string, dest: string) => Promise<void>
 ): Promise<void> {
   try {
-    const prev = await env.repo.call(
+    const prev = await env.repoSigned.call(
       "result.get",
       { project: job.project, repository: job.repository, arch: job.arch, package: job.package },
       { idempotent: true }

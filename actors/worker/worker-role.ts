@@ -11,7 +11,15 @@ import { mkdir, open as openFile, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { dispatch, spawn, type Ref } from "nact";
-import { Role, RoleClient, bridgeActor, subjects, type BlobApi, type BridgedRequest } from "../../transport/index.ts";
+import {
+  Role,
+  RoleClient,
+  RpcClient,
+  bridgeActor,
+  subjects,
+  type BlobApi,
+  type BridgedRequest,
+} from "../../transport/index.ts";
 import {
   DEFAULT_LIMITS,
   SandboxUnavailableError,
@@ -131,14 +139,19 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     diskMb: opts.diskMb ?? 65536,
     hostname: os.hostname(),
   };
-  const dispatcher = new RoleClient<DispatcherApi>(ctx.rpc, (t) => subjects.rpc(Role.Dispatcher, t));
+  // The worker's own traffic (blobs, results, heartbeats) is authorised by its NATS credentials;
+  // signing every chunk request would cost milliseconds each. Reads the source role's access
+  // rules may restrict (a previous result of a hidden project) go signed, as the roles' reads do.
+  const rpc = new RpcClient(ctx.nc);
+  const dispatcher = new RoleClient<DispatcherApi>(rpc, (t) => subjects.rpc(Role.Dispatcher, t));
   const env: BuildEnv = {
     workerId,
     nc: ctx.nc,
     log,
     cache,
-    source: new RoleClient<BlobApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t)),
-    repo: new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t)),
+    source: new RoleClient<BlobApi>(rpc, (t) => subjects.rpc(Role.Source, t)),
+    repo: new RoleClient<RepoApi>(rpc, (t) => subjects.rpc(Role.Repo, t)),
+    repoSigned: new RoleClient<RepoApi>(ctx.rpc, (t) => subjects.rpc(Role.Repo, t)),
     dispatcher,
     jobsDir,
     limits,

@@ -1,0 +1,229 @@
+import assert from "node:assert/strict";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type ResultPromise } from "execa";
+import type { NatsConnection } from "nats";
+import pino from "pino";
+import type { BuildJob } from "../../actors/index.ts";
+import { connectNats } from "../../transport/index.ts";
+import { check } from "../helpers/check.ts";
+import { startStack, type Stack } from "../helpers/worker-stack.ts";
+import { SimWorker, simJob } from "../helpers/worker-sim.ts";
+
+// The real dispatcher role over a real nats-server, with simulated workers (NATS clients that
+// speak the worker protocol) so that only the dispatcher's decisions are under test.
+
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "worker");
+const log = pino({ level: "silent" });
+
+describe("dispatcher/ (real role, simulated workers)", function () {
+  this.timeout(60_000);
+  let s: Stack;
+  let nc: NatsConnection;
+  const sims: SimWorker[] = [];
+  const children: ResultPromise[] = [];
+
+  const sim = async (workerId: string, opts: Partial<ConstructorParameters<typeof SimWorker>[1]> = {}) => {
+    const w = new SimWorker(nc, { workerId, ...opts });
+    await w.start();
+    sims.push(w);
+    return w;
+  };
+  const submit = async (job: BuildJob): Promise<BuildJob> => {
+    await s.dispatcher.call("job.submit", { job });
+    return job;
+  };
+  const jobOf = (jobId: string) => s.dispatcher.call("job.get", { jobId });
+
+  beforeEach(async () => {
+    s = await startStack({
+      roles: ["dispatcher"],
+      dispatcher: { heartbeatMs: 200, downAfterMs: 1000, startupGraceMs: 0, constraintCheckMs: 50 },
+    });
+    nc = await connectNats({ servers: s.natsUrl, name: "sims", log });
+  });
+
+  afterEach(async () => {
+    for (const w of sims.splice(0)) await w.stop(false);
+    for (const c of children.splice(0)) {
+      c.kill("SIGKILL");
+      await c.catch(() => undefined);
+    }
+    await nc.drain();
+    await s.stop();
+  });
+
+  it("should keep queued jobs across a dispatcher restart and hand them out afterwards", async () => {
+    const jobs = [await submit(simJob("persist", "a")), await submit(simJob("persist", "b"))];
+    const first = s.roles.find((r) => r.role === "dispatcher")!;
+    await s.stopRole(first);
+    await s.startRole("dispatcher");
+    const listed = await s.dispatcher.call("job.list", { project: "persist" });
+    assert.deepEqual(listed.map((j) => j.jobId).sort(), jobs.map((j) => j.jobId).sort());
+    assert.ok(listed.every((j) => j.code === "scheduled"));
+    const w = await sim("after-restart", { jobs: 2 });
+    await check(() => w.accepted.length === 2, { name: "both jobs assigned" });
+    await check(async () => (await jobOf(jobs[0]!.jobId))?.code === "building", { name: "building" });
+  });
+
+  it("should keep a job dispatching until the worker accepts it, and re-queue a refused one", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const slow = await sim("slow", { acceptGate: () => gate });
+    const job = await submit(simJob("ack", "a"));
+    await check(async () => (await jobOf(job.jobId))?.code === "dispatching", { name: "dispatching" });
+    assert.equal((await jobOf(job.jobId))?.workerId, "slow");
+    open();
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building after ack" });
+    assert.equal(slow.accepted.length, 1);
+
+    await slow.finish(job.jobId);
+    await slow.stop();
+    const refusing = await sim("refusing", { refuse: "no thanks" });
+    const job2 = await submit(simJob("ack", "b"));
+    // Refused: back to the queue, then to a worker that takes it.
+    const taker = await sim("taker");
+    await check(() => taker.accepted.some((j) => j.jobId === job2.jobId), { name: "taken by the other worker" });
+    assert.equal(refusing.accepted.length, 0);
+  });
+
+  it("should re-queue the jobs of a worker process that was killed", async () => {
+    const child = execa("node", ["--import", "tsx", path.join(FIXTURES, "sim-worker.ts"), s.natsUrl, "doomed"], {
+      reject: false,
+      buffer: false,
+    });
+    children.push(child);
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    await check(() => out.includes("READY"), { timeoutMs: 30_000, name: "sim worker process ready" });
+    const job = await submit(simJob("killed", "a"));
+    await check(() => out.includes(`ACCEPTED ${job.jobId}`), { name: "accepted by the doomed worker" });
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building" });
+    child.kill("SIGKILL");
+    await child.catch(() => undefined);
+    const rescuer = await sim("rescuer");
+    await check(() => rescuer.accepted.some((j) => j.jobId === job.jobId), {
+      timeoutMs: 15_000,
+      name: "re-queued to the rescuer",
+    });
+    const ws = await s.dispatcher.call("worker.list", {});
+    const doomed = ws.find((w) => w.workerId === "doomed")!;
+    assert.equal(doomed.state, "down");
+    assert.match(doomed.details ?? "", /silent/);
+  });
+
+  it("should not starve a project that queues one job after another queued 500", async () => {
+    const w1 = await sim("f1");
+    const w2 = await sim("f2");
+    const order: string[] = [];
+    for (const w of [w1, w2]) w.onAccept((j) => order.push(j.project));
+    const big: BuildJob[] = [];
+    for (let i = 0; i < 500; i++) big.push(simJob("big", `p${i}`, { readyTime: Date.now() - 1000 + i }));
+    await Promise.all(big.map(submit));
+    // Let the big project build for a while: its load grows with every assignment.
+    const finishSome = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const w = i % 2 ? w2 : w1;
+        await check(() => w.running.size > 0, { name: "a job running" });
+        await w.finish([...w.running.keys()][0]!);
+      }
+    };
+    await finishSome(20);
+    const small = await submit(simJob("small", "only"));
+    const before = order.length;
+    await finishSome(6);
+    await check(() => order.includes("small"), { name: "small project's job assigned" });
+    const after = order.indexOf("small") - before;
+    assert.ok(after <= 2, `the small project's job waited for ${after} assignments: ${order.slice(before).join(",")}`);
+    assert.ok(
+      order.slice(0, before).every((p) => p === "big"),
+      "only the big project was queued before"
+    );
+    void small;
+  });
+
+  it("should order by needed, then ready time within a project", async () => {
+    const older = await submit(simJob("ord", "older", { readyTime: 1000 }));
+    const needed = await submit(simJob("ord", "needed", { readyTime: 2000, needed: 5 }));
+    const newer = await submit(simJob("ord", "newer", { readyTime: 3000 }));
+    const taker = await sim("order");
+    const seen: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await check(() => taker.running.size > 0, { name: `job ${i}` });
+      const id = [...taker.running.keys()][0]!;
+      seen.push(id);
+      await taker.finish(id);
+    }
+    assert.deepEqual(seen, [needed.jobId, older.jobId, newer.jobId]);
+  });
+
+  it("should give constrained jobs only to compliant workers and explain waiting ones", async () => {
+    const plain = await sim("plain");
+    const job = await submit(simJob("con", "big", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
+    const free = await submit(simJob("con", "small"));
+    await check(() => plain.accepted.some((j) => j.jobId === free.jobId), { name: "plain job assigned" });
+    await check(
+      async () =>
+        /no compliant workers/.test((await jobOf(job.jobId))?.details ?? "") || (await jobOf(job.jobId)) === null,
+      {
+        name: "explained",
+      }
+    );
+    // A compliant worker that is down makes the job wait instead of fail.
+    const big = new SimWorker(nc, { workerId: "bigmem", hostLabels: ["BIGMEM"] });
+    const job2 = await submit(simJob("con", "big2", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
+    void job2;
+    await big.start();
+    await big.stop(true);
+    const job3 = await submit(simJob("con", "big3", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
+    await check(async () => (await jobOf(job3.jobId))?.details === "waiting for 1 compliant workers (1 of them down)", {
+      name: "waiting details",
+    });
+    const back = await sim("bigmem", { hostLabels: ["BIGMEM"], jobs: 4 });
+    await check(() => back.accepted.some((j) => j.jobId === job3.jobId), { name: "assigned when it is back" });
+    assert.ok(!plain.accepted.some((j) => j.jobId === job3.jobId));
+  });
+
+  it("should keep a refused package away from the refusing worker and count refusals", async () => {
+    const a = await sim("ra");
+    const job = await submit(simJob("rej", "x"));
+    await check(() => a.accepted.length === 1, { name: "assigned" });
+    await s.dispatcher.call("job.reject", { jobId: job.jobId, workerId: "ra", reason: "hook said no", hostBad: false });
+    const b = await sim("rb");
+    await check(() => b.accepted.some((j) => j.jobId === job.jobId), { name: "went to the other worker" });
+    assert.equal(a.accepted.length, 1, "not back to the refusing worker");
+    assert.equal((await jobOf(job.jobId))?.rejections, 1);
+    await s.dispatcher.call("job.reject", { jobId: job.jobId, workerId: "rb", reason: "broken host", hostBad: true });
+    const ws = await s.dispatcher.call("worker.list", {});
+    assert.match(ws.find((w) => w.workerId === "rb")?.details ?? "", /marked bad: broken host/);
+    assert.equal(ws.find((w) => w.workerId === "rb")?.state, "down");
+    await check(
+      async () => /waiting for 2 compliant workers \(2 of them bad\)/.test((await jobOf(job.jobId))?.details ?? ""),
+      {
+        name: "both refused",
+      }
+    );
+  });
+
+  it("should list workers with state and current job", async () => {
+    const w = await sim("lister", { jobs: 2, hostLabels: ["L1"] });
+    const job = await submit(simJob("list", "a"));
+    await check(() => w.running.size === 1, { name: "running" });
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building" });
+    const ws = await s.dispatcher.call("worker.list", {});
+    const v = ws.find((x) => x.workerId === "lister")!;
+    assert.equal(v.state, "building");
+    assert.deepEqual(
+      v.running.map((r) => `${r.project}/${r.package}`),
+      ["list/a"]
+    );
+    assert.deepEqual(v.registration.hostLabels, ["L1"]);
+    await w.finish(job.jobId);
+    await check(
+      async () => (await s.dispatcher.call("worker.list", {})).find((x) => x.workerId === "lister")?.state === "idle",
+      {
+        name: "idle again",
+      }
+    );
+  });
+});
