@@ -366,8 +366,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       const req = validated(validators, msg);
       if (!req) return undefined;
       // The source role decides who may see a project's states or trigger its rebuilds.
-      const need = req.type === "rebuild.request" ? AccessNeed.Write : AccessNeed.See;
-      void gate.require(req, { project: req.args.project }, need).then(
+      // A build's job shows what its sources say (dependencies, recipe): hidden with them.
+      const need =
+        req.type === "rebuild.request"
+          ? AccessNeed.Write
+          : req.type === "buildinfo.get"
+            ? AccessNeed.Sources
+            : AccessNeed.See;
+      const target =
+        req.type === "buildinfo.get"
+          ? { project: req.args.project, package: req.args.package }
+          : { project: req.args.project };
+      void gate.require(req, target, need).then(
         () => handle(req),
         (err: unknown) => dispatch(req.replyTo, errorEnvelope(err))
       );
