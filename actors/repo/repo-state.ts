@@ -32,6 +32,7 @@ import { BuildResultCode, type PoolBinary as PoolRecord } from "../common/model.
 import { DEFAULT_EXPORT_FILTERS, exportTargets, importFilename, type ExportFilterRule } from "./export-filter.ts";
 import {
   IncrementalPool,
+  computePool,
   isPoolCandidate,
   type PackageResult,
   type PoolBinary as RuleBinary,
@@ -863,17 +864,15 @@ export class RepoState {
         }
       }
       const results = this.#readBinInfos(project, repository, arch);
-      // A fresh incremental pool built from the results evaluates the same rule as computePool
-      // (the property tests hold them equal), and is what the role keeps using from now on.
-      const pool = this.#buildPool(project, repository, arch, results, config);
-      const st: PrpaState = { project, repository, arch, pool, config };
-      this.#prpas.set(k, st);
+      const fresh = computePool(results, this.#useforbuildOf(project, repository, arch), keepLocalOf(arch, config));
       // The kept pool is written with every change, so any repair means it had gone wrong.
-      const counts = this.#repairStored(st, pool);
+      const counts = this.#repairStored({ project, repository, arch }, fresh);
       if (counts.added + counts.removed + counts.changed > 0) {
         this.#log.error({ project, repository, arch, ...counts }, "stored pool differed from the rule");
       }
-      return { ...counts, binaries: pool.size, bininfoRepaired };
+      // The incremental pool restarts from the verified results when next needed.
+      this.#prpas.delete(k);
+      return { ...counts, binaries: fresh.size, bininfoRepaired };
     });
   }
 
@@ -890,7 +889,10 @@ export class RepoState {
   }
 
   /** Makes the stored pool equal `want`; inside a transaction. */
-  #repairStored(st: PrpaState, want: IncrementalPool<PoolBin>): PoolChangeCounts {
+  #repairStored(
+    st: Prpa,
+    want: { values(): Iterable<PoolEntry<PoolBin>>; get(name: string): PoolEntry<PoolBin> | undefined }
+  ): PoolChangeCounts {
     const stored = new Map<string, PoolIndexEntry>();
     for (const { key, value } of this.#store.scan<PoolIndexEntry>(keys.poolOf(st.project, st.repository, st.arch))) {
       stored.set(key[4] as string, value);
@@ -926,7 +928,7 @@ export class RepoState {
     return countsOf(diff);
   }
 
-  #writePool(st: PrpaState, added: PoolEntry<PoolBin>[], removed: Removal[]): void {
+  #writePool(st: Prpa, added: PoolEntry<PoolBin>[], removed: Removal[]): void {
     if (added.length === 0 && removed.length === 0) return;
     const { project: p, repository: r, arch: a } = st;
     const addedNames = new Set(added.map((x) => x.name));
@@ -938,7 +940,7 @@ export class RepoState {
   }
 
   /** `repo.pool-changed` events for one change, split so that none grows past the size limit. */
-  #poolEvents(st: PrpaState, added: PoolRecord[], removed: Removal[]): RepoPoolChangedEvent[] {
+  #poolEvents(st: Prpa, added: PoolRecord[], removed: Removal[]): RepoPoolChangedEvent[] {
     const out: RepoPoolChangedEvent[] = [];
     let cur: RepoPoolChangedEvent | undefined;
     let size = 0;
