@@ -19,6 +19,7 @@ import type { BuildConfig } from "../common/prjconf.ts";
 import { depMetaLines, genMeta } from "../common/build-meta.ts";
 import { PackageCode, RepoCode, type BuildDep, type BuildResultCode, type PoolBinary } from "../common/model.ts";
 import type { PackageBuildInfo } from "../source/protocol.ts";
+import { bloomHas } from "./expand.ts";
 import { RepoExpansion, type Expansion, type PoolLayer } from "./expansion.ts";
 import type { BuildReason } from "./protocol.ts";
 
@@ -30,8 +31,20 @@ export interface LastBuild {
   versrel: string;
   bcnt: number;
   metaSha256?: string;
-  /** Lines of the meta the build was made from; undefined when it has none. */
+  /** Lines of the meta the build was made from; only needed when no digests were recorded. */
   meta?: readonly string[];
+  /**
+   * Digests of the build's dependency signature ({@link dependencySignature}), recorded when its
+   * job was created: `sig` covers what each dependency contributes to the meta (equal digests
+   * mean equal metas, so the rebuild decision needs no meta text), `direct` only the direct
+   * identities (for `rebuild="direct"`).
+   */
+  digests?: SignatureDigests;
+}
+
+export interface SignatureDigests {
+  sig: string;
+  direct: string;
 }
 
 export interface JobRef {
@@ -50,6 +63,9 @@ export interface NeededBuild {
   reason: BuildReason;
   bdeps: BuildDep[];
   needed: number;
+  /** To be recorded with the job: the next check compares against its digests. */
+  depsig: string[];
+  digests: SignatureDigests;
 }
 
 export type RebuildMode = "transitive" | "direct" | "local";
@@ -66,6 +82,11 @@ export interface CheckerSetup {
   layers: readonly PoolLayer[];
   /** Meta lines of a producing build, by its meta blob id. */
   metaOf: (sha256: string) => readonly string[] | undefined;
+  /**
+   * The full dependency signature a package's last build recorded, when the caller keeps it at
+   * hand: used to name the changed dependencies of a meta change (else the caller does later).
+   */
+  signatureOf?: (pkg: string) => readonly string[] | undefined;
 }
 
 export interface CheckOutput {
@@ -79,12 +100,15 @@ export interface CheckOutput {
   evaluated: number;
   /** Packages whose expansion was recomputed in this check. */
   expanded: number;
+  /** Where the check spent its time (ms): expansion, build order, states. */
+  timings: { expandMs: number; orderMs: number; evaluateMs: number };
 }
 
 interface Entry {
   info: PackageBuildInfo;
   exp?: Expansion;
-  touched?: Int32Array;
+  /** Bloom filter of the name ids the expansion looked at (from the expander). */
+  bloom?: Uint32Array;
   /** Local source packages this one depends on. */
   deps: string[];
   state: PackageState;
@@ -142,10 +166,21 @@ export function sccs(nodes: readonly string[], edges: (n: string) => readonly st
   return out;
 }
 
+const buildLists = new WeakMap<BuildConfig, { only: Set<string>; exclude: Set<string> }>();
+
+/** `BuildFlags: onlybuild:` / `excludebuild:` (OBS's package white- and blacklist). */
 function excludedByBuildFlags(config: BuildConfig, pkg: string): string | undefined {
-  const only = config.buildFlags.filter((f) => f.startsWith("onlybuild:")).map((f) => f.slice(10));
-  if (only.length && !only.includes(pkg)) return "package whitelist";
-  if (config.buildFlags.some((f) => f === `excludebuild:${pkg}`)) return "package blacklist";
+  let lists = buildLists.get(config);
+  if (!lists) {
+    lists = { only: new Set(), exclude: new Set() };
+    for (const f of config.buildFlags) {
+      if (f.startsWith("onlybuild:")) lists.only.add(f.slice(10));
+      else if (f.startsWith("excludebuild:")) lists.exclude.add(f.slice(13));
+    }
+    buildLists.set(config, lists);
+  }
+  if (lists.only.size && !lists.only.has(pkg)) return "package whitelist";
+  if (lists.exclude.has(pkg)) return "package blacklist";
   return undefined;
 }
 
@@ -179,6 +214,98 @@ export function metaChanges(
   return out.sort(
     (x, y) => x.key.split("/").length - y.key.split("/").length || (x.key < y.key ? -1 : x.key > y.key ? 1 : 0)
   );
+}
+
+/**
+ * One entry per meta-relevant dependency: `name`, what the dependency contributes to the meta
+ * (the producing build's meta id when there is one, else the header md5 — exactly the rule of
+ * `depMetaLines`), and its "direct" identity (the producing build's source md5 when known) for
+ * `rebuild="direct"`. Two builds with equal signatures write equal metas.
+ */
+export function dependencySignature(
+  edeps: readonly string[],
+  binary: (name: string) => PoolBinary | undefined,
+  producerSource: (pkg: string) => string | undefined
+): string[] {
+  const out: string[] = [];
+  for (const name of edeps) {
+    const b = binary(name);
+    if (!b) continue;
+    const sig = b.metaSha256 ?? b.hdrmd5;
+    out.push(`${name}\u0000${sig}\u0000${(b.metaSha256 ? producerSource(b.package) : undefined) ?? sig}`);
+  }
+  return out;
+}
+
+/** The `packagechange` list between two dependency signatures. */
+export function signatureChanges(
+  old: readonly string[],
+  now: readonly string[],
+  direct: boolean
+): NonNullable<BuildReason["packagechange"]> {
+  const field = direct ? 2 : 1;
+  const split = (sig: readonly string[]): Map<string, string> =>
+    new Map(sig.map((e) => e.split("\u0000")).map((p) => [p[0]!, p[field]!]));
+  const a = split(old);
+  const b = split(now);
+  const out: NonNullable<BuildReason["packagechange"]> = [];
+  for (const [k, v] of b) {
+    if (!a.has(k)) out.push({ change: "added", key: k });
+    else if (a.get(k) !== v) out.push({ change: "md5sum", key: k });
+  }
+  for (const k of a.keys()) if (!b.has(k)) out.push({ change: "removed", key: k });
+  return out.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+}
+
+/** FNV-1a over a string, from a seed: a cheap, stable 32-bit hash. */
+function fnv(s: string, seed: number): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** An order-dependent 96-bit digest of a list of strings, as hex. */
+class Digest {
+  #a = 0x811c9dc5;
+  #b = 0x9e3779b1;
+  #c = 0;
+  add(x: number, y: number): void {
+    this.#a = (Math.imul(this.#a, 31) + x) >>> 0;
+    this.#b = (Math.imul(this.#b ^ y, 0x85ebca6b) + 0x2545f491) >>> 0;
+    this.#c = (this.#c + 1) >>> 0;
+  }
+  hex(): string {
+    return `${this.#a.toString(16)}.${this.#b.toString(16)}.${this.#c.toString(16)}`;
+  }
+}
+
+const entryHashes = new WeakMap<PoolBinary, [number, number]>();
+
+/** The digests of {@link dependencySignature}, without building its strings. */
+export function signatureDigests(
+  edeps: readonly string[],
+  binary: (name: string) => PoolBinary | undefined,
+  producerSource: (pkg: string) => string | undefined,
+  withDirect: boolean
+): SignatureDigests {
+  const sig = new Digest();
+  const direct = new Digest();
+  for (const name of edeps) {
+    const b = binary(name);
+    if (!b) continue;
+    let h = entryHashes.get(b);
+    if (!h) {
+      const e = `${name}\u0000${b.metaSha256 ?? b.hdrmd5}`;
+      h = [fnv(e, 0x811c9dc5), fnv(e, 0x050c5d1f)];
+      entryHashes.set(b, h);
+    }
+    sig.add(h[0], h[1]);
+    if (withDirect) {
+      const d = `${name}\u0000${(b.metaSha256 ? producerSource(b.package) : undefined) ?? b.metaSha256 ?? b.hdrmd5}`;
+      direct.add(fnv(d, 0x811c9dc5), fnv(d, 0x050c5d1f));
+    }
+  }
+  return { sig: sig.hex(), direct: withDirect ? direct.hex() : "" };
 }
 
 /** A min-heap of packages by build-order rank. */
@@ -230,6 +357,7 @@ export class IncrementalChecker {
   #block: BlockMode;
   readonly #exp: RepoExpansion;
   readonly #metaOf: (sha256: string) => readonly string[] | undefined;
+  readonly #signatureOf: ((pkg: string) => readonly string[] | undefined) | undefined;
   readonly #pkgs = new Map<string, Entry>();
   readonly #states = new Map<string, PackageState>();
   readonly #results = new Map<string, LastBuild>();
@@ -237,19 +365,22 @@ export class IncrementalChecker {
   readonly #force = new Set<string>();
   readonly #notReadyElsewhere = new Map<string, ReadonlySet<string>>();
   readonly #notReady = new Set<string>();
-  readonly #inverted = new Map<number, Set<string>>();
-  readonly #revdeps = new Map<string, Set<string>>();
-  #dep2src = new Map<string, string>();
+  /** Reverse local dependencies, rebuilt with the build order whenever dependencies change. */
+  #revdeps = new Map<string, string[]>();
+  /** Binary name → local package that declares it as a subpackage. */
+  readonly #declared = new Map<string, string>();
+  /** Binary name → package whose result holds it in this repository's pool. */
+  readonly #poolOwner = new Map<string, string>();
   #compOf = new Map<string, number>();
   #cycles: string[][] = [];
   #indexVersion = -1;
   #expandAll = true;
   #stateAll = true;
   #orderDirty = true;
-  #dep2srcDirty = true;
   readonly #expandDirty = new Set<string>();
   readonly #stateDirty = new Set<string>();
   readonly #pending = new Set<string>();
+  readonly #namesChanged = new Set<number>();
 
   constructor(setup: CheckerSetup) {
     this.project = setup.project;
@@ -259,6 +390,7 @@ export class IncrementalChecker {
     this.#block = setup.block;
     this.#exp = new RepoExpansion(setup.layers, setup.config);
     this.#metaOf = setup.metaOf;
+    this.#signatureOf = setup.signatureOf;
   }
 
   get expansion(): RepoExpansion {
@@ -282,44 +414,67 @@ export class IncrementalChecker {
 
   upsertPackage(info: PackageBuildInfo): void {
     const e = this.#pkgs.get(info.package);
+    const before = e?.info.subpacks ?? [];
     if (e) {
-      if (e.info.subpacks.join("\0") !== info.subpacks.join("\0")) {
-        this.#dep2srcDirty = true;
-        for (const s of [...e.info.subpacks, ...info.subpacks]) this.#markUsers(s);
-      }
       e.info = info;
       e.quick = undefined;
     } else {
       this.#pkgs.set(info.package, { info, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 });
-      if (info.subpacks.length) {
-        this.#dep2srcDirty = true;
-        for (const s of info.subpacks) this.#markUsers(s);
-      }
       this.#orderDirty = true;
     }
+    if (before.join("\0") !== info.subpacks.join("\0")) this.#redeclare(info.package, before, info.subpacks);
     this.#expandDirty.add(info.package);
   }
 
   removePackage(name: string): void {
     const e = this.#pkgs.get(name);
     if (!e) return;
-    this.#untrack(name, e);
-    for (const d of e.deps) this.#revdeps.get(d)?.delete(name);
     for (const r of this.#revdeps.get(name) ?? []) this.#expandDirty.add(r);
-    this.#revdeps.delete(name);
     this.#pkgs.delete(name);
     this.#states.delete(name);
     this.#force.delete(name);
     this.#notReady.delete(name);
     this.#pending.delete(name);
-    if (e.info.subpacks.length) this.#dep2srcDirty = true;
+    this.#redeclare(name, e.info.subpacks, []);
     this.#orderDirty = true;
   }
 
   /** A pool change of one layer of the path (layer 0: this repository). */
   applyPoolDiff(layer: number, added: readonly PoolBinary[], removed: readonly string[]): void {
     this.#exp.applyPoolDiff(layer, added, removed);
-    if (layer === 0) this.#dep2srcDirty = true;
+    if (layer !== 0) return;
+    const addedNames = new Set(added.map((b) => b.name));
+    for (const n of removed) {
+      if (addedNames.has(n) || !this.#poolOwner.has(n)) continue;
+      const was = this.#dep2src(n);
+      this.#poolOwner.delete(n);
+      if (this.#dep2src(n) !== was) this.#markUsers(n);
+    }
+    for (const b of added) {
+      const was = this.#dep2src(b.name);
+      this.#poolOwner.set(b.name, b.package);
+      if (this.#dep2src(b.name) !== was) this.#markUsers(b.name);
+    }
+  }
+
+  /** The local package that builds a binary: a declared subpackage first, else the pool's owner. */
+  #dep2src(name: string): string | undefined {
+    return this.#declared.get(name) ?? this.#poolOwner.get(name);
+  }
+
+  /** A package's declared subpackages changed: the users of every name whose owner moved. */
+  #redeclare(pkg: string, before: readonly string[], after: readonly string[]): void {
+    const names = new Set([...before, ...after]);
+    const was = new Map([...names].map((n) => [n, this.#dep2src(n)]));
+    for (const n of before) if (this.#declared.get(n) === pkg) this.#declared.delete(n);
+    for (const n of after) this.#declared.set(n, pkg);
+    // Another package may still declare a name this one gave up.
+    for (const n of before) {
+      if (this.#declared.has(n)) continue;
+      for (const [other, oe] of this.#pkgs)
+        if (other !== pkg && oe.info.subpacks.includes(n)) this.#declared.set(n, other);
+    }
+    for (const n of names) if (this.#dep2src(n) !== was.get(n)) this.#markUsers(n);
   }
 
   setResult(pkg: string, last: LastBuild | undefined): void {
@@ -359,20 +514,25 @@ export class IncrementalChecker {
     if (this.#pkgs.has(pkg)) this.#stateDirty.add(pkg);
   }
 
-  /** Marks the packages whose expansion looked at `name` for re-expansion. */
+  /**
+   * Marks the packages whose expansion may have looked at `name` for re-expansion; done in one
+   * pass over all packages at the next check.
+   */
   #markUsers(name: string): void {
-    for (const p of this.#inverted.get(this.#exp.nameId(name)) ?? []) this.#expandDirty.add(p);
+    this.#namesChanged.add(this.#exp.nameId(name));
   }
 
-  #untrack(pkg: string, e: Entry): void {
-    if (!e.touched) return;
-    for (const id of e.touched) {
-      const s = this.#inverted.get(id);
-      if (!s) continue;
-      s.delete(pkg);
-      if (!s.size) this.#inverted.delete(id);
+  #markIds(ids: readonly number[]): void {
+    for (const [p, e] of this.#pkgs) {
+      const bloom = e.bloom;
+      if (!bloom) continue;
+      for (const id of ids) {
+        if (bloomHas(bloom, id)) {
+          this.#expandDirty.add(p);
+          break;
+        }
+      }
     }
-    e.touched = undefined;
   }
 
   // ---- reading -----------------------------------------------------------------------------
@@ -430,62 +590,38 @@ export class IncrementalChecker {
     const version = exp.index.version;
     if (!this.#expandAll && version !== this.#indexVersion) {
       const changed = exp.index.changedIdsSince(this.#indexVersion);
-      if (!changed) this.#expandAll = true;
-      else for (const id of changed) for (const p of this.#inverted.get(id) ?? []) this.#expandDirty.add(p);
+      // Past a few thousand changed names, testing every filter costs more than expanding.
+      if (!changed || changed.length > 4096) this.#expandAll = true;
+      else for (const id of changed) this.#namesChanged.add(id);
     }
+    if (!this.#expandAll && this.#namesChanged.size) this.#markIds([...this.#namesChanged]);
+    this.#namesChanged.clear();
     const toExpand = this.#expandAll ? [...this.#pkgs.keys()] : [...this.#expandDirty].filter((p) => this.#pkgs.has(p));
     this.#expandAll = false;
     this.#expandDirty.clear();
 
-    if (this.#dep2srcDirty) {
-      const m = new Map<string, string>();
-      for (const b of exp.ownBinaries()) m.set(b.name, b.package);
-      for (const [name, e] of this.#pkgs) for (const s of e.info.subpacks) m.set(s, name);
-      const changedOwners: string[] = [];
-      for (const [k, v] of m) if (this.#dep2src.get(k) !== v) changedOwners.push(k);
-      for (const k of this.#dep2src.keys()) if (!m.has(k)) changedOwners.push(k);
-      this.#dep2src = m;
-      this.#dep2srcDirty = false;
-      // A binary that changed owner changes the local dependencies of the packages that use it.
-      const extra = new Set<string>();
-      for (const n of changedOwners) for (const p of this.#inverted.get(exp.nameId(n)) ?? []) extra.add(p);
-      for (const p of extra) if (!toExpand.includes(p)) toExpand.push(p);
-    }
-
+    const tExpand = performance.now();
     // 2. Re-expand.
     const stateWork = new Set<string>(this.#stateAll ? this.#pkgs.keys() : []);
     for (const p of toExpand) {
       const e = this.#pkgs.get(p)!;
-      this.#untrack(p, e);
       let deps: string[] = [];
+      e.bloom = undefined;
       if (e.info.error) e.exp = undefined;
       else {
-        let touched: Int32Array | undefined;
-        e.exp = exp.edeps(e.info, (ids) => (touched = ids));
-        e.touched = touched;
-        for (const id of touched ?? []) {
-          let s = this.#inverted.get(id);
-          if (!s) this.#inverted.set(id, (s = new Set()));
-          s.add(p);
-        }
+        e.exp = exp.edeps(e.info, (bloom) => (e.bloom = bloom));
         if (e.exp.ok) {
           const set = new Set<string>();
           // A dependency is local when a package of this repository builds it (declared
           // subpackage, or owner in this repository's pool).
           for (const bin of e.exp.packages) {
-            const src = this.#dep2src.get(bin);
-            if (src && src !== p && this.#pkgs.has(src)) set.add(src);
+            const src = this.#dep2src(bin);
+            if (src !== undefined && src !== p && !set.has(src) && this.#pkgs.has(src)) set.add(src);
           }
           deps = [...set].sort();
         }
       }
-      if (deps.join("\0") !== e.deps.join("\0")) {
-        for (const d of e.deps) this.#revdeps.get(d)?.delete(p);
-        for (const d of deps) {
-          let s = this.#revdeps.get(d);
-          if (!s) this.#revdeps.set(d, (s = new Set()));
-          s.add(p);
-        }
+      if (deps.length !== e.deps.length || deps.some((d, i) => d !== e.deps[i])) {
         e.deps = deps;
         this.#orderDirty = true;
       }
@@ -494,8 +630,18 @@ export class IncrementalChecker {
     }
     this.#indexVersion = version;
 
+    const tOrder = performance.now();
     // 3. Build order.
     if (this.#orderDirty) {
+      const rev = new Map<string, string[]>();
+      for (const [name, e] of this.#pkgs) {
+        for (const d of e.deps) {
+          const list = rev.get(d);
+          if (list) list.push(name);
+          else rev.set(d, [name]);
+        }
+      }
+      this.#revdeps = rev;
       const names = [...this.#pkgs.keys()].sort();
       const comps = sccs(names, (n) => this.#pkgs.get(n)?.deps ?? []);
       this.#compOf = new Map();
@@ -505,6 +651,7 @@ export class IncrementalChecker {
       this.#orderDirty = false;
     }
 
+    const tEvaluate = performance.now();
     // 4. States, in build order, propagating readiness to reverse dependencies.
     for (const p of this.#stateDirty) stateWork.add(p);
     for (const p of this.#pending) stateWork.add(p);
@@ -538,15 +685,24 @@ export class IncrementalChecker {
       if (s.code === PackageCode.Blocked) blocked = true;
     }
     if (repoCode === RepoCode.Finished && blocked) repoCode = RepoCode.Blocked;
-    return { states: this.#states, builds, notReady: this.#notReady, repoCode, evaluated, expanded: toExpand.length };
+    const tEnd = performance.now();
+    return {
+      states: this.#states,
+      builds,
+      notReady: this.#notReady,
+      repoCode,
+      evaluated,
+      expanded: toExpand.length,
+      timings: { expandMs: tOrder - tExpand, orderMs: tEvaluate - tOrder, evaluateMs: tEnd - tEvaluate },
+    };
   }
 
   /** Decides one package; returns the build it needs, if any. */
   #evaluate(pkg: string, e: Entry): NeededBuild | undefined {
     const p = e.info;
     const set = (code: PackageCode, details = "", notReady = false): undefined => {
-      this.#states.set(pkg, { code, details });
-      e.state = { code, details };
+      if (e.state.code !== code || e.state.details !== details) e.state = { code, details };
+      this.#states.set(pkg, e.state);
       if (notReady) this.#notReady.add(pkg);
       else this.#notReady.delete(pkg);
       return undefined;
@@ -562,10 +718,10 @@ export class IncrementalChecker {
     if (!exp) return set(PackageCode.Broken, "no expansion");
     if (!exp.ok) return set(PackageCode.Unresolvable, exp.error);
     if (this.#block !== "never") {
-      const blockers: string[] = [];
+      let blockers: string[] | undefined;
       const comp = this.#compOf.get(pkg);
       for (const src of e.deps) {
-        if (this.#notReady.has(src) && this.#compOf.get(src) !== comp) blockers.push(src);
+        if (this.#notReady.has(src) && this.#compOf.get(src) !== comp) (blockers ??= []).push(src);
       }
       if (this.#block !== "local" && this.#notReadyElsewhere.size) {
         for (const bin of exp.packages) {
@@ -574,30 +730,53 @@ export class IncrementalChecker {
           const who = `${lb.project}/${lb.repository}/${lb.binary.package}`;
           if (
             this.#notReadyElsewhere.get(keyOf(lb.project, lb.repository))?.has(lb.binary.package) &&
-            !blockers.includes(who)
+            !blockers?.includes(who)
           ) {
-            blockers.push(who);
+            (blockers ??= []).push(who);
           }
         }
       }
-      if (blockers.length) return set(PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
+      if (blockers) return set(PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
     }
     const job = this.#jobs.get(pkg);
     if (job && job.srcmd5 === p.verifymd5) return set(PackageCode.Scheduled, job.details ?? "", p.flags.useforbuild);
     const last = this.#force.has(pkg) ? undefined : this.#results.get(pkg);
+    // A failed build's sources never reached the pool: only a succeeded one says what did.
+    const producerSource = (src: string): string | undefined => {
+      const r = this.#results.get(src);
+      return r?.code === "succeeded" ? r.srcmd5 : undefined;
+    };
+    const binary = (n: string): PoolBinary | undefined => this.#exp.binary(n)?.binary;
     let reason: BuildReason | undefined;
-    if (!last || !last.meta) reason = { explain: "new build", time: 0 };
+    let digests: SignatureDigests | undefined;
+    if (!last || (!last.meta && !last.digests)) reason = { explain: "new build", time: 0 };
     else if (last.srcmd5 !== p.verifymd5) reason = { explain: "source change", time: 0, oldsource: last.srcmd5 };
     else if (this.#rebuild !== "local") {
-      const quick = this.#quickKey(p, exp.packages, last);
-      if (quick !== e.quick) {
-        const strip = (m: readonly string[]): string[] =>
-          this.#rebuild === "direct" ? m.filter((l) => !l.includes("/")) : [...m];
-        const want = strip(this.#expectedMeta(p, exp.packages));
-        const had = strip(last.meta);
-        if (want.length !== had.length || want.some((l, i) => l !== had[i])) {
-          reason = { explain: "meta change", time: 0, packagechange: metaChanges(had, want) };
-        } else e.quick = quick;
+      if (last.digests) {
+        const direct = this.#rebuild === "direct";
+        digests = signatureDigests(exp.packages, binary, producerSource, direct);
+        if (direct ? digests.direct !== last.digests.direct : digests.sig !== last.digests.sig) {
+          reason = { explain: "meta change", time: 0 };
+          const old = this.#signatureOf?.(pkg);
+          if (old)
+            reason.packagechange = signatureChanges(
+              old,
+              dependencySignature(exp.packages, binary, producerSource),
+              direct
+            );
+        }
+      } else {
+        // A build from before signatures were recorded: compare metas as OBS does.
+        const quick = this.#quickKey(p, exp.packages, last);
+        if (quick !== e.quick) {
+          const strip = (m: readonly string[]): string[] =>
+            this.#rebuild === "direct" ? m.filter((l) => !l.includes("/")) : [...m];
+          const want = strip(this.#expectedMeta(p, exp.packages));
+          const had = strip(last.meta!);
+          if (want.length !== had.length || want.some((l, i) => l !== had[i])) {
+            reason = { explain: "meta change", time: 0, packagechange: metaChanges(had, want) };
+          } else e.quick = quick;
+        }
       }
     }
     if (!reason) return set(last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
@@ -632,7 +811,9 @@ export class IncrementalChecker {
     set(PackageCode.Scheduled, "", p.flags.useforbuild);
     // Until a job is set, the package is decided again at every check.
     this.#pending.add(pkg);
-    return { package: pkg, reason, bdeps, needed: this.#revdeps.get(pkg)?.size ?? 0 };
+    const depsig = dependencySignature(exp.packages, binary, producerSource);
+    digests = signatureDigests(exp.packages, binary, producerSource, true);
+    return { package: pkg, reason, bdeps, needed: this.#revdeps.get(pkg)?.length ?? 0, depsig, digests };
   }
 
   /** A digest of everything the meta comparison depends on (OBS's quick `hdrmetamd5` check). */

@@ -64,10 +64,11 @@ export interface ExpandOptions {
   /** Reuse results of earlier identical expansions while the index has not changed under them. */
   cache?: ExpansionCache;
   /**
-   * With a cache: told the ids of the names the expansion looked at ({@link ProviderIndex.nameId}),
-   * so a caller can find which results a change of the index can affect.
+   * With a cache: given the Bloom filter of the name ids the expansion looked at, so a caller can
+   * tell which results a change of the index can affect ({@link bloomHas} with the ids of
+   * `ProviderIndex.changedIdsSince`).
    */
-  onTouched?: (ids: Int32Array) => void;
+  onTraced?: (bloom: Uint32Array) => void;
   /** Return the cached result object itself (the caller promises not to change it). */
   shareResult?: boolean;
 }
@@ -943,7 +944,8 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
   return { bloom, names };
 }
 
-function bloomHas(bloom: Uint32Array, n: number): boolean {
+/** Whether a Bloom filter of an expansion may contain name id `n` (no false negatives). */
+export function bloomHas(bloom: Uint32Array, n: number): boolean {
   const mask = bloom.length * 32 - 1;
   const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
   const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
@@ -955,8 +957,6 @@ function bloomHas(bloom: Uint32Array, n: number): boolean {
 interface CacheEntry {
   version: number;
   bloom: Uint32Array;
-  /** The name ids the expansion looked at (what the bloom filter summarises). */
-  touched: Int32Array;
   result: ExpandResult;
 }
 
@@ -1060,8 +1060,7 @@ function expandEntry(
   const version = index.version;
   const result = new Run(cc, index, compat, xignore, trace).run(deps);
   if (!cache || !trace) return { result };
-  const traced = bloomOf(index, cc.view, trace);
-  const entry: CacheEntry = { version, bloom: traced.bloom, touched: Int32Array.from(traced.names), result };
+  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace).bloom, result };
   if (store) {
     entry.result = cloneResult(result);
     cache.set(index, config, key, entry);
@@ -1171,7 +1170,7 @@ export function getDeps(
     const hit = cache.lookup(index, config, key);
     if (hit) {
       cache.hits++;
-      opts.onTouched?.(hit.touched);
+      opts.onTraced?.(hit.bloom);
       return opts.shareResult ? hit.result : cloneResult(hit.result);
     }
     cache.misses++;
@@ -1226,11 +1225,10 @@ export function getDeps(
     cache.set(index, config, key, {
       version: entry.version,
       bloom: entry.bloom,
-      touched: entry.touched,
       result: cloneResult(out),
     });
   }
-  if (entry) opts.onTouched?.(entry.touched);
+  if (entry) opts.onTraced?.(entry.bloom);
   return out;
 }
 

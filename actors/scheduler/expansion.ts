@@ -44,6 +44,8 @@ export class RepoExpansion {
   readonly index: ProviderIndex;
   readonly cache: ExpansionCache;
   readonly #layers: Layer[];
+  /** The binary that wins each name (first layer that has it): the checker asks this a lot. */
+  readonly #winners = new Map<string, LocatedBinary>();
   #config: BuildConfig;
 
   constructor(layers: readonly PoolLayer[], config: BuildConfig, cacheEntries = 200_000) {
@@ -55,6 +57,24 @@ export class RepoExpansion {
     this.index = new ProviderIndex(this.#layers.map((l) => [...l.byName.values()]));
     this.cache = new ExpansionCache(cacheEntries);
     this.#config = config;
+    this.#layers.forEach((l, layer) => {
+      for (const binary of l.byName.values()) {
+        if (!this.#winners.has(binary.name))
+          this.#winners.set(binary.name, { binary, project: l.project, repository: l.repository, layer });
+      }
+    });
+  }
+
+  #rewin(name: string): void {
+    for (let layer = 0; layer < this.#layers.length; layer++) {
+      const l = this.#layers[layer]!;
+      const binary = l.byName.get(name);
+      if (binary) {
+        this.#winners.set(name, { binary, project: l.project, repository: l.repository, layer });
+        return;
+      }
+    }
+    this.#winners.delete(name);
   }
 
   get config(): BuildConfig {
@@ -81,23 +101,23 @@ export class RepoExpansion {
     if (gone.length) this.index.removePackages(layer, gone);
     for (const b of added) l.byName.set(b.name, b);
     if (added.length) this.index.setPackages(layer, added);
+    for (const n of gone) this.#rewin(n);
+    for (const b of added) this.#rewin(b.name);
   }
 
   /** Replaces a whole layer (a pool read again from the repo role). */
   replaceLayer(layer: number, binaries: readonly PoolBinary[]): void {
     const l = this.#layers[layer];
     if (!l) return;
+    const names = new Set([...l.byName.keys(), ...binaries.map((b) => b.name)]);
     l.byName = new Map(binaries.map((b) => [b.name, b]));
     this.index.replaceLayer(layer, [...l.byName.values()]);
+    for (const n of names) this.#rewin(n);
   }
 
   /** The binary that wins a name, with where it comes from. */
   binary(name: string): LocatedBinary | undefined {
-    const layer = this.index.layerOf(name);
-    if (layer === undefined) return undefined;
-    const l = this.#layers[layer]!;
-    const binary = l.byName.get(name);
-    return binary ? { binary, project: l.project, repository: l.repository, layer } : undefined;
+    return this.#winners.get(name);
   }
 
   /** Binaries of layer 0 (the repository's own pool). */
@@ -106,14 +126,14 @@ export class RepoExpansion {
   }
 
   /**
-   * The edeps of a package (`get_deps`). `onTouched` learns the ids of the names the expansion
+   * The edeps of a package (`get_deps`). `onTraced` gets a Bloom filter of the names the expansion
    * depended on, so the caller can tell which packages a change of the index affects.
    */
-  edeps(p: ExpandablePackage, onTouched?: (ids: Int32Array) => void): Expansion {
+  edeps(p: ExpandablePackage, onTraced?: (bloom: Uint32Array) => void): Expansion {
     const r = getDeps(this.#config, p.subpacks, p.buildRequires, this.index, {
       cache: this.cache,
       shareResult: true,
-      ...(onTouched ? { onTouched } : {}),
+      ...(onTraced ? { onTraced } : {}),
     });
     return r.ok ? { ok: true, packages: r.packages } : { ok: false, error: r.errors.join(", ") };
   }

@@ -8,9 +8,11 @@ import {
   checkFromScratch,
   metaChanges,
   releaseOf,
+  signatureDigests,
   sccs,
   type JobRef,
   type LastBuild,
+  type SignatureDigests,
 } from "../../../actors/scheduler/checker.ts";
 import type { PackageBuildInfo } from "../../../actors/source/protocol.ts";
 
@@ -182,8 +184,67 @@ describe("actors/scheduler/checker", () => {
       } else {
         assert.equal(out.states.get("app")!.code, "scheduled", mode);
         assert.equal(out.builds[0]!.reason.explain, "meta change");
+        assert.deepEqual(
+          out.builds.map((b) => b.package),
+          ["app"]
+        );
         assert.deepEqual(out.builds[0]!.reason.packagechange, [{ change: "md5sum", key: "lib" }]);
       }
+    }
+  });
+
+  it("should decide rebuilds by the dependency signature the job recorded, honouring rebuild=direct", () => {
+    for (const mode of ["transitive", "direct"] as const) {
+      const signatures = new Map<string, string[]>();
+      const c = new IncrementalChecker({
+        signatureOf: (p) => signatures.get(p),
+        project: "p",
+        repository: "r",
+        arch: "x86_64",
+        rebuild: mode,
+        block: "never",
+        config: config(),
+        layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib", { metaSha256: "meta-1" })] }],
+        metaOf: () => undefined,
+      });
+      c.upsertPackage(info("lib"));
+      c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+      const empty = signatureDigests(
+        [],
+        () => undefined,
+        () => undefined,
+        true
+      );
+      c.setResult("lib", { code: "succeeded", srcmd5: md5("src-lib"), versrel: "1.0-1", bcnt: 1, digests: empty });
+      const first = c.check();
+      assert.equal(first.states.get("app")!.code, "scheduled");
+      const job = first.builds.find((b) => b.package === "app")!;
+      signatures.set("app", job.depsig);
+      c.setResult("app", {
+        code: "succeeded",
+        srcmd5: md5("src-app"),
+        versrel: "1.0-1",
+        bcnt: 1,
+        digests: job.digests,
+      });
+      assert.equal(c.check().states.get("app")!.code, "succeeded", mode);
+      // lib rebuilt without a source change (its own dependencies changed): a new meta.
+      c.applyPoolDiff(0, [bin("lib", "lib", { metaSha256: "meta-2", hdrmd5: md5("x") })], ["lib"]);
+      const out = c.check();
+      if (mode === "direct") assert.equal(out.states.get("app")!.code, "succeeded");
+      else {
+        assert.equal(out.states.get("app")!.code, "scheduled");
+        assert.deepEqual(
+          out.builds.map((b) => b.package),
+          ["app"]
+        );
+        assert.deepEqual(out.builds[0]!.reason.packagechange, [{ change: "md5sum", key: "lib" }]);
+      }
+      // lib's sources change: a direct change for both modes.
+      c.setResult("lib", { code: "succeeded", srcmd5: md5("src-lib-2"), versrel: "1.0-2", bcnt: 1, digests: empty });
+      c.upsertPackage(info("lib", { srcmd5: md5("src-lib-2") }));
+      c.applyPoolDiff(0, [bin("lib", "lib", { metaSha256: "meta-3", hdrmd5: md5("y") })], ["lib"]);
+      assert.equal(c.check().states.get("app")!.code, "scheduled", mode);
     }
   });
 
@@ -264,7 +325,8 @@ describe("actors/scheduler/checker", () => {
         const build = (
           name: string,
           bdeps: { name: string; hdrmd5: string; metaSha256?: string; notmeta?: boolean }[],
-          failed: boolean
+          failed: boolean,
+          digests?: SignatureDigests
         ): void => {
           const p = pkgs.get(name)!;
           const lines = bdeps
@@ -280,6 +342,7 @@ describe("actors/scheduler/checker", () => {
             bcnt: 1,
             metaSha256,
             meta,
+            ...(digests ? { digests } : {}),
           });
           force.delete(name);
           inc.setResult(name, results.get(name));
@@ -343,7 +406,9 @@ describe("actors/scheduler/checker", () => {
                   ...(d.metaSha256 ? { metaSha256: d.metaSha256 } : {}),
                   ...(d.notmeta ? { notmeta: true } : {}),
                 })),
-                r() < 0.1
+                r() < 0.1,
+                // Most builds carry the signature their job recorded; some (older ones) only a meta.
+                r() < 0.8 ? b.digests : undefined
               );
             }
           }

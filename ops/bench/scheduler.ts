@@ -1,0 +1,246 @@
+/**
+ * Benchmark of the scheduler's check at distribution scale (issue 4): a generated repository of
+ * 15,000 source packages building ~45,000 binaries (a few hundred core libraries most packages
+ * need, long tails, cycles, versioned provides, alternatives resolved by Prefer), every package
+ * built once with a consistent meta (the steady state of a distribution).
+ *
+ * Measured in one process:
+ * - a full check from scratch: every expansion, every state, every rebuild decision (meta
+ *   comparison), and the process's peak RSS;
+ * - an incremental recheck after a leaf package's binaries changed;
+ * - an incremental recheck after a core library's binaries changed.
+ * obs-build's Perl expander on the same packages is measured by ops/bench/expand.ts.
+ *
+ *   node --import tsx ops/bench/scheduler.ts [--packages N]
+ */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { decode, encode } from "../../transport/index.ts";
+import type { PoolBinary } from "../../actors/common/model.ts";
+import { parseBuildConfig, type BuildConfig } from "../../actors/common/prjconf.ts";
+import { IncrementalChecker, signatureDigests, type LastBuild } from "../../actors/scheduler/checker.ts";
+import type { PackageBuildInfo } from "../../actors/source/protocol.ts";
+import { generateDistribution } from "./expand.ts";
+
+const md5 = (s: string): string => createHash("md5").update(s).digest("hex");
+const sha = (s: string): string => createHash("sha256").update(s).digest("hex");
+
+export interface SchedulerBenchResult {
+  sources: number;
+  binaries: number;
+  fullCheckMs: number;
+  fullCheckCpuMs: number;
+  fullCheckPhasesMs: { expand: number; order: number; evaluate: number };
+  leafRecheckMs: number;
+  leafEvaluated: number;
+  coreRecheckMs: number;
+  coreEvaluated: number;
+  peakRssMiB: number;
+  states: Record<string, number>;
+}
+
+interface Prepared {
+  sources: number;
+  binaries: number;
+  config: BuildConfig;
+  infos: PackageBuildInfo[];
+  pool: PoolBinary[];
+  results: [string, LastBuild][];
+}
+
+/** The steady state of a generated distribution, as plain data. */
+function prepare(sources: number): Prepared {
+  const dist = generateDistribution({ sources });
+  const base = parseBuildConfig([{ project: "dist", repository: "standard", text: "" }], { arch: "x86_64" });
+  const config: BuildConfig = { ...base, ...dist.config } as BuildConfig;
+  const owner = new Map<string, string>();
+  for (const s of dist.sources) for (const b of s.subpacks) owner.set(b, s.name);
+  const infos: PackageBuildInfo[] = dist.sources.map((s) => ({
+    project: "dist",
+    package: s.name,
+    repository: "standard",
+    arch: "x86_64",
+    rev: 1,
+    srcmd5: md5(`src-${s.name}`),
+    verifymd5: md5(`src-${s.name}`),
+    revTime: 0,
+    files: [],
+    specFile: `${s.name}.spec`,
+    version: "1.0",
+    buildRequires: s.buildRequires,
+    subpacks: s.subpacks,
+    constraints: [],
+    flags: { build: true, lock: false, useforbuild: true, debuginfo: false, publish: true },
+  }));
+
+  // The steady state: every package built once, in build order; each build recorded the
+  // dependency signature of its job, and its binaries carry the id of its meta.
+  const metas = new Map<string, string[]>();
+  const pool: PoolBinary[] = dist.binaries.map((b) => ({
+    ...b,
+    epoch: b.epoch === undefined ? undefined : Number(b.epoch),
+    package: owner.get(b.name) ?? "unknown",
+    filename: `${b.name}-${b.version}-${b.release}.${b.arch}.rpm`,
+    sha256: sha(b.name),
+    hdrmd5: md5(`hdr-${b.name}`),
+    size: 1000,
+    // One meta id per build. In a real distribution cycles settle because a meta leaves out the
+    // package's own subpackages; here the id simply does not depend on the dependencies' ids.
+    metaSha256: sha(`meta-${md5(`src-${owner.get(b.name) ?? "unknown"}`)}`),
+  })) as PoolBinary[];
+  const setupChecker = new IncrementalChecker({
+    project: "dist",
+    repository: "standard",
+    arch: "x86_64",
+    rebuild: "transitive",
+    block: "never",
+    config,
+    layers: [{ project: "dist", repository: "standard", binaries: pool }],
+    metaOf: (s) => metas.get(s),
+  });
+  for (const i of infos) setupChecker.upsertPackage(i);
+  setupChecker.check();
+  const results = new Map<string, LastBuild>();
+  const byName = new Map(pool.map((b) => [b.name, b]));
+  const done = new Set<string>();
+  const order = [...infos].sort(
+    (a, b) => setupChecker.pkgdeps(a.package).length - setupChecker.pkgdeps(b.package).length
+  );
+  // Dependencies first where possible (a topological walk), the rest (cycles) after.
+  const visit = (name: string, stack: Set<string>): void => {
+    if (done.has(name) || stack.has(name)) return;
+    stack.add(name);
+    for (const d of setupChecker.pkgdeps(name)) visit(d, stack);
+    stack.delete(name);
+    done.add(name);
+    const info = infos.find((x) => x.package === name)!;
+    const metaSha256 = sha(`meta-${info.verifymd5}`);
+    results.set(name, { code: "succeeded", srcmd5: info.verifymd5, versrel: "1.0-1", bcnt: 1, metaSha256 });
+  };
+  for (const i of order) visit(i.package, new Set());
+  // Each build recorded the signature of the dependencies it was built with.
+  for (const i of infos) {
+    const exp = setupChecker.expansionOf(i.package);
+    const digests = signatureDigests(
+      exp?.ok ? exp.packages : [],
+      (n) => byName.get(n),
+      (src) => results.get(src)?.srcmd5,
+      true
+    );
+    results.get(i.package)!.digests = digests;
+  }
+
+  return {
+    sources: dist.sources.length,
+    binaries: dist.binaries.length,
+    config,
+    infos,
+    pool,
+    results: [...results],
+  };
+}
+
+/** The measurement, in a process that holds nothing but the scheduler's own state. */
+function measure(data: Prepared): SchedulerBenchResult {
+  const { config, infos, pool } = data;
+  const results = new Map(data.results);
+  const metas = new Map<string, string[]>();
+  const owner = new Map<string, string>();
+  for (const i of infos) for (const s of i.subpacks) owner.set(s, i.package);
+  const checker = new IncrementalChecker({
+    project: "dist",
+    repository: "standard",
+    arch: "x86_64",
+    rebuild: "transitive",
+    block: "all",
+    config,
+    layers: [{ project: "dist", repository: "standard", binaries: pool }],
+    metaOf: (s) => metas.get(s),
+  });
+  for (const i of infos) checker.upsertPackage(i);
+  for (const [k, v] of results) checker.setResult(k, v);
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const full = checker.check();
+  const cpu = process.cpuUsage(c0);
+  const fullCheckMs = performance.now() - t0;
+  const states: Record<string, number> = {};
+  for (const s of full.states.values()) states[s.code] = (states[s.code] ?? 0) + 1;
+
+  // A leaf package's binaries change (it was rebuilt): only its few users are looked at again.
+  const revCount = (bin: string): number => checker.revdeps(owner.get(bin) ?? "").length;
+  const leafBin = pool.find((b) => owner.get(b.name) && revCount(b.name) === 0)!;
+  const t1 = performance.now();
+  checker.applyPoolDiff(
+    0,
+    [{ ...leafBin, hdrmd5: md5("leaf-new"), metaSha256: sha("leaf-new"), release: "1.2" }],
+    [leafBin.name]
+  );
+  const leaf = checker.check();
+  const leafRecheckMs = performance.now() - t1;
+
+  // A core library's binaries change: most of the distribution is affected.
+  const coreBin = pool.find((b) => b.name === "libcore5") ?? pool[0]!;
+  const t2 = performance.now();
+  checker.applyPoolDiff(
+    0,
+    [{ ...coreBin, hdrmd5: md5("core-new"), metaSha256: sha("core-new"), release: "1.2" }],
+    [coreBin.name]
+  );
+  const core = checker.check();
+  const coreRecheckMs = performance.now() - t2;
+
+  return {
+    sources: data.sources,
+    binaries: data.binaries,
+    fullCheckMs: Math.round(fullCheckMs),
+    fullCheckCpuMs: Math.round((cpu.user + cpu.system) / 1000),
+    fullCheckPhasesMs: {
+      expand: Math.round(full.timings.expandMs),
+      order: Math.round(full.timings.orderMs),
+      evaluate: Math.round(full.timings.evaluateMs),
+    },
+    leafRecheckMs: +leafRecheckMs.toFixed(2),
+    leafEvaluated: leaf.evaluated,
+    coreRecheckMs: Math.round(coreRecheckMs),
+    coreEvaluated: core.evaluated,
+    peakRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),
+    states,
+  };
+}
+
+/** Prepares the data here and measures in a fresh child process (its peak RSS is the scheduler's). */
+export function runSchedulerBench(sources = 15_000): SchedulerBenchResult {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-sched-"));
+  try {
+    const file = path.join(dir, "state.msgpack");
+    writeFileSync(file, encode(prepare(sources)));
+    const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--measure", file], {
+      encoding: "utf8",
+      maxBuffer: 1 << 24,
+    });
+    if (r.status !== 0) throw new Error(`measurement failed: ${r.stderr}`);
+    if (r.stderr) process.stderr.write(r.stderr);
+    return JSON.parse(r.stdout) as SchedulerBenchResult;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv.includes("--measure")) {
+  const file = process.argv[process.argv.indexOf("--measure") + 1]!;
+  process.stdout.write(JSON.stringify(measure(decode<Prepared>(readFileSync(file)))));
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  const i = process.argv.indexOf("--packages");
+  const r = runSchedulerBench(i >= 0 ? Number(process.argv[i + 1]) : 15_000);
+  console.log(JSON.stringify(r, null, 2));
+  console.log(
+    `scheduler: full check of ${r.sources} packages / ${r.binaries} binaries ${r.fullCheckMs} ms (goal < 2000), ` +
+      `leaf change ${r.leafRecheckMs} ms (goal < 20; ${r.leafEvaluated} packages looked at), ` +
+      `core library change ${r.coreRecheckMs} ms (${r.coreEvaluated} looked at), peak RSS ${r.peakRssMiB} MiB (goal < 600)`
+  );
+}
