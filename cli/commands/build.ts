@@ -218,15 +218,17 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     });
 
   program
-    .command("abort <project> [package]")
-    .description("abort queued and running builds (kills the build's whole process tree)")
+    .command("abort <project> [packages...]")
+    .description(
+      "abort queued and running builds: a running build's whole process tree is killed, and the package ends failed"
+    )
     .option("-r, --repo <repository>", "only this repository")
     .option("-a, --arch <arch>", "only this arch")
-    .action(async (project: string, pkg: string | undefined, o: { repo?: string; arch?: string }) => {
+    .action(async (project: string, pkgs: string[], o: { repo?: string; arch?: string }) => {
       await withClients(cenv, async (c) => {
         const r = await c.dispatcher.call("job.abort", {
           project,
-          ...(pkg ? { package: pkg } : {}),
+          ...(pkgs.length ? { packages: pkgs } : {}),
           ...(o.repo ? { repository: o.repo } : {}),
           ...(o.arch ? { arch: o.arch } : {}),
         });
@@ -244,14 +246,21 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         if (cenv.json()) return printJson(ws);
         print(
           table(
-            ["WORKER", "STATE", "ARCHS", "SLOTS", "SEEN", "JOBS"],
+            ["WORKER", "STATE", "HOSTARCH", "ARCHS", "LABELS", "SLOTS", "SEEN", "JOBS / DETAILS"],
             ws.map((w) => [
               w.workerId,
               w.state,
+              w.hostArch,
               w.buildArchs.join(","),
+              w.registration.hostLabels.join(",") || "-",
               `${w.running.length}/${w.jobs}`,
               `${formatAge(Date.now() - w.lastSeen)} ago`,
-              w.running.map((r) => `${r.project}/${r.repository}/${r.arch}/${r.package}`).join(" "),
+              [
+                ...w.running.map(
+                  (r) => `${r.project}/${r.repository}/${r.arch}/${r.package} (${formatAge(Date.now() - r.since)})`
+                ),
+                ...(w.details ? [w.details] : []),
+              ].join(" "),
             ])
           )
         );
@@ -272,7 +281,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         if (cenv.json()) return printJson(js);
         print(
           table(
-            ["JOB", "PACKAGE", "CODE", "WORKER", "REASON", "WAITING"],
+            ["JOB", "PACKAGE", "CODE", "WORKER", "REASON", "WAITING", "DETAILS"],
             js.map((j) => [
               j.jobId.slice(0, 12),
               `${j.project}/${j.repository}/${j.arch}/${j.package}`,
@@ -280,6 +289,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
               j.workerId ?? "",
               j.reason,
               formatAge(Date.now() - j.readyTime),
+              j.details ?? "",
             ])
           )
         );

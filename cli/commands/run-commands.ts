@@ -62,6 +62,31 @@ function limitsOf(o: LimitFlags): Partial<Actors.SourceLimits> | undefined {
   return Object.keys(l).length ? l : undefined;
 }
 
+const LIMIT_NAMES: Record<string, string> = {
+  wall: "wallMs",
+  idle: "idleLogMs",
+  log: "logBytes",
+  memory: "memoryBytes",
+  disk: "diskBytes",
+  pids: "pids",
+};
+
+/** `--limit wall=4h --limit log=512M` → sandbox limit input (parsed and checked by the sandbox). */
+export function workerLimits(specs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const spec of specs) {
+    const i = spec.indexOf("=");
+    const key = LIMIT_NAMES[spec.slice(0, i)];
+    if (i < 0 || !key) {
+      throw new InvalidInputError(
+        `--limit '${spec}': use name=value with name one of ${Object.keys(LIMIT_NAMES).join(", ")}`
+      );
+    }
+    out[key] = spec.slice(i + 1);
+  }
+  return out;
+}
+
 export function registerRunCommands(program: Command, cenv: CommandEnv): void {
   addLimitOptions(program.command("up"))
     .description("run the whole service on this machine: embedded NATS, every role and local workers")
@@ -146,6 +171,21 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .option("--disk <mb>", "disk to announce, in MB", int("--disk"))
     .option("--cache-dir <dir>", "cache of sources and binaries")
     .option("--cache-size <mb>", "cache size limit, in MB", int("--cache-size"), 2048)
+    .option(
+      "--limit <name=value...>",
+      "limits of every build: wall=4h idle=30m log=512M memory=2G disk=4G pids=4096 (the defaults)",
+      collect
+    )
+    .option(
+      "--hook <spec...>",
+      "a hook program: [optional:]prebuild|postbuild:/path/to/program",
+      (v, p: string[] = []) => [...p, v]
+    )
+    .option("--no-default-hooks", "do not offer the shipped hooks (build-compare, rpmlint)")
+    .addHelpText(
+      "after",
+      "\nHooks run before the sandbox (prebuild, on the host) or after the build (postbuild, sandboxed);\nprojects pick optional ones with 'BuildFlags: hooks:<name>' and drop others with 'nohooks:<name>'.\nSee the README, section \"Workers\", for the hook interface."
+    )
     .action(
       async (o: {
         id?: string;
@@ -156,11 +196,17 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         disk?: number;
         cacheDir?: string;
         cacheSize: number;
+        limit?: string[];
+        hook?: string[];
+        defaultHooks: boolean;
       }) => {
         const s = cenv.settings();
         const workerId = o.id ?? `${os.hostname()}:1`;
         const { hostRoles } = await runner();
-        const { startWorker, buildableArchs, hostArch } = await actors();
+        const { startWorker, buildableArchs, hostArch, defaultHooks, parseHookSpec } = await actors();
+        const { resolveLimits } = await import("../../sandbox/index.ts");
+        const limits = resolveLimits(workerLimits(o.limit ?? []));
+        const hooks = [...(o.defaultHooks ? defaultHooks() : []), ...(o.hook ?? []).map(parseHookSpec)];
         await hostRoles(
           [
             (ctx) =>
@@ -173,6 +219,8 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
                 ...(o.disk !== undefined ? { diskMb: o.disk } : {}),
                 ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
                 cacheSizeMb: o.cacheSize,
+                limits,
+                hooks,
               }),
           ],
           { natsUrl: s.natsUrl, dataDir: s.dataDir, log: cenv.log() }
