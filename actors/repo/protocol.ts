@@ -191,7 +191,10 @@ export type RepoApi = BlobApi & {
     req: { project: string; package?: string; repository?: string; arch?: string };
     res: { wiped: { repository: string; arch: string; package: string }[] };
   };
+  /** The whole pool; a large one exceeds a NATS message: use `pool.page`. */
   "pool.get": { req: Prpa; res: PoolBinary[] };
+  /** The pool in pages, by binary name after `after`; `next` is absent on the last page. */
+  "pool.page": { req: Prpa & { after?: string; limit?: number }; res: { binaries: PoolBinary[]; next?: string } };
   /**
    * `kiln admin rebuild-pool`: recompute the pool from the results and repair the stored one;
    * `deep` first derives each package's bininfo from its full result again.

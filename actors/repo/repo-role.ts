@@ -126,6 +126,11 @@ const validators: Validators<RepoApi> = {
     return r;
   },
   "pool.get": where,
+  "pool.page": (raw) => {
+    const o = obj(raw);
+    const after = optStr(o, "after", { max: 1000 });
+    return { ...where(raw), ...(after !== undefined ? { after } : {}), ...limitOf(o) };
+  },
   "pool.rebuild": (raw) => ({ ...where(raw), ...(bool(obj(raw), "deep", false) ? { deep: true } : {}) }),
   "binaries.list": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
   "history.build": (raw) => ({ ...where(raw), package: packageOf(obj(raw)), ...limitOf(obj(raw)) }),
@@ -374,6 +379,12 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
           const a = msg.args;
           await authorize(msg, AccessNeed.See, a);
           return state.pool(a.project, a.repository, a.arch);
+        });
+      case "pool.page":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, AccessNeed.See, a);
+          return state.poolPage(a.project, a.repository, a.arch, a.after, a.limit);
         });
       case "pool.rebuild":
         return answer(msg.replyTo, async () => {

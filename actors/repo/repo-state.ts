@@ -1019,6 +1019,29 @@ export class RepoState {
     );
   }
 
+  /** A page of the stored pool: entries by binary name after `after`. */
+  poolPage(
+    project: string,
+    repository: string,
+    arch: string,
+    after?: string,
+    limit = 1000
+  ): { binaries: PoolRecord[]; next?: string } {
+    const prefix = keys.poolOf(project, repository, arch);
+    const start = after === undefined ? prefix : prefixRange(keys.poolEntry(project, repository, arch, after)).end;
+    const full = new FullBinaries(this, project, repository, arch);
+    const binaries: PoolRecord[] = [];
+    for (const { value } of this.#store.db.getRange({
+      start,
+      end: prefixRange(prefix).end,
+      limit: limit + 1,
+    } as never) as Iterable<{ value: PoolIndexEntry | PoolRecord }>) {
+      if (binaries.length === limit) return { binaries, next: binaries[binaries.length - 1]!.name };
+      binaries.push(Array.isArray(value) ? full.record(value[0], value[1]) : value);
+    }
+    return { binaries };
+  }
+
   /** The in-memory pool (for tests and benchmarks), undefined when not loaded. */
   memoryPool(project: string, repository: string, arch: string): PoolRecord[] | undefined {
     const st = this.#prpas.get(prpaKey(project, repository, arch));

@@ -3,7 +3,7 @@
  * `admin rebuild-pool`, `admin pool` and `admin publish`.
  */
 import type { Command } from "commander";
-import type { PublisherApi } from "../../actors/index.ts";
+import type { PoolBinary, PublisherApi } from "../../actors/index.ts";
 import { InvalidInputError, Role, RoleClient, subjects } from "../../transport/index.ts";
 import type { Clients } from "../client.ts";
 import type { CommandEnv } from "../main.ts";
@@ -157,11 +157,17 @@ export function registerRepoCommands(program: Command, cenv: CommandEnv): void {
     .description("list the build pool: the binary each name resolves to, and its package")
     .action(async (project: string, repository: string, arch: string) => {
       await withClients(cenv, async (c) => {
-        const pool = await c.repo.call(
-          "pool.get",
-          { project, repository, arch },
-          { idempotent: true, timeoutMs: 60_000 }
-        );
+        const pool: PoolBinary[] = [];
+        let after: string | undefined;
+        do {
+          const page = await c.repo.call(
+            "pool.page",
+            { project, repository, arch, ...(after !== undefined ? { after } : {}) },
+            { idempotent: true, timeoutMs: 60_000 }
+          );
+          pool.push(...page.binaries);
+          after = page.next;
+        } while (after !== undefined);
         if (cenv.json()) return printJson(pool);
         print(
           table(

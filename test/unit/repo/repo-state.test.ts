@@ -439,6 +439,22 @@ describe("actors/repo/repo-state", () => {
     assertConsistent("after rebuilding all 200 binaries");
   });
 
+  it("should page the stored pool by binary name", async () => {
+    await put("a", ["x1-1-1.x86_64.rpm", "x2-1-1.x86_64.rpm", "x3-1-1.x86_64.rpm"]);
+    const p1 = h.state.poolPage(P, R, "x86_64", undefined, 2);
+    assert.deepEqual(
+      p1.binaries.map((b) => b.name),
+      ["x1", "x2"]
+    );
+    const p2 = h.state.poolPage(P, R, "x86_64", p1.next, 2);
+    assert.deepEqual(
+      p2.binaries.map((b) => b.name),
+      ["x3"]
+    );
+    assert.equal(p2.next, undefined);
+    assert.deepEqual(p2.binaries[0]!.provides, ["x3 = 1-1"]);
+  });
+
   it("should repair a stored pool that disagrees with the results when loading", async () => {
     await put("a", ["lib-1-1.x86_64.rpm"]);
     await h.store.transact(() => void h.store.db.remove(keys.poolEntry(P, R, "x86_64", "lib")));
