@@ -156,11 +156,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   };
 
   const loadPool = async (p: string, r: string): Promise<PoolBinary[]> => {
-    const pool = await repo.call(
-      "pool.get",
-      { project: p, repository: r, arch },
-      { idempotent: true, timeoutMs: 120_000 }
-    );
+    const pool: PoolBinary[] = [];
+    let after: string | undefined;
+    // In pages: the pool of a big repository does not fit one NATS message.
+    do {
+      const page = await repo.call(
+        "pool.page",
+        { project: p, repository: r, arch, ...(after !== undefined ? { after } : {}) },
+        { idempotent: true, timeoutMs: 120_000 }
+      );
+      pool.push(...page.binaries);
+      after = page.next;
+    } while (after !== undefined);
     for (const b of pool) if (b.metaSha256) await loadMeta(b.metaSha256);
     return pool;
   };
