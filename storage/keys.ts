@@ -23,6 +23,7 @@
  * scheduler (one database per arch)
  *   ["pkgstate", project, repo, package]          → package state, build decision, last job
  *   ["repostate", project, repo]                  → repository state
+ *   ["jobsig", jobId]                             → the dependency signature a job recorded
  * repo
  *   ["result", project, repo, arch, package]      → stored build result
  *   ["pool", project, repo, arch, binaryName]     → pool entry: which package's binary (compact tuple)
@@ -88,6 +89,7 @@ export const keys = {
   packageStatesOf: (project: string, repo?: string): Key =>
     repo === undefined ? ["pkgstate", project] : ["pkgstate", project, repo],
   repoState: (project: string, repo: string): Key => ["repostate", project, repo],
+  jobSignature: (jobId: string): Key => ["jobsig", jobId],
 
   // repo
   result: (project: string, repo: string, arch: string, pkg: string): Key => ["result", project, repo, arch, pkg],

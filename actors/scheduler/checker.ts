@@ -26,6 +26,8 @@ import type { BuildReason } from "./protocol.ts";
 /** The last build of a package as the scheduler remembers it. */
 export interface LastBuild {
   code: BuildResultCode;
+  /** The job that made it (to find what it recorded). */
+  jobId?: string;
   /** verifymd5 of the sources the last build used. */
   srcmd5: string;
   versrel: string;

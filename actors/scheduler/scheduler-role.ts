@@ -31,6 +31,7 @@ import {
   type EventBase,
   type EventConsumer,
 } from "../../transport/index.ts";
+import { RoleStore, keys } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { parseMeta } from "../common/build-meta.ts";
 import {
@@ -52,7 +53,14 @@ import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
 import type { SourceApi, SourceEvent } from "../source/protocol.ts";
-import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild } from "./checker.ts";
+import {
+  IncrementalChecker,
+  releaseOf,
+  signatureChanges,
+  type LastBuild,
+  type NeededBuild,
+  type SignatureDigests,
+} from "./checker.ts";
 import type { BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
 
 export interface SchedulerOptions {
@@ -114,15 +122,10 @@ const validators: Validators<SchedulerApi> = {
   },
 };
 
-/** The last build of a package as the repo role reports it. */
-function lastBuildOf(
-  r: { code: LastBuild["code"]; verifymd5: string; versrel: string; bcnt: number; metaSha256?: string },
-  meta?: string[]
-): LastBuild {
-  const lb: LastBuild = { code: r.code, srcmd5: r.verifymd5, versrel: r.versrel, bcnt: r.bcnt };
-  if (r.metaSha256) lb.metaSha256 = r.metaSha256;
-  if (meta) lb.meta = meta;
-  return lb;
+/** What a job recorded when it was created: the basis of the next rebuild decision. */
+interface JobSignature {
+  depsig: string[];
+  digests: SignatureDigests;
 }
 
 export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOptions): Promise<RunningRole> {
@@ -139,6 +142,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   const startedAt = Date.now();
   const durable = `sched-${arch.replace(/[^A-Za-z0-9_-]/g, "_")}`;
 
+  const store = RoleStore.open({ path: `${ctx.dataDir}/scheduler-${arch.replace(/[^A-Za-z0-9_-]/g, "_")}/db`, log });
   const prps = new Map<string, Prp>();
   /** Meta texts of builds, by blob id: shared by every repository (the same build is in many paths). */
   const metas = new Map<string, string[]>();
@@ -155,6 +159,32 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     return m;
   };
 
+  /**
+   * Results without a recorded signature (made before this scheduler's store existed) are
+   * decided by comparing metas, as OBS does: then, and only then, meta texts are loaded.
+   */
+  let needMetas = false;
+
+  /** The last build of a package as the repo role reports it, with what its job recorded. */
+  const lastBuildOf = async (r: {
+    code: LastBuild["code"];
+    jobId: string;
+    verifymd5: string;
+    versrel: string;
+    bcnt: number;
+    metaSha256?: string;
+  }): Promise<LastBuild> => {
+    const lb: LastBuild = { code: r.code, jobId: r.jobId, srcmd5: r.verifymd5, versrel: r.versrel, bcnt: r.bcnt };
+    if (r.metaSha256) lb.metaSha256 = r.metaSha256;
+    const sig = store.get<JobSignature>(keys.jobSignature(r.jobId));
+    if (sig) lb.digests = sig.digests;
+    else if (r.metaSha256) {
+      needMetas = true;
+      lb.meta = await loadMeta(r.metaSha256);
+    }
+    return lb;
+  };
+
   const loadPool = async (p: string, r: string): Promise<PoolBinary[]> => {
     const pool: PoolBinary[] = [];
     let after: string | undefined;
@@ -168,7 +198,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       pool.push(...page.binaries);
       after = page.next;
     } while (after !== undefined);
-    for (const b of pool) if (b.metaSha256) await loadMeta(b.metaSha256);
+    if (needMetas) for (const b of pool) if (b.metaSha256) await loadMeta(b.metaSha256);
     return pool;
   };
 
@@ -183,7 +213,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     prp.path = view.path;
     const layers = [];
     for (const e of view.path) layers.push({ ...e, binaries: await loadPool(e.project, e.repository) });
-    const checker = new IncrementalChecker({
+    const checker: IncrementalChecker = new IncrementalChecker({
       project: prp.project,
       repository: prp.repository,
       arch,
@@ -192,6 +222,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       config,
       layers,
       metaOf: (sha) => metas.get(sha),
+      // LMDB reads are synchronous: the full signature is read only to name what changed.
+      signatureOf: (pkg) => {
+        const jobId = checker.result(pkg)?.jobId;
+        return jobId ? store.get<JobSignature>(keys.jobSignature(jobId))?.depsig : undefined;
+      },
     });
     const infos = await source.call(
       "project.buildinfo",
@@ -204,8 +239,10 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       { project: prp.project, repository: prp.repository, arch },
       { idempotent: true, timeoutMs: 120_000 }
     )) {
-      checker.setResult(r.package, lastBuildOf(r, r.metaSha256 ? await loadMeta(r.metaSha256) : undefined));
+      checker.setResult(r.package, await lastBuildOf(r));
     }
+    // Results decided by metas need the producers' metas of the pools too.
+    if (needMetas) for (const l of layers) for (const b of l.binaries) if (b.metaSha256) await loadMeta(b.metaSha256);
     for (const j of await dispatcher.call("job.list", { project: prp.project, arch }, { idempotent: true })) {
       if (j.repository === prp.repository) checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
     }
@@ -314,6 +351,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     };
     const jobId = createHash("md5").update(encode(body)).digest("hex");
     const job: BuildJob = { ...body, jobId, readyTime: Date.now() };
+    // Recorded before the job exists anywhere else: its result is always compared against it.
+    await store.db.put(keys.jobSignature(jobId), {
+      depsig: build.depsig,
+      digests: build.digests,
+    } satisfies JobSignature);
     await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
     checker.setJob(build.package, { jobId, srcmd5: info.verifymd5 });
     prp.reasons.set(build.package, { ...build.reason, time: job.readyTime });
@@ -487,22 +529,19 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
         if (!prp?.checker) return;
-        const meta = ev.metaSha256 ? await loadMeta(ev.metaSha256) : undefined;
         const info = prp.checker.packageInfo(ev.package);
         // The event carries the srcmd5 of the job; the checker compares verifymd5s.
         const verifymd5 = info && ev.srcmd5 === info.srcmd5 ? info.verifymd5 : ev.srcmd5;
         prp.checker.setResult(
           ev.package,
-          lastBuildOf(
-            {
-              code: ev.code,
-              verifymd5,
-              versrel: ev.versrel,
-              bcnt: ev.bcnt,
-              ...(ev.metaSha256 ? { metaSha256: ev.metaSha256 } : {}),
-            },
-            meta
-          )
+          await lastBuildOf({
+            code: ev.code,
+            jobId: ev.jobId,
+            verifymd5,
+            versrel: ev.versrel,
+            bcnt: ev.bcnt,
+            ...(ev.metaSha256 ? { metaSha256: ev.metaSha256 } : {}),
+          })
         );
         if (prp.checker.job(ev.package)?.jobId === ev.jobId) prp.checker.setJob(ev.package, undefined);
         markDirty(prp);
@@ -519,7 +558,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       }
       case "repo.pool-changed": {
         if (ev.arch !== arch) return;
-        for (const b of ev.added) if (b.metaSha256) await loadMeta(b.metaSha256);
+        if (needMetas) for (const b of ev.added) if (b.metaSha256) await loadMeta(b.metaSha256);
         const removed = ev.removed.map((r) => r.name);
         for (const prp of prps.values()) {
           if (!prp.checker || prp.reload) continue;
@@ -600,10 +639,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             });
         });
       case "reason.get":
-        return answer(
-          msg.replyTo,
-          () => requirePrp(msg.args.project, msg.args.repository).reasons.get(msg.args.package) ?? null
-        );
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          const known = requirePrp(a.project, a.repository).reasons.get(a.package);
+          if (known) return known;
+          // After a restart: the reason the last build's job carried.
+          const r = await repo.call(
+            "result.get",
+            { project: a.project, repository: a.repository, arch, package: a.package },
+            { idempotent: true }
+          );
+          return r ? { explain: r.reason, time: r.readyTime } : null;
+        });
       case "buildinfo.get":
         return answer(msg.replyTo, () => {
           const a = msg.args;
@@ -730,6 +777,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       await sub.drain();
       await consumer.stop();
       for (const k of [...repoArch.keys()]) stop(repoArch.get(k));
+      await store.close();
       await lease.release();
       log.info({}, "scheduler stopped");
     },
