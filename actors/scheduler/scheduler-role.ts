@@ -56,7 +56,6 @@ import type { SourceApi, SourceEvent } from "../source/protocol.ts";
 import {
   IncrementalChecker,
   releaseOf,
-  signatureChanges,
   type LastBuild,
   type NeededBuild,
   type SignatureDigests,
