@@ -44,6 +44,8 @@ import { validateProjectName, validateRepositoryName } from "../common/names.ts"
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { obj, str } from "../common/validate.ts";
 import type { PublishPackage, RepoApi, RepoEvent } from "../repo/protocol.ts";
+import { AccessNeed } from "../source/access.ts";
+import { AccessGate } from "../source/access-gate.ts";
 import type { SourceEvent } from "../source/protocol.ts";
 import { startPublishServer, type PublishServer } from "./http.ts";
 import {
@@ -421,12 +423,25 @@ export async function startPublisherRole(ctx: RoleContext, opts: PublisherOption
 
   // ---- requests ------------------------------------------------------------------------------
 
+  const gate = new AccessGate(ctx.rpc);
+  /** The source role decides, on the caller's request as it was signed. */
+  const authorize = (msg: PublisherRequest, need: AccessNeed): Promise<string> =>
+    gate.require(
+      { subject: msg.subject, args: msg.rawArgs ?? msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
+      { project: msg.args.project },
+      need
+    );
+
   const handle = async (msg: PublisherRequest): Promise<void> => {
     switch (msg.type) {
       case "publish.now":
-        return answer(msg.replyTo, () => schedule(msg.args.project, msg.args.repository, "all"));
+        return answer(msg.replyTo, async () => {
+          await authorize(msg, AccessNeed.Write);
+          return schedule(msg.args.project, msg.args.repository, "all");
+        });
       case "publish.status":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
+          await authorize(msg, AccessNeed.See);
           const list = [...store.scan<PublishedRepo>(keys.publishedReposOf(msg.args.project))].map((e) => ({
             ...e.value,
             path: servedPath(root, e.value.project, e.value.repository),

@@ -434,7 +434,7 @@ async function publishBench(n: number, cacheRoot: string): Promise<NonNullable<R
         project: P,
         xml: `<project name="${P}"><title/><description/><repository name="${R}"><arch>${A}</arch></repository></project>`,
       });
-      const publisher = new RoleClient<PublisherApi>(ctx.rpc, (t) => subjects.rpc(Role.Publisher, t));
+      const publisher = new RoleClient<PublisherApi>(ctx.rpc.withSigner(admin), (t) => subjects.rpc(Role.Publisher, t));
       const repo = new RoleClient<RepoApi>(ctx.rpc.withSigner(admin), (t) => subjects.rpc(Role.Repo, t));
       let t0 = performance.now();
       const cold = await publisher.call("publish.now", { project: P, repository: R }, { timeoutMs: 3600_000 });

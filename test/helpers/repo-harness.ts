@@ -63,6 +63,7 @@ export class RepoHarness {
   /** Signed by the admin identity. */
   adminRepo!: RoleClient<RepoApi>;
   adminIdentity!: Identity;
+  /** Signed by the admin identity. */
   publisherClient!: RoleClient<PublisherApi>;
   source?: RunningRole;
   repoRole?: RunningRole;
@@ -121,7 +122,7 @@ export class RepoHarness {
     h.adminIdentity = id;
     h.repo = new RoleClient<RepoApi>(h.ctx.rpc, (t) => subjects.rpc(Role.Repo, t));
     h.adminRepo = new RoleClient<RepoApi>(h.ctx.rpc.withSigner(id), (t) => subjects.rpc(Role.Repo, t));
-    h.publisherClient = new RoleClient<PublisherApi>(h.ctx.rpc, (t) => subjects.rpc(Role.Publisher, t));
+    h.publisherClient = new RoleClient<PublisherApi>(h.ctx.rpc.withSigner(id), (t) => subjects.rpc(Role.Publisher, t));
     if (opts.repo !== false) h.repoRole = await startRepoRole(h.ctx);
     if (opts.publisher) h.publisher = await startPublisherRole(h.ctx, opts.publisher);
     return h;

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { RepoCode, type RepoStateChangedEvent } from "../../actors/index.ts";
-import { makeEvent, publishEvent } from "../../transport/index.ts";
+import { RepoCode, type PublisherApi, type RepoStateChangedEvent } from "../../actors/index.ts";
+import { Role, RoleClient, makeEvent, publishEvent, subjects } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { dnfInstall } from "../helpers/publish-dnf.ts";
 import { RepoHarness } from "../helpers/repo-harness.ts";
@@ -165,6 +165,11 @@ describe("integration/publisher", function () {
     h.publisher = await startPublisherRole(h.ctx, {});
     await check(async () => ((await publishedVersion(P)) ?? 0) > v, { name: "republished", timeoutMs: 30_000 });
     assert.ok(treeFiles(P).includes(`src/${path.basename(tool.srpm)}`));
+  });
+
+  it("should refuse to publish on an unsigned request", async () => {
+    const anonymous = new RoleClient<PublisherApi>(h.ctx.rpc, (t) => subjects.rpc(Role.Publisher, t));
+    await assert.rejects(anonymous.call("publish.now", { project: P, repository: R }), { code: "ERR_UNAUTHENTICATED" });
   });
 
   it("should publish a finished repository once its publish flag is enabled", async () => {
