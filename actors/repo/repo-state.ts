@@ -858,7 +858,7 @@ export class RepoState {
         const pkgs = this.packagesIn(project, repository, arch);
         for (const pkg of new Set([...pkgs, ...have.keys()])) {
           const want = pkgs.has(pkg) ? this.#binInfoFromResults(project, repository, arch, pkg).map(toTuple) : [];
-          if (JSON.stringify(want) === JSON.stringify(have.get(pkg) ?? [])) continue;
+          if (sameTuples(want, have.get(pkg) ?? [])) continue;
           this.#writeBinInfo(project, repository, arch, pkg, want.map(fromTuple));
           bininfoRepaired++;
         }
@@ -1224,4 +1224,15 @@ class FullBinaries {
     if (!b) throw new InternalError(`pool entry ${pkg}/${filename} of ${this.#p}/${this.#r}/${this.#a} has no result`);
     return poolRecord({ package: pkg, filename }, b);
   }
+}
+
+function sameTuples(a: readonly BinTuple[], b: readonly BinTuple[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.length !== y.length) return false;
+    for (let j = 0; j < x.length; j++) if (x[j] !== y[j]) return false;
+  }
+  return true;
 }
