@@ -53,13 +53,7 @@ import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
 import type { SourceApi, SourceEvent } from "../source/protocol.ts";
-import {
-  IncrementalChecker,
-  releaseOf,
-  type LastBuild,
-  type NeededBuild,
-  type SignatureDigests,
-} from "./checker.ts";
+import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild, type SignatureDigests } from "./checker.ts";
 import type { BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
 
 export interface SchedulerOptions {
@@ -776,6 +770,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       await sub.drain();
       await consumer.stop();
       for (const k of [...repoArch.keys()]) stop(repoArch.get(k));
+      stop(root);
       await store.close();
       await lease.release();
       log.info({}, "scheduler stopped");
