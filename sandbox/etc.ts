@@ -42,9 +42,10 @@ export function minimalEtc(opts: EtcOptions): Record<string, string | { link: st
  */
 export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<void> {
   // Explicit modes (not subject to the worker's umask): the sandbox's uid reads these as "other".
+  // The files are independent, so they are written in parallel (this is on every build's path).
   await mkdir(dir);
   await chmod(dir, 0o755);
-  for (const [name, content] of Object.entries(minimalEtc(opts))) {
+  const writes = Object.entries(minimalEtc(opts)).map(async ([name, content]) => {
     const p = path.join(dir, name);
     if (typeof content === "string") {
       await writeFile(p, content);
@@ -52,21 +53,25 @@ export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<vo
     } else {
       await symlink(content.link, p);
     }
-  }
+  });
   const copies = [["/etc/ld.so.cache", "ld.so.cache"], ...(opts.network ? [["/etc/resolv.conf", "resolv.conf"]] : [])];
   for (const [from, to] of copies) {
     const p = path.join(dir, to!);
-    if (
-      await copyFile(from!, p).then(
-        () => true,
-        () => false
+    writes.push(
+      copyFile(from!, p).then(
+        () => chmod(p, 0o644),
+        () => undefined
       )
-    )
-      await chmod(p, 0o644);
+    );
   }
   if (opts.network) {
-    await mkdir(path.join(dir, "ssl", "certs"), { recursive: true });
-    await chmod(path.join(dir, "ssl"), 0o755);
-    await chmod(path.join(dir, "ssl", "certs"), 0o755);
+    writes.push(
+      (async () => {
+        await mkdir(path.join(dir, "ssl", "certs"), { recursive: true });
+        await chmod(path.join(dir, "ssl"), 0o755);
+        await chmod(path.join(dir, "ssl", "certs"), 0o755);
+      })()
+    );
   }
+  await Promise.all(writes);
 }

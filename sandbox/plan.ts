@@ -30,6 +30,11 @@ export const PIDS_OVERHEAD = 8;
 /** PATH inside the sandbox (Debian is usr-merged; /bin and /sbin are links). */
 export const SANDBOX_PATH = "/usr/local/bin:/usr/bin:/usr/sbin:/bin:/sbin";
 
+/** A path as fstab(5) wants it: space, tab, newline and backslash as octal escapes. */
+export function fstabEscape(p: string): string {
+  return p.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+}
+
 /** Quotes a string for POSIX sh. */
 export function shq(s: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
@@ -325,6 +330,8 @@ export interface CollectPlan {
 
 /** Everything {@link renderWrapperScript} needs. */
 export interface WrapperPlan {
+  /** The run's directory (absolute): the wrapper's cwd, where the stage is built. */
+  dir: string;
   /** The worker is real root: drop to `hostUid` before bwrap; otherwise we are in a user namespace. */
   privileged: boolean;
   hostUid: number;
@@ -358,28 +365,39 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     : "";
   const limit = ["prlimit", "--core=0", ...plan.rlimits, "--"].join(" ");
   const owner = plan.privileged ? `,uid=${plan.hostUid},gid=${plan.hostUid}` : "";
+  // Every line that runs a program costs a fork and exec on each build's path: directories are
+  // made in one go, and the binds and the work tmpfs are one `mount -a` over a generated fstab
+  // (read-only binds are remounted read-only by mount itself, util-linux ≥ 2.27).
+  const stageDirs = new Set<string>(["stage/usr", "stage/etc", "stage/empty", "stage/work", "stage/rpms"]);
+  const stageFiles: string[] = [];
+  const fstab: string[] = [];
+  const abs = (p: string): string => (p.startsWith("/") ? p : `${plan.dir}/${p}`);
+  for (const b of plan.stageBinds) {
+    const at = `stage/${b.name}`;
+    if (b.file) {
+      stageDirs.add(at.replace(/\/[^/]*$/, ""));
+      stageFiles.push(at);
+    } else stageDirs.add(at);
+    fstab.push(`${fstabEscape(abs(b.source))} ${fstabEscape(abs(at))} none ${b.writable ? "bind" : "bind,ro"} 0 0`);
+  }
+  fstab.push(
+    `kiln-work ${fstabEscape(abs("stage/work"))} tmpfs size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner} 0 0`
+  );
   const L: string[] = [
     "set -eu",
     "umask 022",
     ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
     "mkdir -p stage",
     "mount -n -t tmpfs -o mode=0755,size=16m,nr_inodes=16384 kiln-stage stage",
-    "mkdir stage/usr stage/etc stage/empty stage/work stage/rpms",
-  ];
-  for (const b of plan.stageBinds) {
-    const at = `stage/${b.name}`;
-    L.push(b.file ? `mkdir -p ${shq(at.replace(/\/[^/]*$/, ""))} && : > ${shq(at)}` : `mkdir -p ${shq(at)}`);
-    L.push(`mount -n --bind ${shq(b.source)} ${shq(at)}`);
-    if (!b.writable) L.push(`mount -n -o remount,bind,ro ${shq(at)}`);
-  }
-  L.push(
-    `mount -n -t tmpfs -o size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner} kiln-work stage/work`,
-    "mkdir stage/work/home stage/work/tmp stage/work/vartmp stage/work/shm",
-    "chmod 1777 stage/work/tmp stage/work/vartmp stage/work/shm",
+    `mkdir -p ${[...stageDirs].map(shq).join(" ")}`,
+    ...stageFiles.map((f) => `: > ${shq(f)}`),
+    `printf '%s\\n' ${fstab.map(shq).join(" ")} > stage.fstab`,
+    "mount -n -a -T stage.fstab",
+    "mkdir -m 1777 stage/work/tmp stage/work/vartmp stage/work/shm",
+    `mkdir -m 0755 stage/work/home`,
     ...(plan.privileged ? [`chown ${plan.hostUid}:${plan.hostUid} stage/work/home`] : []),
-    `mount -n --move stage ${STAGE_DIR}`,
-    `cd ${STAGE_DIR}`
-  );
+  ];
+  L.push(`mount -n --move stage ${STAGE_DIR}`, `cd ${STAGE_DIR}`);
   if (plan.unpack) {
     L.push(
       "set +e",
@@ -396,7 +414,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   const overlay = (target: string, candidates: string[]): string[] => [
     "lower=",
     `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
-    `case "$lower" in *:*) mount -n -t overlay -o "ro,lowerdir=$lower" kiln-${target} ${target} ;; *) mount -n --bind "$lower" ${target} && mount -n -o remount,bind,ro ${target} ;; esac`,
+    `case "$lower" in *:*) mount -n -t overlay -o "ro,lowerdir=$lower" kiln-${target} ${target} ;; *) mount -n --bind -o ro "$lower" ${target} ;; esac`,
   ];
   L.push(
     ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),

@@ -282,6 +282,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     // RLIMIT_NPROC counts per real uid; only a per-run uid makes it a per-run limit.
     if (!cgroups.pids && privileged) rlimits.push(`--nproc=${limits.pids + PIDS_OVERHEAD}`);
     const script = renderWrapperScript({
+      dir,
       privileged,
       hostUid,
       cgroupProcs: cgroups.procsFiles,

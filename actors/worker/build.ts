@@ -214,6 +214,10 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
 
     // ---- 2. pre-build hooks -------------------------------------------------------------------
     const hooks = hooksForJob(env.hooks, job.buildFlags);
+    // The previous packages (for build-compare) arrive while the package builds.
+    const previous = hooks.some((h) => h.stage === HookStage.Postbuild)
+      ? fetchPrevious(env, job, oldDir, fetch)
+      : Promise.resolve();
     const jobFile = hooks.length ? await writeJobFile(jobDir, job) : "";
     const limits = jobLimits(env.limits, job, env.hardware);
     const runHooks = async (stage: HookStage, extra: { rpms?: string; buildResult?: "succeeded" | "failed" }) => {
@@ -304,7 +308,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
     let unchanged = false;
     let hookFailure: string | undefined;
     if (hooks.some((h) => h.stage === HookStage.Postbuild) && !r.abort.signal.aborted) {
-      if (ok) await fetchPrevious(env, job, oldDir, fetch);
+      await previous;
       const post = await runHooks(HookStage.Postbuild, {
         ...(ok ? { rpms: path.join(rootDir, "build", "out") } : {}),
         buildResult: ok ? "succeeded" : "failed",

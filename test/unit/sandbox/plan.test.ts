@@ -198,6 +198,7 @@ describe("sandbox/plan", () => {
 
   describe("renderWrapperScript", () => {
     const base: WrapperPlan = {
+      dir: "/var/cache/kiln/jobs/j 1/build",
       privileged: true,
       hostUid: 1_500_000_123,
       cgroupProcs: ["/sys/fs/cgroup/memory/kiln-sandbox-1-ab/cgroup.procs"],
@@ -244,9 +245,18 @@ describe("sandbox/plan", () => {
 
     it("should size the work tmpfs, make binds read-only unless writable, and quote paths", () => {
       const s = renderWrapperScript(base);
-      assert.match(s, /size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123 kiln-work/);
-      assert.match(s, /mount -n --bind '\/srv\/my sources' stage\/ro0\nmount -n -o remount,bind,ro stage\/ro0/);
-      assert.match(s, /mount -n --bind out stage\/out\n(?!mount -n -o remount)/);
+      const fstab = /^printf '%s\\n' (.*) > stage\.fstab$/m.exec(s)?.[1] ?? "";
+      const job = "/var/cache/kiln/jobs/j\\\\0401/build";
+      assert.match(fstab, new RegExp(`'/srv/my\\\\040sources ${job}/stage/ro0 none bind,ro 0 0'`));
+      assert.match(fstab, new RegExp(`'${job}/out ${job}/stage/out none bind 0 0'`));
+      assert.match(
+        fstab,
+        new RegExp(
+          `'kiln-work ${job}/stage/work tmpfs size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123 0 0'`
+        )
+      );
+      assert.match(s, /^mount -n -a -T stage\.fstab$/m);
+      assert.match(s, /^mkdir -p .*stage\/ro0 /m);
       assert.match(s, /: > stage\/rpms\/00000-x.rpm/);
       assert.match(s, /find "\$p" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
     });
