@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
+import { parseStatisticsTimes } from "../../actors/index.ts";
 import type { RepoApi, SchedulerApi, SourceApi, StoredResult } from "../../actors/index.ts";
 import {
   Role,
@@ -102,9 +103,11 @@ export async function runE2eBuildBench(runs = 5): Promise<Record<string, unknown
         await new Promise((s) => setTimeout(s, 10));
       }
       const done = Date.now();
-      const stats = res.statsSha256
-        ? (JSON.parse((await readBlobBytes(repo, res.statsSha256, 1 << 20)).toString()) as { wallMs: number })
-        : { wallMs: 0 };
+      // `_statistics` is OBS's buildstatistics XML; `main` is the sandbox run (build root + rpmbuild).
+      const times = res.statsSha256
+        ? parseStatisticsTimes((await readBlobBytes(repo, res.statsSha256, 1 << 20)).toString())
+        : {};
+      const stats = { wallMs: times.main ?? 0 };
       // The first run warms caches (tsx, rpm macros, the worker cache): not counted.
       if (i === 0) continue;
       rows.push({
