@@ -782,34 +782,9 @@ export class IncrementalChecker {
       }
     }
     if (!reason) return set(last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
-    const inst = this.#exp.installSet(p, exp.packages);
-    if (!inst.ok) return set(PackageCode.Unresolvable, inst.errors.join(", "));
-    const bdeps: BuildDep[] = [];
-    for (const d of inst.packages) {
-      const lb = this.#exp.binary(d.name);
-      if (!lb) continue;
-      const b = lb.binary;
-      const dep: BuildDep = {
-        name: d.name,
-        version: b.version,
-        release: b.release,
-        arch: b.arch,
-        project: lb.project,
-        repository: lb.repository,
-        package: b.package,
-        filename: b.filename,
-        sha256: b.sha256,
-        hdrmd5: b.hdrmd5,
-        size: b.size,
-      };
-      if (b.epoch) dep.epoch = b.epoch;
-      if (b.metaSha256) dep.metaSha256 = b.metaSha256;
-      if (d.notmeta) dep.notmeta = true;
-      if (d.preinstall) dep.preinstall = true;
-      if (d.vminstall) dep.vminstall = true;
-      if (d.runscripts) dep.runscripts = true;
-      bdeps.push(dep);
-    }
+    const located = this.#exp.buildDeps(p, exp.packages);
+    if (!located.ok) return set(PackageCode.Unresolvable, located.error);
+    const bdeps = located.bdeps;
     set(PackageCode.Scheduled, "", p.flags.useforbuild);
     // Until a job is set, the package is decided again at every check.
     this.#pending.add(pkg);

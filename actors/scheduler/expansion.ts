@@ -8,7 +8,7 @@
  * This module is the checker's one doorway to expansion.
  */
 import type { BuildConfig } from "../common/prjconf.ts";
-import type { PoolBinary } from "../common/model.ts";
+import type { BuildDep, PoolBinary } from "../common/model.ts";
 import { ExpansionCache, getBuild, getDeps, type BuildResult } from "./expand.ts";
 import { ProviderIndex } from "./provider-index.ts";
 
@@ -141,6 +141,45 @@ export class RepoExpansion {
   /** The build root of a package (`get_build`), with the worker's per-package flags. */
   installSet(p: ExpandablePackage, edeps: readonly string[]): BuildResult {
     return getBuild(this.#config, p.subpacks, p.buildRequires, this.index, { cache: this.cache, edeps });
+  }
+
+  /**
+   * A job's build dependencies: the build root located in the pools (OBS `bdep` entries), or the
+   * expansion error.
+   */
+  buildDeps(
+    p: ExpandablePackage,
+    edeps: readonly string[]
+  ): { ok: true; bdeps: BuildDep[] } | { ok: false; error: string } {
+    const inst = this.installSet(p, edeps);
+    if (!inst.ok) return { ok: false, error: inst.errors.join(", ") };
+    const bdeps: BuildDep[] = [];
+    for (const d of inst.packages) {
+      const lb = this.binary(d.name);
+      if (!lb) continue;
+      const b = lb.binary;
+      const dep: BuildDep = {
+        name: d.name,
+        version: b.version,
+        release: b.release,
+        arch: b.arch,
+        project: lb.project,
+        repository: lb.repository,
+        package: b.package,
+        filename: b.filename,
+        sha256: b.sha256,
+        hdrmd5: b.hdrmd5,
+        size: b.size,
+      };
+      if (b.epoch) dep.epoch = b.epoch;
+      if (b.metaSha256) dep.metaSha256 = b.metaSha256;
+      if (d.notmeta) dep.notmeta = true;
+      if (d.preinstall) dep.preinstall = true;
+      if (d.vminstall) dep.vminstall = true;
+      if (d.runscripts) dep.runscripts = true;
+      bdeps.push(dep);
+    }
+    return { ok: true, bdeps };
   }
 
   /** Id of a name in the index's change log (for dependency tracking of declared subpackages). */

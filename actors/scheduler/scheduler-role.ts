@@ -667,31 +667,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           if (info.error) return { ...view, error: info.error };
           const e = exp.edeps(info);
           if (!e.ok) return { ...view, error: e.error };
-          const inst = exp.installSet(info, e.packages);
-          if (!inst.ok) return { ...view, error: inst.errors.join(", ") };
-          for (const d of inst.packages) {
-            const lb = exp.binary(d.name);
-            if (!lb) continue;
-            const b = lb.binary;
-            view.bdeps.push({
-              name: d.name,
-              version: b.version,
-              release: b.release,
-              arch: b.arch,
-              project: lb.project,
-              repository: lb.repository,
-              package: b.package,
-              filename: b.filename,
-              sha256: b.sha256,
-              hdrmd5: b.hdrmd5,
-              size: b.size,
-              ...(b.epoch ? { epoch: b.epoch } : {}),
-              ...(d.notmeta ? { notmeta: true } : {}),
-              ...(d.preinstall ? { preinstall: true } : {}),
-              ...(d.vminstall ? { vminstall: true } : {}),
-              ...(d.runscripts ? { runscripts: true } : {}),
-            });
-          }
+          const located = exp.buildDeps(info, e.packages);
+          if (!located.ok) return { ...view, error: located.error };
+          view.bdeps = located.bdeps;
           return view;
         });
       case "builddepinfo.get":
