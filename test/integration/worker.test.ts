@@ -41,7 +41,7 @@ describe("worker/ (through the whole service)", function () {
     tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-worker-test-"));
     chmodSync(tmp, 0o755);
     s = await startStack({
-      dispatcher: { heartbeatMs: 250, downAfterMs: 1500, startupGraceMs: 0, constraintCheckMs: 100 },
+      dispatcher: { heartbeatMs: 250, downAfterMs: 3000, startupGraceMs: 0, constraintCheckMs: 100 },
       workers: [{ workerId: "main" }],
     });
     nc = await connectNats({ servers: s.natsUrl, name: "worker-test", log });
