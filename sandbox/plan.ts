@@ -394,8 +394,9 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     `printf '%s\\n' ${fstab.map(shq).join(" ")} > stage.fstab`,
     "mount -n -a -T stage.fstab",
     "mkdir -m 1777 stage/work/tmp stage/work/vartmp stage/work/shm",
-    `mkdir -m 0755 stage/work/home`,
-    ...(plan.privileged ? [`chown ${plan.hostUid}:${plan.hostUid} stage/work/home`] : []),
+    plan.privileged
+      ? `install -d -m 0755 -o ${plan.hostUid} -g ${plan.hostUid} stage/work/home`
+      : "mkdir -m 0755 stage/work/home",
   ];
   L.push(`mount -n --move stage ${STAGE_DIR}`, `cd ${STAGE_DIR}`);
   if (plan.unpack) {

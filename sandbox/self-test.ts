@@ -22,6 +22,7 @@ export const REQUIRED_TOOLS = [
   "find",
   "stat",
   "cp",
+  "install",
   "bash",
 ] as const;
 

@@ -235,7 +235,8 @@ describe("sandbox/plan", () => {
     it("should drop to the host uid before bwrap only when privileged", () => {
       const priv = renderWrapperScript(base);
       assert.equal(priv.match(/setpriv --reuid 1500000123 --regid 1500000123 --clear-groups/g)?.length, 3);
-      assert.doesNotMatch(renderWrapperScript({ ...base, privileged: false }), /setpriv|chown/);
+      assert.doesNotMatch(renderWrapperScript({ ...base, privileged: false }), /setpriv|chown| -o \d/);
+      assert.match(renderWrapperScript(base), /^install -d -m 0755 -o 1500000123 -g 1500000123 stage\/work\/home$/m);
       const bwraps = priv.split("\n").filter((l) => /(^| )bwrap /.test(l));
       assert.equal(bwraps.length, 2);
       for (const line of bwraps) assert.match(line, /^setpriv .* prlimit --core=0 -- bwrap /);
