@@ -81,12 +81,37 @@ export interface OverheadReport {
   breakdownMedianMs: Record<string, number>;
 }
 
+/** A worker in a process of its own, as on a build host (the fixture the multihost tests use). */
+async function workerProcess(
+  natsUrl: string,
+  dataDir: string,
+  worker: Record<string, unknown>
+): Promise<{ proc: ResultPromise }> {
+  const p = execa(
+    "node",
+    ["--import", "tsx", path.join(FIXTURES, "worker-process.ts"), JSON.stringify({ natsUrl, dataDir, worker })],
+    { reject: false, buffer: false }
+  );
+  let out = "";
+  p.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  await check(() => out.includes("READY"), { timeoutMs: 60_000, name: "worker process ready" });
+  // Wrapped: an async function returning the process itself would wait for it to exit.
+  return { proc: p };
+}
+
+async function stopProcess(w: { proc: ResultPromise } | undefined): Promise<void> {
+  if (!w) return;
+  w.proc.kill("SIGTERM");
+  await w.proc.catch(() => undefined);
+}
+
 async function runOverhead(runs: number): Promise<OverheadReport> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-workers-"));
-  const s = await startStack({ workers: [{ workerId: "bench" }] });
+  const s = await startStack({});
   const bare: number[] = [];
   const rows: Record<string, number>[] = [];
   const noHooks: number[] = [];
+  let worker: { proc: ResultPromise } | undefined;
   try {
     await s.project("ovh");
     let n = 0;
@@ -106,6 +131,8 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
       await execa("rpmbuild", ["-ba", "--define", `_topdir ${top}`, path.join(top, "trivial.spec")]);
       return performance.now() - t0;
     };
+    // The worker runs in its own process, as on a build host; the default hooks (build-compare).
+    worker = await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), { workerId: "bench" });
     // Warm-up: caches, rpm's macro files, the first build's previous-less path.
     await bareRun(-1);
     await kilnRun();
@@ -113,27 +140,31 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
       bare.push(await bareRun(i));
       const { result, e2e } = await kilnRun();
       const stats = parseStatisticsTimes((await readBlobBytes(s.repo, result.statsSha256!, 1 << 20)).toString());
-      const worker = result.endTime - result.startTime;
+      const w = result.endTime - result.startTime;
       rows.push({
-        worker,
+        worker: w,
         e2e,
         download: stats.download ?? 0,
         sandboxRpmbuild: stats.main ?? 0,
         buildCompare: stats.buildcmp ?? 0,
-        uploadAndRest: worker - (stats.total ?? 0),
+        uploadAndRest: w - (stats.total ?? 0),
         jobToStart: result.startTime - result.readyTime,
       });
     }
-    // The same worker without post-build hooks.
-    const w = s.roles.find((r) => r.role === "worker:bench")!;
-    await s.stopRole(w);
-    await s.addWorker({ workerId: "bench-nohooks", hooks: [] });
+    // The same without post-build hooks.
+    await stopProcess(worker);
+    worker = await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), {
+      workerId: "bench-nohooks",
+      hooks: [],
+    });
     await kilnRun();
     for (let i = 0; i < runs; i++) {
+      bare.push(await bareRun(runs + i));
       const { result } = await kilnRun();
       noHooks.push(result.endTime - result.startTime);
     }
   } finally {
+    await stopProcess(worker);
     await s.stop();
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -237,12 +237,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return (await readBlobBytes(repo, r.logSha256, 64 * 1024 * 1024)).toString("utf8");
     },
     async stop(): Promise<void> {
-      // Workers first, then the other roles in reverse start order.
-      for (const r of [...roles].reverse()) await stopRole(r).catch(() => undefined);
-      for (const h of hosts) await h.close().catch(() => undefined);
-      await clientNc.drain().catch(() => undefined);
-      if (server) await stopAll([server]);
-      rmSync(dataDir, { recursive: true, force: true });
+      try {
+        // Workers first, then the other roles in reverse start order.
+        for (const r of [...roles].reverse()) await stopRole(r).catch(() => undefined);
+        for (const h of hosts) await h.close().catch(() => undefined);
+        await clientNc.drain().catch(() => undefined);
+      } finally {
+        if (server) await stopAll([server]);
+        rmSync(dataDir, { recursive: true, force: true });
+      }
     },
   };
 }
