@@ -322,12 +322,14 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     return q;
   }
 
+  /** Set once stop() began: late callbacks (assignment answers, failure reports) change nothing. */
+  let closed = false;
   const persist = (rec: JobRecord): void => {
-    void store.db.put(keys.job(rec.job.jobId), rec);
+    if (!closed) void store.db.put(keys.job(rec.job.jobId), rec);
   };
   const persistWorker = (w: WorkerEntry): void => {
     const v: StoredWorker = { reg: w.reg, registeredAt: w.registeredAt, lastSeen: w.lastSeen };
-    void store.db.put(keys.worker(w.reg.workerId), v);
+    if (!closed) void store.db.put(keys.worker(w.reg.workerId), v);
   };
   const prpaOf = (j: BuildJob): { project: string; repository: string; arch: string } => ({
     project: j.project,
@@ -349,7 +351,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     if (byPackage.get(pkgKey(rec.job)) === jobId) byPackage.delete(pkgKey(rec.job));
     queue.remove(jobId);
     constraintsOf.delete(jobId);
-    void store.db.remove(keys.job(jobId));
+    if (!closed) void store.db.remove(keys.job(jobId));
   };
 
   /** Tells a worker to kill a job; failures are harmless (it may be gone). */
@@ -619,6 +621,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
 
   let lastLoadSave = Date.now();
   const saveLoads = (): void => {
+    if (closed) return;
     lastLoadSave = Date.now();
     for (const l of queue.snapshotLoads()) {
       void store.db.put(keys.load(l.project, l.repository, l.arch), { at: l.at, value: l.value });
@@ -628,6 +631,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   // ---- the actor -----------------------------------------------------------------------------
 
   const handle = async (msg: DispatcherMsg): Promise<void> => {
+    if (closed && !("replyTo" in msg)) return;
     switch (msg.type) {
       case "worker.register":
         return answer(msg.replyTo, () => {
@@ -928,6 +932,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       stopPing();
       await sub.drain();
       saveLoads();
+      closed = true;
       await store.db.flushed;
       await store.close();
       await lease.release();
