@@ -46,6 +46,10 @@ export type {
   BuildConfigView,
   UserView,
   GroupView,
+  ServiceStatusView,
+  ServiceRunRecord,
+  ServiceExpansion,
+  ServiceJob,
 } from "./source/protocol.ts";
 export type {
   RepoApi,
@@ -57,6 +61,14 @@ export type {
   BuildHistoryEntry,
   JobHistoryEntry,
 } from "./repo/protocol.ts";
+export { startServiceRole } from "./service/service-role.ts";
+export type { ServiceRoleOptions } from "./service/service-role.ts";
+export { DEFAULT_SERVICES_DIR, DEFAULT_SERVICE_LIMITS, runServices } from "./service/runner.ts";
+export type { ServicesOutcome, RunServicesOptions } from "./service/runner.ts";
+export { ServiceMode, ServiceRunKind, parseServiceXml } from "./service/service-xml.ts";
+export type { ServiceSpec, ServiceParam } from "./service/service-xml.ts";
+export type { ServiceApi, RunView } from "./service/protocol.ts";
+export { ServiceState } from "./source/protocol.ts";
 export { startPublisherRole } from "./publisher/publisher-role.ts";
 export type { PublisherOptions, RunningPublisher } from "./publisher/publisher-role.ts";
 export { PublishOutcome } from "./publisher/protocol.ts";

@@ -13,6 +13,7 @@ import { createRootLogger } from "./logger.ts";
 import { registerBuildCommands } from "./commands/build.ts";
 import { registerRepoCommands } from "./commands/repo.ts";
 import { registerRunCommands } from "./commands/run-commands.ts";
+import { registerServiceCommands } from "./commands/service.ts";
 import { registerSourceCommands } from "./commands/source.ts";
 
 export const EXIT = {
@@ -101,6 +102,7 @@ export function buildProgram(env: NodeJS.ProcessEnv): { program: Command; cenv: 
   registerSourceCommands(program, cenv);
   registerBuildCommands(program, cenv);
   registerRepoCommands(program, cenv);
+  registerServiceCommands(program, cenv);
   return { program, cenv };
 }
 

@@ -20,6 +20,8 @@
  *   ["nonce", nonce]                              → expiry (ms) of a seen request nonce
  *   ["group", name]                               → GroupRecord {name, members}
  *   ["srcref", md5, project, package]             → 1: a revision of the package holds that content
+ *   ["svc", project, package, rev]                → ServiceExpansion: the server services' files for a revision
+ *   ["svcrun", project, package]                  → ServiceRunRecord: the package's latest service run
  * scheduler (one database per arch)
  *   ["pkgstate", project, repo, package]          → package state, build decision, last job
  *   ["repostate", project, repo]                  → repository state
@@ -83,6 +85,10 @@ export const keys = {
   groupsAll: (): Key => ["group"],
   sourceRef: (md5: string, project: string, pkg: string): Key => ["srcref", md5, project, pkg],
   sourceRefsOf: (md5: string): Key => ["srcref", md5],
+  serviceExpansion: (project: string, pkg: string, rev: number): Key => ["svc", project, pkg, rev],
+  serviceExpansionsOf: (project: string, pkg: string): Key => ["svc", project, pkg],
+  serviceRun: (project: string, pkg: string): Key => ["svcrun", project, pkg],
+  serviceRunsAll: (): Key => ["svcrun"],
 
   // scheduler
   packageState: (project: string, repo: string, pkg: string): Key => ["pkgstate", project, repo, pkg],

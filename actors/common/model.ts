@@ -179,6 +179,12 @@ export interface BuildJob {
   /** Macros from the project config (rpm macro text), given to rpmbuild. */
   macros?: string;
   /**
+   * The package's `buildtime` source services (and its project's), in order: the worker runs them
+   * on the job's sources, in the build's sandbox without network, before the build (OBS's
+   * build-time services).
+   */
+  buildtimeServices?: { name: string; params: { name: string; value: string }[] }[];
+  /**
    * `BuildFlags:` of the project config (`name` or `name:value`). The worker reads the ones that
    * concern a build: `logidlelimit`, `buildtimeout`, `hooks`, `nohooks` (README "Workers").
    */

@@ -89,5 +89,17 @@ export function validateJob(raw: unknown): BuildJob {
       return v;
     });
   }
+  if (o.buildtimeServices !== undefined && o.buildtimeServices !== null) {
+    job.buildtimeServices = arr(o, "buildtimeServices", (v) => {
+      const sv = obj(v, "buildtime service");
+      return {
+        name: str(sv, "name", { max: 100 }),
+        params: arr(sv, "params", (pv) => {
+          const p = obj(pv, "service parameter");
+          return { name: str(p, "name", { max: 100 }), value: str(p, "value", { max: 64 * 1024, allowEmpty: true }) };
+        }),
+      };
+    });
+  }
   return job;
 }

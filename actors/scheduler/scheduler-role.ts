@@ -339,6 +339,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         ...(info.constraintsFile ? { file: info.constraintsFile } : {}),
       },
       ...(config.macros ? { macros: config.macros } : {}),
+      ...(info.buildtimeServices?.length ? { buildtimeServices: info.buildtimeServices } : {}),
       // The worker reads the build-related ones (logidlelimit, buildtimeout, hooks, nohooks).
       ...(config.buildFlags.length ? { buildFlags: config.buildFlags } : {}),
     };
@@ -496,8 +497,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           }
         }
         return;
+      // A service run starting blocks the package; its end expands its sources or breaks it.
       case "source.committed":
       case "package.meta-changed":
+      case "service.requested":
+      case "service.finished":
+        // The project's own sources (project-wide services) are not a package to build.
+        if (ev.package === "_project") return;
         for (const prp of forProject(ev.project)) {
           if (!prp.checker || prp.reload) {
             markDirty(prp);

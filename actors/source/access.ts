@@ -4,7 +4,8 @@
  * decides with these functions, so there is one set of rules.
  *
  * - Admins may do everything. Service users (the identities kiln's own roles sign with) may read
- *   everything and change nothing: schedulers and workers must build hidden projects.
+ *   everything and change nothing, except that they deliver the output of source service runs
+ *   ({@link mayRunServices}): schedulers and workers must build hidden projects.
  * - A project's maintainers (`<person role="maintainer">`, or a group with that role the user
  *   belongs to) may change its meta, config and packages and delete it; a package's maintainers
  *   may change and delete that package.
@@ -102,6 +103,15 @@ export function canDownloadBinaries(
   if (!canSee(p, prj)) return false;
   if (evaluateFlag("binarydownload", prj, pkg, repository, arch)) return true;
   return privileged(p) || isMember(p, prj, pkg);
+}
+
+/**
+ * Delivering the output of a source service run (`package.service-result`) and fetching runs: the
+ * one change service users (kiln's roles) may make, besides admins. It is narrow: the source role
+ * accepts a result only for the run it asked for, and only as that run's service files.
+ */
+export function mayRunServices(p: Principal): boolean {
+  return !p.anonymous && (p.service || p.admin);
 }
 
 export function canWriteProject(p: Principal, prj: AclMeta): boolean {

@@ -164,14 +164,15 @@ export interface PackageMeta {
 // ---------------------------------------------------------------------------------------------
 // Reading XML safely
 
-interface XmlElement {
+/** An element of a parsed document; also read by the `_service` parser (actors/service). */
+export interface XmlElement {
   name: string;
   attrs: Map<string, string>;
   children: XmlNode[];
 }
-type XmlNode = XmlElement | { text: string };
+export type XmlNode = XmlElement | { text: string };
 
-function isElement(node: XmlNode): node is XmlElement {
+export function isElement(node: XmlNode): node is XmlElement {
   return "name" in node;
 }
 
@@ -209,7 +210,7 @@ function lineCol(text: string, index: number): string {
 }
 
 /** Parses `xml` into an element tree with decoded text, refusing everything `_meta` has no use for. */
-function readXml(xml: unknown, what: string): XmlElement {
+export function readXml(xml: unknown, what: string): XmlElement {
   if (typeof xml !== "string") throw new InvalidInputError(`${what}: the document must be a string`);
   // Cheap bound first: a string never has more UTF-16 units than its UTF-8 encoding has bytes.
   if (xml.length > MAX_META_XML_BYTES || Buffer.byteLength(xml, "utf8") > MAX_META_XML_BYTES) {

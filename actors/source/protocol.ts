@@ -8,6 +8,7 @@
 import type { BlobApi, EventBase, SignedAuth } from "../../transport/index.ts";
 import type { RequestMsg } from "../common/actor-kit.ts";
 import type { SourceFile } from "../common/model.ts";
+import type { ServiceParam, ServiceRunKind, ServiceSpec } from "../service/service-xml.ts";
 import type { AccessNeed, Principal } from "./access.ts";
 import type { PackageMeta, ProjectMeta } from "./meta-xml.ts";
 
@@ -95,6 +96,82 @@ export interface PackageBuildInfo {
   error?: string;
   /** The code the error stands for. */
   errorCode?: "excluded" | "broken" | "disabled" | "blocked";
+  /** `buildtime` services of the package and its project, run by the worker before the build. */
+  buildtimeServices?: { name: string; params: ServiceParam[] }[];
+}
+
+/** How a service run stands. */
+export const ServiceState = {
+  Running: "running",
+  Succeeded: "succeeded",
+  Failed: "failed",
+} as const;
+export type ServiceState = (typeof ServiceState)[keyof typeof ServiceState];
+
+/**
+ * What the server's services made of one revision (OBS's service tree): the `_service:<name>:<file>`
+ * files that, together with the revision's own files, are the sources a build gets.
+ */
+export interface ServiceExpansion {
+  rev: number;
+  runId: number;
+  state: ServiceState;
+  /** `_service:<name>:<file>` files (on success). */
+  files: SourceFile[];
+  /** srcmd5 of the revision's files and these together (OBS's xsrcmd5): the build's srcmd5. */
+  xsrcmd5?: string;
+  /** One line: why the run failed. */
+  error?: string;
+  /** Service files of the last successful run, handed to the next run as `.old/` (OBS). */
+  old?: SourceFile[];
+  time: number;
+}
+
+/** A package's latest service run, of any kind. */
+export interface ServiceRunRecord {
+  /** Counts the package's runs; a result is accepted only for the current one. */
+  runId: number;
+  kind: ServiceRunKind;
+  /** The revision it runs on. */
+  rev: number;
+  state: ServiceState;
+  /** Who caused it (the committer, or who asked for the run). */
+  user: string;
+  requested: number;
+  ended?: number;
+  error?: string;
+  /** The services' output (stdout and stderr), bounded. */
+  output?: string;
+  /** A manual or disabled run: the revision its output was committed as. */
+  committedRev?: number;
+}
+
+/** A service run as the service role gets it. */
+export interface ServiceJob {
+  project: string;
+  package: string;
+  rev: number;
+  runId: number;
+  kind: ServiceRunKind;
+  /** The revision's files: the services' working directory. */
+  files: SourceFile[];
+  /** What to run, in order (the package's services, then the project's). */
+  services: ServiceSpec[];
+  /** Service files of the last successful run, for the `.old/` directory. */
+  old: SourceFile[];
+}
+
+/** `kiln service status`. */
+export interface ServiceStatusView {
+  project: string;
+  package: string;
+  /** The package's current revision. */
+  rev: number;
+  /** Every service of the current revision and of the project, with where it comes from. */
+  services: (ServiceSpec & { origin: "package" | "project" })[];
+  run?: ServiceRunRecord;
+  /** The server services' result for the current revision, when it has one. */
+  expansion?: ServiceExpansion;
 }
 
 /** The combined build configuration of a repository (configs along its path, base first). */
@@ -135,6 +212,25 @@ export type SourceApi = BlobApi & {
   "package.history": { req: WherePkg; res: Omit<Revision, "files">[] };
   "package.delete": { req: WherePkg & { comment?: string }; res: null };
   "package.buildinfo": { req: WherePkg & { repository: string; arch: string }; res: PackageBuildInfo };
+  /**
+   * Runs the package's services again (`kind` server, OBS's runservice), or its manual or
+   * disabled ones, whose output becomes a new revision. Needs the right to change the package.
+   */
+  "package.service-run": { req: WherePkg & { kind?: ServiceRunKind }; res: { runId: number; rev: number } };
+  "package.service-status": { req: WherePkg; res: ServiceStatusView };
+  /** The service role fetches a run; null when it is no longer the package's current run. */
+  "package.service-job": { req: WherePkg & { runId: number }; res: ServiceJob | null };
+  /**
+   * The service role delivers a run's outcome: on success the files it made (uploaded before),
+   * named `_service:<name>:<file>` for a server run and plainly for a manual one. Only kiln's
+   * roles (service users) and admins may; a result for a run that is not current is dropped.
+   */
+  "package.service-result": {
+    req: WherePkg & { runId: number; ok: boolean; files: CommitEntry[]; error?: string; output: string };
+    res: { accepted: boolean; rev?: number };
+  };
+  /** Service runs that were asked for and have not ended (service users and admins). */
+  "service.pending": { req: Record<string, never>; res: { project: string; package: string; runId: number }[] };
   "user.add": { req: { name: string; pubkey: string; admin?: boolean; service?: boolean }; res: UserView };
   "user.list": { req: Record<string, never>; res: UserView[] };
   "user.remove": { req: { name: string }; res: null };
@@ -236,8 +332,29 @@ export interface ProjectDeletedEvent extends SourceEventBase {
   packages: string[];
 }
 
+/** A service run was asked for (by a commit or `kiln service run`); the package is blocked until it ends. */
+export interface ServiceRequestedEvent extends SourceEventBase {
+  type: "service.requested";
+  package: string;
+  rev: number;
+  runId: number;
+  kind: ServiceRunKind;
+}
+/** A service run ended: its files are the package's expanded sources, or its error makes it broken. */
+export interface ServiceFinishedEvent extends SourceEventBase {
+  type: "service.finished";
+  package: string;
+  rev: number;
+  runId: number;
+  kind: ServiceRunKind;
+  ok: boolean;
+  error?: string;
+}
+
 export type SourceEvent =
   | SourceCommittedEvent
+  | ServiceRequestedEvent
+  | ServiceFinishedEvent
   | ProjectMetaChangedEvent
   | ProjectConfigChangedEvent
   | PackageMetaChangedEvent

@@ -7,7 +7,15 @@
 import { evaluateFlag } from "../common/flags.ts";
 import { parseBuildConfig, type BuildConfig } from "../common/prjconf.ts";
 import { parseSpec } from "../common/spec.ts";
-import type { PackageBuildInfo, PackageRecord, ProjectRecord, Revision } from "./protocol.ts";
+import { buildtimeServices, expandedNames } from "../service/service-xml.ts";
+import {
+  ServiceState,
+  type PackageBuildInfo,
+  type PackageRecord,
+  type ProjectRecord,
+  type Revision,
+} from "./protocol.ts";
+import type { SourceServices } from "./source-services.ts";
 import type { SourceState } from "./source-state.ts";
 
 /** OBS's choice of recipe: `<package>.spec` when present, else the only (first) `.spec` file. */
@@ -33,13 +41,19 @@ export class ConfigCache {
   }
 }
 
+/**
+ * With source services, the sources are the revision's files plus its services' files, whose
+ * srcmd5 together (OBS's xsrcmd5) is the build's srcmd5 and verifymd5; while the services run the
+ * package is blocked, and when they failed it is broken with their error (OBS getprojpack).
+ */
 export async function packageBuildInfo(
   state: SourceState,
   configs: ConfigCache,
   prj: ProjectRecord,
   pkg: PackageRecord,
   repository: string,
-  arch: string
+  arch: string,
+  services?: SourceServices
 ): Promise<PackageBuildInfo> {
   const rev: Revision = state.revision(prj.name, pkg.name);
   const flags = {
@@ -69,19 +83,45 @@ export async function packageBuildInfo(
     info.errorCode = "broken";
     return info;
   }
-  const specFile = chooseSpec(pkg.name, rev.files);
+  const expansion = services?.expansion(prj.name, pkg.name, rev.rev);
+  if (expansion?.state === ServiceState.Running) {
+    info.error = "service in progress";
+    info.errorCode = "blocked";
+    return info;
+  }
+  if (expansion?.state === ServiceState.Failed) {
+    info.error = `service error: ${expansion.error ?? "failed"}`;
+    info.errorCode = "broken";
+    return info;
+  }
+  if (expansion?.xsrcmd5) {
+    info.files = [...rev.files, ...expansion.files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    info.srcmd5 = expansion.xsrcmd5;
+    info.verifymd5 = expansion.xsrcmd5;
+  }
+  if (services) {
+    const bt = buildtimeServices(await services.servicesOf(prj.name, pkg.name, rev.files));
+    if (bt.length > 0) info.buildtimeServices = bt;
+  }
+  // The names the build sees: a service's `_service:<name>:<file>` is `<file>` there.
+  const visible = expandedNames(info.files.map((f) => f.name));
+  const byVisible = (name: string) => info.files.find((f) => f.name === visible.get(name));
+  const specFile = chooseSpec(
+    pkg.name,
+    [...visible.keys()].map((name) => ({ name }))
+  );
   if (!specFile) {
     info.error = "no recipe file";
     info.errorCode = "broken";
     return info;
   }
   info.specFile = specFile;
-  const cf = rev.files.find((f) => f.name === "_constraints");
+  const cf = byVisible("_constraints");
   if (cf) info.constraintsFile = await state.readText(cf, 256 * 1024);
   const config = configs.get(state.buildConfig(prj.name, repository).layers, arch);
   let parsed;
   try {
-    parsed = parseSpec(await state.readText(rev.files.find((f) => f.name === specFile)!), { arch, config });
+    parsed = parseSpec(await state.readText(byVisible(specFile)!), { arch, config });
   } catch (err) {
     info.error = `bad recipe: ${(err as Error).message}`;
     info.errorCode = "broken";

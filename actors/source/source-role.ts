@@ -43,12 +43,14 @@ import { Children, answer, assertNever, validated, type Validators } from "../co
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { arr, bool, int, md5, obj, oneOf, optInt, optStr, str, type Raw } from "../common/validate.ts";
 import { validateArch, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
-import { AccessNeed, canReadSources, type Principal } from "./access.ts";
+import { AccessNeed, canReadSources, mayRunServices, type Principal } from "./access.ts";
 import { Guard } from "./guard.ts";
 import { MAX_META_XML_BYTES } from "./meta-xml.ts";
 import type { CommitEntry, PassedRequest, SourceApi, SourceEvent, SourceRequest } from "./protocol.ts";
 import { ConfigCache, packageBuildInfo } from "./recipe.ts";
 import { DEFAULT_SOURCE_LIMITS, SourceState, type SourceLimits } from "./source-state.ts";
+import { MAX_SERVICE_OUTPUT_BYTES, PROJECT_PACKAGE, SourceServices } from "./source-services.ts";
+import { ServiceRunKind } from "../service/service-xml.ts";
 import { ANONYMOUS_CALLER, Identities } from "./identities.ts";
 
 // Lengths are bounded generously here so that the name rules (names.ts) give the message.
@@ -79,6 +81,10 @@ const comment = (o: Raw): { comment?: string } => {
 const xml = (o: Raw): string => str(o, "xml", { max: MAX_META_XML_BYTES });
 const blobVerb = (): never => {
   throw new InvalidInputError("blob verbs are served directly");
+};
+const commitEntry = (v: unknown): CommitEntry => {
+  const f = obj(v, "file entry");
+  return { name: str(f, "name", { max: 1024 }), md5: md5(f, "md5"), size: int(f, "size", { min: 0 }) };
 };
 const passed = (v: unknown): PassedRequest => {
   const o = obj(v, "'as'");
@@ -121,15 +127,7 @@ const validators: Validators<SourceApi> = {
   }),
   "package.commit": (raw) => {
     const o = obj(raw);
-    const files = arr(
-      o,
-      "files",
-      (v): CommitEntry => {
-        const f = obj(v, "file entry");
-        return { name: str(f, "name", { max: 1024 }), md5: md5(f, "md5"), size: int(f, "size", { min: 0 }) };
-      },
-      { max: 1_000_000 }
-    );
+    const files = arr(o, "files", commitEntry, { max: 1_000_000 });
     return { project: project(o), package: pkg(o), files, ...comment(o) };
   },
   "package.get": (raw) => {
@@ -145,6 +143,33 @@ const validators: Validators<SourceApi> = {
     repository: repository(obj(raw)),
     arch: arch(obj(raw)),
   }),
+  "package.service-run": (raw) => {
+    const o = obj(raw);
+    return {
+      project: project(o),
+      package: pkg(o),
+      ...(o.kind !== undefined ? { kind: oneOf(o, "kind", Object.values(ServiceRunKind)) } : {}),
+    };
+  },
+  "package.service-status": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)) }),
+  "package.service-job": (raw) => {
+    const o = obj(raw);
+    return { project: project(o), package: pkg(o), runId: int(o, "runId", { min: 1 }) };
+  },
+  "package.service-result": (raw) => {
+    const o = obj(raw);
+    const error = optStr(o, "error", { max: 64 * 1024, allowEmpty: true });
+    return {
+      project: project(o),
+      package: pkg(o),
+      runId: int(o, "runId", { min: 1 }),
+      ok: bool(o, "ok", false),
+      files: arr(o, "files", commitEntry, { max: 1_000_000 }),
+      output: str(o, "output", { max: 4 * MAX_SERVICE_OUTPUT_BYTES, allowEmpty: true }),
+      ...(error !== undefined ? { error } : {}),
+    };
+  },
+  "service.pending": () => ({}),
   "user.add": (raw) => {
     const o = obj(raw);
     return {
@@ -217,6 +242,8 @@ const ACTIONS: Partial<Record<SourceRequest["type"], string>> = {
   "package.history": "read the history of",
   "package.buildinfo": "read the build info of",
   "project.buildinfo": "read the build info of",
+  "package.service-run": "run the services of",
+  "package.service-status": "read the service runs of",
 };
 
 export interface SourceRoleOptions {
@@ -293,6 +320,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
   const outbox = new Outbox<SourceEvent>(store, (e) => publishEvent(js, e), log);
   await outbox.flush();
   const state = new SourceState({ store, blobs, outbox, limits });
+  const services = new SourceServices({ store, blobs, outbox, state });
   const identities = new Identities(store, log);
   for (const u of opts.serviceUsers ?? []) await identities.ensureService(u.name, u.pubkey);
   const guard = new Guard(state);
@@ -334,7 +362,15 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return answer(msg.replyTo, () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
           const a = msg.args;
-          return state.commit(a.project, a.package, a.files, caller.user, a.comment ?? "", usable(caller));
+          return state.commit(
+            a.project,
+            a.package,
+            a.files,
+            caller.user,
+            a.comment ?? "",
+            usable(caller),
+            services.commitHooks(a.project, a.package, caller.user)
+          );
         });
       case "package.get":
         return answer(msg.replyTo, () => {
@@ -360,7 +396,31 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return answer(msg.replyTo, () => {
           const a = msg.args;
           const { project: prj, package: pk } = guard.check(caller, a, AccessNeed.Sources, action);
-          return packageBuildInfo(state, configs, prj, pk!, a.repository, a.arch);
+          return packageBuildInfo(state, configs, prj, pk!, a.repository, a.arch, services);
+        });
+      case "package.service-run":
+        return answer(msg.replyTo, () => {
+          guard.check(caller, msg.args, AccessNeed.Write, action);
+          const a = msg.args;
+          return services.requestRun(a.project, a.package, a.kind ?? ServiceRunKind.Server, caller.user);
+        });
+      case "package.service-status":
+        return answer(msg.replyTo, () => {
+          guard.check(caller, msg.args, AccessNeed.Sources, action);
+          return services.status(msg.args.project, msg.args.package);
+        });
+      case "package.service-job":
+        return answer(msg.replyTo, () => {
+          requireServiceRunner(caller, "fetch service runs");
+          guard.check(caller, msg.args, AccessNeed.Sources);
+          return services.job(msg.args.project, msg.args.package, msg.args.runId);
+        });
+      case "package.service-result":
+        return answer(msg.replyTo, () => {
+          requireServiceRunner(caller, "deliver service results");
+          guard.check(caller, msg.args, AccessNeed.Sources);
+          const { project: p, package: k, ...r } = msg.args;
+          return services.deliver(p, k, r);
         });
       default:
         return answer(msg.replyTo, () => {
@@ -423,7 +483,9 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
             // Packages whose sources the caller may not read are left out, not refused: the
             // rest of the project is theirs to see.
             if (!canReadSources(caller, prj.meta, p.meta)) continue;
-            out.push(await packageBuildInfo(state, configs, prj, p, msg.args.repository, msg.args.arch));
+            // The project's own sources (project-wide services), not a package to build.
+            if (p.name === PROJECT_PACKAGE) continue;
+            out.push(await packageBuildInfo(state, configs, prj, p, msg.args.repository, msg.args.arch, services));
           }
           return out;
         });
@@ -439,6 +501,10 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "package.history":
       case "package.delete":
       case "package.buildinfo":
+      case "package.service-run":
+      case "package.service-status":
+      case "package.service-job":
+      case "package.service-result":
         dispatch(packages.get(msg.args.package), msg);
         return;
       case "project.list":
@@ -451,6 +517,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "group.remove":
       case "access.check":
       case "events.read":
+      case "service.pending":
       case "blob.stat":
       case "blob.read":
       case "upload.begin":
@@ -482,6 +549,14 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
 
   const requireRegistered = (caller: Principal, what: string): void => {
     if (caller.anonymous) throw new UnauthenticatedError(`${what} needs a signed request from a registered user`);
+  };
+  const requireServiceRunner = (caller: Principal, what: string): void => {
+    requireRegistered(caller, what);
+    if (!mayRunServices(caller)) {
+      throw new ForbiddenError(
+        `user '${caller.user}' may not ${what}: only kiln's roles (service users) and admins may`
+      );
+    }
   };
   const requireAdmin = (caller: Principal, what: string): void => {
     requireRegistered(caller, what);
@@ -617,6 +692,12 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return true;
       case "events.read":
         void answer(req.replyTo, () => readEvents(caller, req.args));
+        return true;
+      case "service.pending":
+        void answer(req.replyTo, () => {
+          requireServiceRunner(caller, "list service runs");
+          return services.pending();
+        });
         return true;
       default:
         return false;

@@ -56,6 +56,16 @@ export interface SourceStateDeps {
   limits: SourceLimits;
 }
 
+/** What a commit does besides making the revision (source services: source-services.ts). */
+export interface CommitHooks {
+  /**
+   * Called with the new revision's files before anything is written; may refuse the commit by
+   * throwing. Returns what to write in the revision's transaction (synchronous LMDB puts and
+   * outbox events only).
+   */
+  prepare(files: readonly SourceFile[]): Promise<(revision: Revision) => void>;
+}
+
 export class SourceState {
   readonly #store: RoleStore;
   readonly #blobs: BlobStore;
@@ -399,7 +409,8 @@ export class SourceState {
     entries: CommitEntry[],
     user: string,
     comment: string,
-    usable: (md5: string) => boolean = () => true
+    usable: (md5: string) => boolean = () => true,
+    hooks?: CommitHooks
   ): Promise<{ missing: CommitEntry[] } | { revision: Revision }> {
     this.requireProject(project);
     validatePackageName(pkg);
@@ -438,6 +449,7 @@ export class SourceState {
     const srcmd5 = computeSrcmd5(files);
     const rec = this.#packageOrNew(project, pkg);
     if (rec.rev > 0 && rec.srcmd5 === srcmd5) return { revision: this.revision(project, pkg) };
+    const also = await hooks?.prepare(files);
     const rev = rec.rev + 1;
     const revision: Revision = { rev, srcmd5, user, comment, time: Date.now(), files };
     const created = this.package(project, pkg) === undefined;
@@ -457,6 +469,7 @@ export class SourceState {
           created,
         })
       );
+      also?.(revision);
     });
     await this.#outbox.flush();
     return { revision };
@@ -478,6 +491,12 @@ export class SourceState {
       for (const f of value.files) md5s.add(f.md5);
       void this.#store.db.remove(key);
     }
+    // Service files are content of the package too (source-services.ts).
+    for (const { key, value } of this.#store.scan<{ files: SourceFile[] }>(keys.serviceExpansionsOf(project, pkg))) {
+      for (const f of value.files) md5s.add(f.md5);
+      void this.#store.db.remove(key);
+    }
+    void this.#store.db.remove(keys.serviceRun(project, pkg));
     for (const m of md5s) void this.#store.db.remove(keys.sourceRef(m, project, pkg));
     void this.#store.db.remove(keys.package(project, pkg));
   }

@@ -40,6 +40,7 @@ import { BuildResultCode, type BuildJob } from "../common/model.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import type { RepoApi, UploadedFile } from "../repo/protocol.ts";
 import { computeSrcmd5 } from "../source/srcmd5.ts";
+import { DEFAULT_SERVICES_DIR, runServices, useServiceFileNames } from "../service/runner.ts";
 import type { ContentCache } from "./cache.ts";
 import { HookStage, hooksForJob, runHook, writeJobFile, type HookConfig, type HookVerdict } from "./hooks.ts";
 import { jobLimits } from "./job-limits.ts";
@@ -62,6 +63,8 @@ export interface BuildEnv {
   limits: SandboxLimits;
   hiddenPaths: string[];
   hooks: readonly HookConfig[];
+  /** Programs of build-time source services. @default kiln's own (ops/services) */
+  servicesDir?: string;
   /** What the worker announced (limits raised by constraints stay within it). */
   hardware: { memoryMb: number; diskMb: number };
   /** Test seam: called as a file's upload progresses. */
@@ -273,6 +276,24 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
     }
 
     // ---- 3. the build -------------------------------------------------------------------------
+    // As OBS's build script: service files under the names the spec uses, then the build-time
+    // services on this copy of the sources, in the build's isolation (no network, same limits).
+    await useServiceFileNames(srcDir);
+    if (job.buildtimeServices?.length) {
+      emit(`[kiln] build-time services: ${job.buildtimeServices.map((s) => s.name).join(", ")}\n`);
+      const sv = await runServices(job.buildtimeServices, {
+        workDir: srcDir,
+        scratchDir: path.join(jobDir, "services"),
+        servicesDir: env.servicesDir ?? DEFAULT_SERVICES_DIR,
+        network: false,
+        limits,
+        hiddenPaths: env.hiddenPaths,
+        log,
+        signal: r.abort.signal,
+        onOutput: onLog,
+      });
+      if (sv.type === "services.failed") throw new Error(`build-time service ${sv.service} failed: ${sv.error}`);
+    }
     const defines: Record<string, string> = {
       release: job.release,
       disturl: job.disturl,

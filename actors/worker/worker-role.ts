@@ -61,6 +61,8 @@ export interface WorkerOptions {
   hiddenPaths?: string[];
   /** Hooks this worker offers. @default {@link defaultHooks} */
   hooks?: HookConfig[];
+  /** Programs of build-time source services. @default kiln's own (ops/services) */
+  servicesDir?: string;
   /** Check the sandbox before taking jobs (and refuse to start when it fails). @default true */
   selfTest?: boolean;
   /** Test seam: upload progress of each result file. */
@@ -157,6 +159,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     limits,
     hiddenPaths: [ctx.dataDir, cacheDir, ...(opts.hiddenPaths ?? [])],
     hooks,
+    ...(opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
     hardware: { memoryMb: registration.memoryMb, diskMb: registration.diskMb },
     ...(opts.onUploadProgress ? { onUploadProgress: opts.onUploadProgress } : {}),
   };

@@ -2,6 +2,7 @@
  * Registration of `kiln up`, `kiln serve`, `kiln worker` and `kiln status`.
  */
 import os from "node:os";
+import path from "node:path";
 import type { Command } from "commander";
 import type * as Actors from "../../actors/index.ts";
 import { InvalidInputError, connectNats } from "../../transport/index.ts";
@@ -40,6 +41,7 @@ interface LimitFlags {
   maxFileSize?: number;
   maxFiles?: number;
   maxConfigSize?: number;
+  servicesDir?: string;
 }
 
 /** The source role's size limits (`kiln up`, `kiln serve`). */
@@ -51,7 +53,8 @@ function addLimitOptions(cmd: Command): Command {
       parseSize("--max-file-size")
     )
     .option("--max-files <n>", "most files in one package revision (default 10000)", int("--max-files"))
-    .option("--max-config-size <size>", "largest project config (default 1M)", parseSize("--max-config-size"));
+    .option("--max-config-size <size>", "largest project config (default 1M)", parseSize("--max-config-size"))
+    .option("--services-dir <dir>", "programs of source services (default: kiln's own, ops/services)");
 }
 
 function limitsOf(o: LimitFlags): Partial<Actors.SourceLimits> | undefined {
@@ -113,6 +116,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         const limits = limitsOf(o);
         await runUp({
           ...(limits ? { sourceLimits: limits } : {}),
+          ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
           dataDir: s.dataDir,
           ...(explicitNats ? { natsUrl: s.natsUrl } : {}),
           natsPort: o.natsPort,
@@ -130,7 +134,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .description("run some roles in this process (the others run elsewhere on the same NATS)")
     .requiredOption(
       "--roles <list>",
-      "comma-separated: source, repo, publisher[:<http port>], dispatcher, scheduler:<arch>"
+      "comma-separated: source, service, repo, publisher[:<http port>], dispatcher, scheduler:<arch>"
     )
     .addHelpText(
       "after",
@@ -145,6 +149,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
       const limits = limitsOf(o);
       const starters = parseRoles(o.roles, {
         ...(limits ? { sourceLimits: limits } : {}),
+        ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
         serviceUsers: [{ name, pubkey: role.identity.publicKey }],
       });
       if (!o.roles.split(",").some((r) => r.trim() === "source")) {
@@ -182,6 +187,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
       (v, p: string[] = []) => [...p, v]
     )
     .option("--no-default-hooks", "do not offer the shipped hooks (build-compare, rpmlint)")
+    .option("--services-dir <dir>", "programs of build-time source services (default: kiln's own, ops/services)")
     .addHelpText(
       "after",
       "\nHooks run before the sandbox (prebuild, on the host) or after the build (postbuild, sandboxed);\nprojects pick optional ones with 'BuildFlags: hooks:<name>' and drop others with 'nohooks:<name>'.\nSee the README, section \"Workers\", for the hook interface."
@@ -199,6 +205,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         limit?: string[];
         hook?: string[];
         defaultHooks: boolean;
+        servicesDir?: string;
       }) => {
         const s = cenv.settings();
         const workerId = o.id ?? `${os.hostname()}:1`;
@@ -221,6 +228,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
                 cacheSizeMb: o.cacheSize,
                 limits,
                 hooks,
+                ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
               }),
           ],
           { natsUrl: s.natsUrl, dataDir: s.dataDir, log: cenv.log() }

@@ -17,6 +17,7 @@ import {
   startPublisherRole,
   startRepoRole,
   startSchedulerRole,
+  startServiceRole,
   startSourceRole,
   startWorker,
   type RoleContext,
@@ -129,6 +130,8 @@ export interface UpOptions {
   /** Serve the published repositories over HTTP on 127.0.0.1 at this port (0: any free one). */
   publishPort?: number;
   sourceLimits?: Partial<SourceLimits>;
+  /** Programs of source services (service role and workers). @default kiln's own, ops/services */
+  servicesDir?: string;
   /** Announce on stderr where things are. */
   announce?: (text: string) => void;
 }
@@ -171,6 +174,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
         ...(opts.sourceLimits ? { limits: opts.sourceLimits } : {}),
         serviceUsers: [{ name: roleUserName(nodeId), pubkey: role.identity.publicKey }],
       }),
+    (ctx) => startServiceRole(ctx, opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
     (ctx) => startRepoRole(ctx),
     (ctx) => startPublisherRole(ctx, opts.publishPort !== undefined ? { httpPort: opts.publishPort } : {}),
     (ctx) => startDispatcherRole(ctx),
@@ -178,7 +182,12 @@ export async function runUp(opts: UpOptions): Promise<void> {
     ...Array.from(
       { length: opts.workers },
       (_, i) => (ctx: RoleContext) =>
-        startWorker(ctx, { ...opts.worker, workerId: `${nodeId}:${i + 1}`, jobs: opts.jobs })
+        startWorker(ctx, {
+          ...opts.worker,
+          ...(opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
+          workerId: `${nodeId}:${i + 1}`,
+          jobs: opts.jobs,
+        })
     ),
   ];
   try {
@@ -220,6 +229,8 @@ export interface ServeOptions {
   sourceLimits?: Partial<SourceLimits>;
   /** Service users the source role registers when it runs here (this node's role identity). */
   serviceUsers?: { name: string; pubkey: string }[];
+  /** Programs of source services, for the service role. @default kiln's own, ops/services */
+  servicesDir?: string;
 }
 
 /** `kiln serve --roles source,repo,dispatcher,scheduler:x86_64`. */
@@ -242,6 +253,9 @@ export function parseRoles(spec: string, opts: ServeOptions = {}): Starter[] {
       case "repo":
         starters.push((ctx) => startRepoRole(ctx));
         break;
+      case "service":
+        starters.push((ctx) => startServiceRole(ctx, opts.servicesDir ? { servicesDir: opts.servicesDir } : {}));
+        break;
       case "publisher": {
         // `publisher:<port>` also serves the published trees over HTTP on 127.0.0.1.
         const port = arg === undefined ? undefined : Number(arg);
@@ -259,7 +273,7 @@ export function parseRoles(spec: string, opts: ServeOptions = {}): Starter[] {
         break;
       default:
         throw new InvalidInputError(
-          `unknown role '${raw}' (known: source, repo, publisher[:<port>], dispatcher, scheduler:<arch>)`
+          `unknown role '${raw}' (known: source, service, repo, publisher[:<port>], dispatcher, scheduler:<arch>)`
         );
     }
   }
