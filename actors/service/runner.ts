@@ -253,6 +253,10 @@ export async function runServices(
       ...(opts.hiddenPaths ? { hiddenPaths: opts.hiddenPaths } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
     });
+    // A full disk may have cut an output short even when the service says it succeeded.
+    if (result.type === "sandbox.exited" && result.code === 0 && result.stats.diskFull) {
+      return failed(svc.name, `${svc.name}: disk limit of ${opts.limits.diskBytes} bytes reached`);
+    }
     if (result.type !== "sandbox.exited" || result.code !== 0) {
       if (result.type === "sandbox.exited" && !result.stats.diskFull) {
         const line = lastLine(serviceOutput);

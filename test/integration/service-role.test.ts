@@ -1,0 +1,455 @@
+/**
+ * Source services end to end with real roles: the source role records the runs, the service role
+ * runs kiln's service programs (and hostile ones) in sandboxes, the scheduler blocks and expands,
+ * and a real worker builds from the expanded sources. Downloads and git repositories come from an
+ * HTTP server on loopback started here.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {
+  startServiceRole,
+  type RepoResult,
+  type Revision,
+  type ServiceRunRecord,
+  type ServiceStatusView,
+} from "../../actors/index.ts";
+import { Identity, readBlobBytes } from "../../transport/index.ts";
+import { check } from "../helpers/check.ts";
+import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
+import {
+  git,
+  put,
+  servicesDirWith,
+  sha256,
+  startLoopbackServer,
+  tarball,
+  type LoopbackServer,
+} from "../helpers/service-fixtures.ts";
+
+const T = 1700000000;
+const MiB = 1024 * 1024;
+const IDLE_MS = 6000;
+const DISK = 64 * MiB;
+
+const META = (name: string): string =>
+  `<project name="${name}"><title/><description/><repository name="r"><arch>x86_64</arch></repository></project>`;
+
+/** A noarch spec that unpacks Source0 and installs its README. */
+const specFor = (name: string, version: string, source: string): string =>
+  [
+    `Name: ${name}`,
+    `Version: ${version}`,
+    "Release: 1",
+    `Summary: ${name}`,
+    "License: MIT",
+    "BuildArch: noarch",
+    `Source0: ${source}`,
+    "%description",
+    name,
+    "%prep",
+    "%setup -q",
+    "%install",
+    `mkdir -p %{buildroot}/usr/share/${name}`,
+    `cp README %{buildroot}/usr/share/${name}/`,
+    "%files",
+    `/usr/share/${name}`,
+    "",
+  ].join("\n");
+
+const services = (body: string): string => `<services>\n${body}\n</services>\n`;
+
+/** Hostile programs: each reads its --outdir like a real service. */
+const PREAMBLE = `#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --outdir) out=$2; shift 2 ;; *) shift ;; esac; done
+`;
+
+describe("service role (real roles, sandboxed services, real builds)", function () {
+  this.timeout(300_000);
+  let c: RoleCluster;
+  let http: LoopbackServer;
+  let tmp: string;
+  let programs: string;
+
+  before(async () => {
+    c = await startRoleCluster({ workers: 1, logLevel: process.env.TEST_LOG_LEVEL ?? "warn" });
+    http = await startLoopbackServer();
+    tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-svc-role-"));
+    programs = await servicesDirWith({
+      bad_exit: `${PREAMBLE}echo "bad_exit: the upstream server said no" >&2\nexit 3\n`,
+      hang: `${PREAMBLE}echo "hang: waiting for ever"\nexec sleep 100000\n`,
+      escape_up: `${PREAMBLE}printf x > "$out/../x"\necho "escape_up: wrote ../x"\n`,
+      escape_abs: `${PREAMBLE}printf x > /x\n`,
+      escape_link: `${PREAMBLE}ln -s /etc/passwd "$out/passwd"\n`,
+      fill_disk: `${PREAMBLE}dd if=/dev/zero of="$out/big" bs=1M count=10240\n`,
+      read_data: `${PREAMBLE}if cat "${c.dataDir}/role.identity" "${c.dataDir}/source/db/data.mdb" > "$out/stolen"; then exit 0; fi
+ls -la "${c.dataDir}" > "$out/listing" && exit 0
+echo "read_data: kiln's data directory is not there" >&2
+exit 1
+`,
+    });
+    // kiln's roles sign with an identity registered as a service user: the service role's right
+    // to deliver service output.
+    const roleId = Identity.create();
+    await c.source.call("user.add", { name: "kiln-roles-test", pubkey: roleId.publicKey, service: true });
+    c.roles.set(
+      "service",
+      await startServiceRole(
+        { ...c.ctx, rpc: c.ctx.rpc.withSigner(roleId) },
+        {
+          servicesDir: programs,
+          limits: { idleLogMs: IDLE_MS, wallMs: 120_000, diskBytes: DISK, memoryBytes: 512 * MiB, logBytes: MiB },
+          concurrency: 4,
+          retryMs: 200,
+        }
+      )
+    );
+  });
+  after(async () => {
+    await c?.stop();
+    await http?.close();
+    rmSync(tmp, { recursive: true, force: true });
+    if (programs) rmSync(programs, { recursive: true, force: true });
+  });
+
+  const status = (project: string, pkg: string): Promise<ServiceStatusView> =>
+    c.source.call("package.service-status", { project, package: pkg });
+
+  /** Waits until the package's run `runId` (or any newer) has ended. */
+  const runEnded = (project: string, pkg: string, runId = 1): Promise<ServiceRunRecord> =>
+    check(
+      async () => {
+        const r = (await status(project, pkg)).run;
+        return r && r.runId >= runId && r.state !== "running" ? r : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 100, name: `service run of ${project}/${pkg}` }
+    );
+
+  /** Waits until nothing of the project waits to build, and returns code and details per package. */
+  async function settle(project: string): Promise<Map<string, string>> {
+    const wait = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
+    let last: RepoResult[] = [];
+    await check(
+      async () => {
+        last = await c.sched().call("results.get", { project });
+        return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !wait.has(p.code)));
+      },
+      { timeoutMs: 120_000, intervalMs: 100, name: `settle ${project}` }
+    );
+    return new Map(
+      last.flatMap((r) => r.packages.map((p) => [p.package, p.code + (p.details ? `: ${p.details}` : "")]))
+    );
+  }
+
+  const result = (project: string, pkg: string) =>
+    c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
+
+  const revisions = async (project: string, pkg: string): Promise<{ head: Revision; history: unknown[] }> => ({
+    head: await c.source.call("package.get", { project, package: pkg }),
+    history: await c.source.call("package.history", { project, package: pkg }),
+  });
+
+  it("should download and verify a tarball and build from it (seed 004 example 1)", async () => {
+    const tgz = await tarball("krabber-1.0", { README: "krabber\n" });
+    http.files.set("/pub/kde/stuff/krabber-1.0.tar.gz", tgz);
+    await c.source.call("project.put-meta", { project: "ex1", xml: META("ex1") });
+    const dir = path.join(tmp, "krabber");
+    await put(dir, "krabber.spec", specFor("krabber", "1.0", "krabber-1.0.tar.gz"));
+    await put(
+      dir,
+      "_service",
+      services(`  <service name="download_url">
+    <param name="protocol">http</param>
+    <param name="host">127.0.0.1</param>
+    <param name="port">${http.port}</param>
+    <param name="path">pub/kde/stuff/krabber-1.0.tar.gz</param>
+  </service>
+  <service name="verify_file">
+    <param name="file">_service:download_url:krabber-1.0.tar.gz</param>
+    <param name="verifier">sha256</param>
+    <param name="checksum">${sha256(tgz)}</param>
+  </service>`)
+    );
+    await c.commitDir("ex1", "krabber", dir);
+    const run = await runEnded("ex1", "krabber");
+    assert.equal(run.state, "succeeded", run.output);
+    assert.match(run.output ?? "", /\[kiln\] running service verify_file/);
+
+    const st = await status("ex1", "krabber");
+    assert.deepEqual(
+      st.expansion?.files.map((f) => [f.name, f.size]),
+      [["_service:download_url:krabber-1.0.tar.gz", tgz.length]]
+    );
+    // The build's sources are the revision's files and the service's; its srcmd5 is theirs.
+    const info = await c.source.call("package.buildinfo", {
+      project: "ex1",
+      package: "krabber",
+      repository: "r",
+      arch: "x86_64",
+    });
+    assert.deepEqual(
+      info.files.map((f) => f.name),
+      ["_service", "_service:download_url:krabber-1.0.tar.gz", "krabber.spec"]
+    );
+    assert.equal(info.verifymd5, st.expansion?.xsrcmd5);
+    assert.notEqual(
+      info.verifymd5,
+      (await c.source.call("package.get", { project: "ex1", package: "krabber" })).srcmd5
+    );
+
+    const states = await settle("ex1");
+    assert.equal(states.get("krabber"), "succeeded");
+    const built = await result("ex1", "krabber");
+    assert.ok(built?.binaries.some((b) => b.filename === "krabber-1.0-1.1.noarch.rpm"));
+    assert.equal(built?.verifymd5, info.verifymd5);
+
+    // kiln service run: a new run, blocked until it ends, with the same files.
+    const again = await c.source.call("package.service-run", { project: "ex1", package: "krabber" });
+    assert.equal(again.runId, 2);
+    const run2 = await runEnded("ex1", "krabber", 2);
+    assert.equal(run2.state, "succeeded");
+    assert.equal((await status("ex1", "krabber")).expansion?.xsrcmd5, info.verifymd5);
+  });
+
+  it("should mark the package broken with the checksum error and build nothing for a wrong sha256 (seed 004 example 1)", async () => {
+    const tgz = await tarball("krabber-1.0", { README: "krabber\n" });
+    http.files.set("/pub/kde/stuff/krabber-1.0.tar.gz", tgz);
+    await c.source.call("project.put-meta", { project: "ex1bad", xml: META("ex1bad") });
+    const wrong = "7f535a96a834b31ba2201a90c4d365990785dead92be02d4cf846713be938b78";
+    const dir = path.join(tmp, "krabber-bad");
+    await put(dir, "krabber.spec", specFor("krabber", "1.0", "krabber-1.0.tar.gz"));
+    await put(
+      dir,
+      "_service",
+      services(`  <service name="download_url"><param name="url">${http.base}/pub/kde/stuff/krabber-1.0.tar.gz</param></service>
+  <service name="verify_file">
+    <param name="file">_service:download_url:krabber-1.0.tar.gz</param>
+    <param name="verifier">sha256</param>
+    <param name="checksum">${wrong}</param>
+  </service>`)
+    );
+    await c.commitDir("ex1bad", "krabber", dir);
+    const before = await revisions("ex1bad", "krabber");
+    const run = await runEnded("ex1bad", "krabber");
+    assert.equal(run.state, "failed");
+    const mismatch = `verify_file: checksum mismatch for _service:download_url:krabber-1.0.tar.gz: expected ${wrong}, got ${sha256(tgz)}`;
+    assert.equal(run.error, mismatch);
+    assert.ok(run.output?.includes(mismatch), "the whole output is kept");
+    const states = await settle("ex1bad");
+    assert.equal(states.get("krabber"), `broken: service error: ${mismatch}`);
+    assert.equal(await result("ex1bad", "krabber"), null, "nothing was built");
+    assert.deepEqual(await c.dispatcher.call("job.list", { project: "ex1bad" }), []);
+    assert.deepEqual(await revisions("ex1bad", "krabber"), before);
+    assert.deepEqual((await status("ex1bad", "krabber")).expansion?.files, []);
+  });
+
+  it("should export a git repository with tar_scm, extract the spec, recompress and set the version (seed 004 example 2)", async () => {
+    const spec = specFor("obslight", "0.1", "obslight-%{version}.tar.gz");
+    await http.publishRepo("obslight", async (w) => {
+      await put(w, "src/README", "obslight\n");
+      await put(w, "src/rpm/obslight.spec", spec);
+      await put(w, "src/deb/obslight.dsc", "Source: obslight\nVersion: 0.1-1\n");
+      await git(w, ["add", "-A"]);
+      await git(w, ["commit", "--quiet", "-m", "first"], T);
+    });
+    await c.source.call("project.put-meta", { project: "ex2", xml: META("ex2") });
+    const dir = path.join(tmp, "obslight");
+    await put(
+      dir,
+      "_service",
+      services(`  <service name="tar_scm">
+    <param name="scm">git</param>
+    <param name="subdir">src</param>
+    <param name="url">${http.base}/git/obslight.git</param>
+    <param name="versionprefix">0.4.git</param>
+    <param name="filename">obslight</param>
+  </service>
+  <service name="extract_file">
+    <param name="archive">*.tar</param>
+    <param name="files">*/rpm/obslight.spec</param>
+  </service>
+  <service name="recompress">
+    <param name="file">*git*.tar</param>
+    <param name="compression">gz</param>
+  </service>
+  <service name="set_version"/>`)
+    );
+    await c.commitDir("ex2", "obslight", dir);
+    const run = await runEnded("ex2", "obslight");
+    assert.equal(run.state, "succeeded", run.output);
+    const version = `0.4.git.${T}`;
+    assert.deepEqual(
+      (await status("ex2", "obslight")).expansion?.files.map((f) => f.name),
+      [`_service:recompress:obslight-${version}.tar.gz`, "_service:set_version:obslight.spec"]
+    );
+    const states = await settle("ex2");
+    assert.equal(states.get("obslight"), "succeeded");
+    const built = await result("ex2", "obslight");
+    const rpm = built?.binaries.find((b) => !b.isSource);
+    assert.equal(rpm?.version, version);
+    assert.equal(rpm?.filename, `obslight-${version}-1.1.noarch.rpm`);
+  });
+
+  it("should mirror a git repository with obs_scm and run tar, recompress and set_version at build time (OBS Concepts §22.4.2)", async () => {
+    const T3 = T + 172800;
+    await http.publishRepo("hello-scm", async (w) => {
+      await put(w, "README", "hello from git\n");
+      await git(w, ["add", "-A"]);
+      await git(w, ["commit", "--quiet", "-m", "hello"], T3);
+    });
+    await c.source.call("project.put-meta", { project: "scm", xml: META("scm") });
+    const dir = path.join(tmp, "hello-scm");
+    await put(dir, "hello-scm.spec", specFor("hello-scm", "0", "hello-scm-%{version}.tar.xz"));
+    await put(
+      dir,
+      "_service",
+      services(`  <service name="obs_scm">
+    <param name="url">${http.base}/git/hello-scm.git</param>
+    <param name="scm">git</param>
+  </service>
+  <service name="tar" mode="buildtime"/>
+  <service name="recompress" mode="buildtime">
+    <param name="file">*.tar</param>
+    <param name="compression">xz</param>
+  </service>
+  <service name="set_version" mode="buildtime" />`)
+    );
+    await c.commitDir("scm", "hello-scm", dir);
+    const run = await runEnded("scm", "hello-scm");
+    assert.equal(run.state, "succeeded", run.output);
+    // Only obs_scm ran on the server.
+    assert.deepEqual(
+      (await status("scm", "hello-scm")).expansion?.files.map((f) => f.name),
+      [`_service:obs_scm:hello-scm-${T3}.obscpio`, "_service:obs_scm:hello-scm.obsinfo"]
+    );
+    const info = await c.source.call("package.buildinfo", {
+      project: "scm",
+      package: "hello-scm",
+      repository: "r",
+      arch: "x86_64",
+    });
+    assert.deepEqual(
+      info.buildtimeServices?.map((s) => s.name),
+      ["tar", "recompress", "set_version"]
+    );
+    const states = await settle("scm");
+    assert.equal(states.get("hello-scm"), "succeeded");
+    const built = await result("scm", "hello-scm");
+    const rpm = built?.binaries.find((b) => !b.isSource);
+    assert.equal(rpm?.version, String(T3), "set_version ran in the build");
+    const buildLog = (await readBlobBytes(c.repo, built!.logSha256!, 16 * MiB)).toString();
+    assert.match(buildLog, /\[kiln\] build-time services: tar, recompress, set_version/);
+    assert.match(buildLog, /recompress: compressed hello-scm-\d+\.tar to hello-scm-\d+\.tar\.xz/);
+  });
+
+  it("should append the project's services (_project/_service) and leave _project out of the results", async () => {
+    http.files.set("/NOTICE", Buffer.from("project-wide notice\n"));
+    await c.source.call("project.put-meta", { project: "prjsvc", xml: META("prjsvc") });
+    const prj = path.join(tmp, "prjsvc-project");
+    await put(
+      prj,
+      "_service",
+      services(`<service name="download_url"><param name="url">${http.base}/NOTICE</param></service>`)
+    );
+    await c.commitDir("prjsvc", "_project", prj);
+    await c.commitDir("prjsvc", "plain", writeSpec(tmp, "plain"));
+    const run = await runEnded("prjsvc", "plain");
+    assert.equal(run.state, "succeeded", run.output);
+    const st = await status("prjsvc", "plain");
+    assert.deepEqual(
+      st.services.map((s) => [s.name, s.origin]),
+      [["download_url", "project"]]
+    );
+    assert.deepEqual(
+      st.expansion?.files.map((f) => f.name),
+      ["_service:download_url:NOTICE"]
+    );
+    const states = await settle("prjsvc");
+    assert.deepEqual([...states.keys()], ["plain"]);
+    assert.equal(states.get("plain"), "succeeded");
+  });
+
+  it("should run manual services only when asked and commit their output as files of a new revision", async () => {
+    http.files.set("/files/extra.txt", Buffer.from("extra\n"));
+    await c.source.call("project.put-meta", { project: "manual", xml: META("manual") });
+    const dir = writeSpec(tmp, "handmade");
+    await put(
+      dir,
+      "_service",
+      services(
+        `<service name="download_url" mode="manual"><param name="url">${http.base}/files/extra.txt</param></service>`
+      )
+    );
+    await c.commitDir("manual", "handmade", dir);
+    assert.equal((await status("manual", "handmade")).run, undefined, "a manual service does not run by itself");
+    await assert.rejects(
+      c.source.call("package.service-run", { project: "manual", package: "handmade" }),
+      /has no services the server runs/
+    );
+    const { runId } = await c.source.call("package.service-run", {
+      project: "manual",
+      package: "handmade",
+      kind: "manual",
+    });
+    const run = await runEnded("manual", "handmade", runId);
+    assert.equal(run.state, "succeeded", run.output);
+    assert.equal(run.committedRev, 2);
+    const head = await c.source.call("package.get", { project: "manual", package: "handmade" });
+    assert.equal(head.rev, 2);
+    assert.equal(head.user, "admin");
+    assert.deepEqual(
+      head.files.map((f) => f.name),
+      ["_service", "extra.txt", "handmade.spec"]
+    );
+    assert.equal((await settle("manual")).get("handmade"), "succeeded");
+  });
+
+  it("should refuse _service: files from users and a _service that does not parse", async () => {
+    await c.source.call("project.put-meta", { project: "refuse", xml: META("refuse") });
+    await assert.rejects(
+      c.source.call("package.commit", {
+        project: "refuse",
+        package: "p",
+        files: [{ name: "_service:download_url:x.tar", md5: "d41d8cd98f00b204e9800998ecf8427e", size: 0 }],
+      }),
+      /reserved for the output of source services/
+    );
+    const dir = path.join(tmp, "refuse");
+    await put(dir, "_service", `<services><service name="x"><oops/></service></services>`);
+    await assert.rejects(c.commitDir("refuse", "p", dir), /_service: unknown element <oops>/);
+  });
+
+  it("should end hostile services as clear service errors and leave the stored sources unchanged", async () => {
+    await c.source.call("project.put-meta", { project: "hostile", xml: META("hostile") });
+    const cases: [string, RegExp][] = [
+      ["bad_exit", /^bad_exit: the upstream server said no$/],
+      ["hang", new RegExp(`^hang: killed: no output for ${IDLE_MS / 1000} s$`)],
+      ["escape_up", /^escape_up wrote outside its output directory \("x"\); only files in --outdir are kept$/],
+      ["escape_abs", /^escape_abs: .*\/x: Read-only file system$/],
+      ["escape_link", /^escape_link wrote "passwd", which is not a regular file$/],
+      ["fill_disk", new RegExp(`^fill_disk: .*disk limit.*${DISK}`)],
+      ["read_data", /^read_data: kiln's data directory is not there$/],
+    ];
+    const before = new Map<string, Awaited<ReturnType<typeof revisions>>>();
+    for (const [name] of cases) {
+      const dir = writeSpec(tmp, `h-${name.replace(/_/g, "-")}`);
+      await put(dir, "_service", services(`<service name="${name}"/>`));
+      const pkg = path.basename(dir);
+      await c.commitDir("hostile", pkg, dir);
+      before.set(pkg, await revisions("hostile", pkg));
+    }
+    const states = await settle("hostile");
+    for (const [name, error] of cases) {
+      const pkg = `h-${name.replace(/_/g, "-")}`;
+      const run = await runEnded("hostile", pkg);
+      assert.equal(run.state, "failed", `${name}: ${run.output}`);
+      assert.match(run.error ?? "", error, `${name}: ${run.output}`);
+      assert.equal(states.get(pkg), `broken: service error: ${run.error}`);
+      assert.deepEqual(await revisions("hostile", pkg), before.get(pkg), `${name} changed the stored sources`);
+      const st = await status("hostile", pkg);
+      assert.deepEqual(st.expansion?.files, [], `${name} left service files`);
+      assert.equal(await result("hostile", pkg), null, `${name}: something was built`);
+    }
+  });
+});
