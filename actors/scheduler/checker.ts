@@ -117,6 +117,8 @@ interface Entry {
   /** Quick key of the last check that found nothing to rebuild (OBS's `lastcheck`). */
   quick?: string;
   rank: number;
+  /** Dedupe stamp of the last pass that collected local dependencies. */
+  mark?: number;
 }
 
 const keyOf = (p: string, r: string): string => `${p}/${r}`;
@@ -373,6 +375,12 @@ export class IncrementalChecker {
   readonly #declared = new Map<string, string>();
   /** Binary name → package whose result holds it in this repository's pool. */
   readonly #poolOwner = new Map<string, string>();
+  /** The two above merged (declared first): the one map the hot loop reads. */
+  readonly #src = new Map<string, string>();
+  /** Stamps of a dedupe pass over entries (bumped per package). */
+  #stamp = 0;
+  /** The entries as an array, for loops over all packages; dropped when packages come or go. */
+  #list: Entry[] | undefined;
   #compOf = new Map<string, number>();
   #cycles: string[][] = [];
   #indexVersion = -1;
@@ -422,6 +430,7 @@ export class IncrementalChecker {
       e.quick = undefined;
     } else {
       this.#pkgs.set(info.package, { info, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 });
+      this.#list = undefined;
       this.#orderDirty = true;
     }
     if (before.join("\0") !== info.subpacks.join("\0")) this.#redeclare(info.package, before, info.subpacks);
@@ -433,6 +442,7 @@ export class IncrementalChecker {
     if (!e) return;
     for (const r of this.#revdeps.get(name) ?? []) this.#expandDirty.add(r);
     this.#pkgs.delete(name);
+    this.#list = undefined;
     this.#states.delete(name);
     this.#force.delete(name);
     this.#notReady.delete(name);
@@ -448,26 +458,30 @@ export class IncrementalChecker {
     const addedNames = new Set(added.map((b) => b.name));
     for (const n of removed) {
       if (addedNames.has(n) || !this.#poolOwner.has(n)) continue;
-      const was = this.#dep2src(n);
       this.#poolOwner.delete(n);
-      if (this.#dep2src(n) !== was) this.#markUsers(n);
+      this.#resync(n);
     }
     for (const b of added) {
-      const was = this.#dep2src(b.name);
       this.#poolOwner.set(b.name, b.package);
-      if (this.#dep2src(b.name) !== was) this.#markUsers(b.name);
+      this.#resync(b.name);
     }
   }
 
-  /** The local package that builds a binary: a declared subpackage first, else the pool's owner. */
-  #dep2src(name: string): string | undefined {
-    return this.#declared.get(name) ?? this.#poolOwner.get(name);
+  /**
+   * Recomputes which local package builds a binary (a declared subpackage first, else the pool's
+   * owner); when that changed, the packages using the binary are expanded again.
+   */
+  #resync(name: string): void {
+    const now = this.#declared.get(name) ?? this.#poolOwner.get(name);
+    if (now === this.#src.get(name)) return;
+    if (now === undefined) this.#src.delete(name);
+    else this.#src.set(name, now);
+    this.#markUsers(name);
   }
 
   /** A package's declared subpackages changed: the users of every name whose owner moved. */
   #redeclare(pkg: string, before: readonly string[], after: readonly string[]): void {
     const names = new Set([...before, ...after]);
-    const was = new Map([...names].map((n) => [n, this.#dep2src(n)]));
     for (const n of before) if (this.#declared.get(n) === pkg) this.#declared.delete(n);
     for (const n of after) this.#declared.set(n, pkg);
     // Another package may still declare a name this one gave up.
@@ -476,7 +490,7 @@ export class IncrementalChecker {
       for (const [other, oe] of this.#pkgs)
         if (other !== pkg && oe.info.subpacks.includes(n)) this.#declared.set(n, other);
     }
-    for (const n of names) if (this.#dep2src(n) !== was.get(n)) this.#markUsers(n);
+    for (const n of names) this.#resync(n);
   }
 
   setResult(pkg: string, last: LastBuild | undefined): void {
@@ -525,12 +539,16 @@ export class IncrementalChecker {
   }
 
   #markIds(ids: readonly number[]): void {
-    for (const [p, e] of this.#pkgs) {
+    // An indexed loop over an array: this runs over every package after every pool change.
+    const list = (this.#list ??= [...this.#pkgs.values()]);
+    const n = ids.length;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
       const bloom = e.bloom;
-      if (!bloom) continue;
-      for (const id of ids) {
-        if (bloomHas(bloom, id)) {
-          this.#expandDirty.add(p);
+      if (bloom === undefined) continue;
+      for (let k = 0; k < n; k++) {
+        if (bloomHas(bloom, ids[k]!)) {
+          this.#expandDirty.add(e.info.package);
           break;
         }
       }
@@ -613,14 +631,19 @@ export class IncrementalChecker {
       else {
         e.exp = exp.edeps(e.info, (bloom) => (e.bloom = bloom));
         if (e.exp.ok) {
-          const set = new Set<string>();
           // A dependency is local when a package of this repository builds it (declared
           // subpackage, or owner in this repository's pool).
+          const stamp = ++this.#stamp;
+          e.mark = stamp;
           for (const bin of e.exp.packages) {
-            const src = this.#dep2src(bin);
-            if (src !== undefined && src !== p && !set.has(src) && this.#pkgs.has(src)) set.add(src);
+            const src = this.#src.get(bin);
+            if (src === undefined) continue;
+            const de = this.#pkgs.get(src);
+            if (de === undefined || de.mark === stamp) continue;
+            de.mark = stamp;
+            deps.push(src);
           }
-          deps = [...set].sort();
+          deps.sort();
         }
       }
       if (deps.length !== e.deps.length || deps.some((d, i) => d !== e.deps[i])) {

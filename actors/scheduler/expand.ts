@@ -909,6 +909,23 @@ class Run {
   }
 }
 
+/**
+ * murmur3's finaliser: every output bit depends on every input bit. A plain multiplication
+ * would not do: masked to a filter's low bits it depends only on the id's low bits, so ids
+ * that differ by a multiple of the filter size collide in every filter (and a name interned
+ * early — a core library every expansion looks at — would make its late twins look touched
+ * everywhere).
+ */
+function mix32(x: number): number {
+  let h = x >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 /** The dependency ids and names an expansion looked at, as a small Bloom filter and as a list. */
 function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: Uint32Array; names: number[] } {
   const seen = ix.traceNameStamp;
@@ -937,8 +954,8 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
   const bloom = new Uint32Array(bits >>> 5);
   const mask = bits - 1;
   for (const n of names) {
-    const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
-    const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
+    const h1 = mix32(n);
+    const h2 = mix32(n ^ 0x5bd1e995) | 1;
     for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
   }
   return { bloom, names };
@@ -947,8 +964,8 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
 /** Whether a Bloom filter of an expansion may contain name id `n` (no false negatives). */
 export function bloomHas(bloom: Uint32Array, n: number): boolean {
   const mask = bloom.length * 32 - 1;
-  const h1 = Math.imul(n + 1, 0x9e3779b1) >>> 0;
-  const h2 = (Math.imul(n + 1, 0x85ebca6b) >>> 0) | 1;
+  const h1 = mix32(n);
+  const h2 = mix32(n ^ 0x5bd1e995) | 1;
   for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0)
     if (!(bloom[(h & mask) >>> 5]! & (1 << (h & 31)))) return false;
   return true;
