@@ -625,7 +625,7 @@ export class IncrementalChecker {
     const stateWork = new Set<string>(this.#stateAll ? this.#pkgs.keys() : []);
     for (const p of toExpand) {
       const e = this.#pkgs.get(p)!;
-      let deps: string[] = [];
+      const deps: string[] = [];
       e.bloom = undefined;
       if (e.info.error) e.exp = undefined;
       else {
