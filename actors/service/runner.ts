@@ -46,8 +46,8 @@ export const DEFAULT_SERVICE_LIMITS: Readonly<SandboxLimits> = Object.freeze({
 
 /** Most files one service may write. */
 export const DEFAULT_MAX_SERVICE_FILES = 1000;
-/** Output kept of a whole run (its end, when it is longer). */
-export const MAX_RUN_OUTPUT_BYTES = 1024 * 1024;
+/** Output kept of a whole run (its end, when it is longer); it travels in one NATS message. */
+export const MAX_RUN_OUTPUT_BYTES = 256 * 1024;
 
 const SERVICES_AT = "/kiln/services";
 const SOURCES_AT = "/kiln/src";
@@ -137,8 +137,12 @@ const nulList = async (file: string): Promise<string[] | undefined> => {
   return text === undefined ? undefined : text.split("\0").filter((s) => s !== "");
 };
 
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** The last line a service printed, as it may appear in result tables: one line, no control characters. */
 function lastLine(text: string): string {
-  const lines = text.split("\n").map((l) => l.trim());
+  const lines = text.split("\n").map((l) => l.replace(CONTROL, "?").trim());
   for (let i = lines.length - 1; i >= 0; i--) if (lines[i]) return lines[i]!.slice(0, 2000);
   return "";
 }

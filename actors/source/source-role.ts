@@ -165,7 +165,7 @@ const validators: Validators<SourceApi> = {
       runId: int(o, "runId", { min: 1 }),
       ok: bool(o, "ok", false),
       files: arr(o, "files", commitEntry, { max: 1_000_000 }),
-      output: str(o, "output", { max: 4 * MAX_SERVICE_OUTPUT_BYTES, allowEmpty: true }),
+      output: str(o, "output", { max: 2 * MAX_SERVICE_OUTPUT_BYTES, allowEmpty: true }),
       ...(error !== undefined ? { error } : {}),
     };
   },

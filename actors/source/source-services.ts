@@ -48,8 +48,8 @@ import { computeSrcmd5 } from "./srcmd5.ts";
 /** The package whose `_service` holds the project-wide services (OBS). */
 export const PROJECT_PACKAGE = "_project";
 const SERVICE_FILE = "_service";
-/** Most output kept with a run for `kiln service status`. */
-export const MAX_SERVICE_OUTPUT_BYTES = 1024 * 1024;
+/** Most output kept with a run for `kiln service status` (its end); replies fit one NATS message. */
+export const MAX_SERVICE_OUTPUT_BYTES = 256 * 1024;
 
 export interface SourceServicesDeps {
   store: RoleStore;
@@ -340,10 +340,12 @@ export class SourceServices {
   ): Promise<{ accepted: boolean; rev?: number }> {
     const run = this.run(project, pkg);
     if (!run || run.runId !== r.runId || run.state !== ServiceState.Running) return { accepted: false };
-    const output = r.output.slice(-MAX_SERVICE_OUTPUT_BYTES);
+    const bytes = Buffer.from(r.output, "utf8");
+    const output = bytes.subarray(Math.max(0, bytes.length - MAX_SERVICE_OUTPUT_BYTES)).toString("utf8");
     const now = Date.now();
     if (!r.ok) {
-      const error = (r.error ?? "").trim() || "the service run failed";
+      // One line: it is shown in result tables.
+      const error = (r.error ?? "").split("\n")[0]!.trim().slice(0, 4096) || "the service run failed";
       await this.#store.transact(() => {
         void this.#store.db.put(keys.serviceRun(project, pkg), {
           ...run,

@@ -12,6 +12,13 @@ import { withClients } from "./source.ts";
 
 const KINDS: readonly string[] = Object.values(ServiceRunKind);
 
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** Service output is untrusted: no terminal control sequences reach the terminal. */
+const safe = (text: string): string =>
+  text.replace(CONTROL, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
+
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
@@ -57,7 +64,7 @@ function render(v: ServiceStatusView, withOutput: boolean): string {
     lines.push(`revision ${e.rev}: service error: ${e.error}`);
   }
   if (withOutput && v.run?.output) lines.push("output:", v.run.output.trimEnd());
-  return lines.join("\n");
+  return safe(lines.join("\n"));
 }
 
 /** Polls until the package's latest run has ended; returns it (undefined: no run at all). */
@@ -81,7 +88,7 @@ async function waitForRun(
 function ended(cenv: CommandEnv, project: string, pkg: string, run: ServiceRunRecord | undefined): void {
   if (cenv.json()) printJson(run ?? null);
   else if (!run) print(`${project}/${pkg} has no service runs`);
-  else print(describeRun(run) + (run.error ? `\nerror: ${run.error}` : ""));
+  else print(safe(describeRun(run) + (run.error ? `\nerror: ${run.error}` : "")));
   if (run?.state === ServiceState.Failed) process.exitCode = EXIT.failure;
 }
 

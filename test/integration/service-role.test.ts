@@ -71,6 +71,7 @@ describe("service role (real roles, sandboxed services, real builds)", function 
   let http: LoopbackServer;
   let tmp: string;
   let programs: string;
+  let startService: () => Promise<void>;
 
   before(async () => {
     c = await startRoleCluster({ workers: 1, logLevel: process.env.TEST_LOG_LEVEL ?? "warn" });
@@ -93,18 +94,21 @@ exit 1
     // to deliver service output.
     const roleId = Identity.create();
     await c.source.call("user.add", { name: "kiln-roles-test", pubkey: roleId.publicKey, service: true });
-    c.roles.set(
-      "service",
-      await startServiceRole(
-        { ...c.ctx, rpc: c.ctx.rpc.withSigner(roleId) },
-        {
-          servicesDir: programs,
-          limits: { idleLogMs: IDLE_MS, wallMs: 120_000, diskBytes: DISK, memoryBytes: 512 * MiB, logBytes: MiB },
-          concurrency: 4,
-          retryMs: 200,
-        }
-      )
-    );
+    startService = async () => {
+      c.roles.set(
+        "service",
+        await startServiceRole(
+          { ...c.ctx, rpc: c.ctx.rpc.withSigner(roleId) },
+          {
+            servicesDir: programs,
+            limits: { idleLogMs: IDLE_MS, wallMs: 120_000, diskBytes: DISK, memoryBytes: 512 * MiB, logBytes: MiB },
+            concurrency: 4,
+            retryMs: 200,
+          }
+        )
+      );
+    };
+    await startService();
   });
   after(async () => {
     await c?.stop();
@@ -403,6 +407,33 @@ exit 1
       ["_service", "extra.txt", "handmade.spec"]
     );
     assert.equal((await settle("manual")).get("handmade"), "succeeded");
+  });
+
+  it("should run what was asked for while the service role was down", async () => {
+    http.files.set("/late.txt", Buffer.from("late\n"));
+    await c.source.call("project.put-meta", { project: "late", xml: META("late") });
+    await c.stopRole("service");
+    const dir = writeSpec(tmp, "late");
+    await put(
+      dir,
+      "_service",
+      services(`<service name="download_url"><param name="url">${http.base}/late.txt</param></service>`)
+    );
+    await c.commitDir("late", "late", dir);
+    assert.equal((await status("late", "late")).run?.state, "running");
+    await check(
+      async () => {
+        const p = (await c.sched().call("results.get", { project: "late" }))[0]?.packages.find(
+          (x) => x.package === "late"
+        );
+        return p?.code === "blocked" && p.details === "service in progress";
+      },
+      { timeoutMs: 30_000, intervalMs: 50, name: "blocked while the service runs" }
+    );
+    await startService();
+    const run = await runEnded("late", "late");
+    assert.equal(run.state, "succeeded", run.output);
+    assert.equal((await settle("late")).get("late"), "succeeded");
   });
 
   it("should refuse _service: files from users and a _service that does not parse", async () => {
