@@ -416,6 +416,15 @@ export class IncrementalChecker {
     this.#stateAll = true;
   }
 
+  /**
+   * Decide every package again at the next check (expansions come from the cache where the
+   * index did not change under them): what a full recheck costs once the scheduler runs.
+   */
+  recheckAll(): void {
+    this.#expandAll = true;
+    this.#stateAll = true;
+  }
+
   setConfig(config: BuildConfig): void {
     this.#exp.setConfig(config);
     this.#expandAll = true;
