@@ -346,7 +346,7 @@ export interface WrapperPlan {
   unpack: boolean;
   workBytes: number;
   workInodes: number;
-  /** Extra prlimit options (without `--core=0`, which is always set). */
+  /** Extra prlimit options (no core dumps is always set, by the wrapper's `ulimit -c 0`). */
   rlimits: readonly string[];
   unpackArgs: readonly string[];
   bwrapArgs: readonly string[];
@@ -363,7 +363,9 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   const dropTo = plan.privileged
     ? `setpriv --reuid ${plan.hostUid} --regid ${plan.hostUid} --clear-groups --bounding-set=-all --inh-caps=-all --no-new-privs --`
     : "";
-  const limit = ["prlimit", "--core=0", ...plan.rlimits, "--"].join(" ");
+  // No core dumps for anything the wrapper starts: a shell builtin rather than one more program
+  // per sandboxed step. prlimit only when fallback rlimits are wanted (no cgroups).
+  const limit = plan.rlimits.length ? ["prlimit", ...plan.rlimits, "--"].join(" ") : "";
   const owner = plan.privileged ? `,uid=${plan.hostUid},gid=${plan.hostUid}` : "";
   // Every line that runs a program costs a fork and exec on each build's path: directories are
   // made in one go, and the binds and the work tmpfs are one `mount -a` over a generated fstab
@@ -387,6 +389,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     "set -eu",
     "umask 022",
     ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
+    "ulimit -c 0",
     "mkdir -p stage",
     "mount -n -t tmpfs -o mode=0755,size=16m,nr_inodes=16384 kiln-stage stage",
     `mkdir -p ${[...stageDirs].map(shq).join(" ")}`,
@@ -402,7 +405,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   if (plan.unpack) {
     L.push(
       "set +e",
-      `${dropTo} ${limit} bwrap ${plan.unpackArgs.map(shq).join(" ")} 2>&1 3>&-`,
+      [dropTo, limit, "bwrap", ...plan.unpackArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&-",
       "rc=$?",
       "set -e",
       // A package that turned usr or etc into a symlink would make the overlay below follow it
@@ -421,7 +424,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),
     ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
     "set +e",
-    `${dropTo} ${limit} bwrap ${plan.bwrapArgs.map(shq).join(" ")} 2>&1 3>&- </dev/null`,
+    [dropTo, limit, "bwrap", ...plan.bwrapArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&- </dev/null",
     "rc=$?",
     "set -e",
     'echo "exit $rc" >&3',

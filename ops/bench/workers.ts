@@ -69,7 +69,7 @@ async function storedAfter(
 export interface OverheadReport {
   runs: number;
   bareRpmbuildMs: number;
-  /** Worker time: accepted → result ready to store (fetch, sandbox, hooks, upload). */
+  /** Worker time: accepted → result ready to store (fetch, sandbox, hooks, upload). Ratios are medians of per-run ratios. */
   workerMs: number;
   ratio: number;
   /** The same without post-build hooks (no build-compare). */
@@ -108,19 +108,30 @@ async function stopProcess(w: { proc: ResultPromise } | undefined): Promise<void
 async function runOverhead(runs: number): Promise<OverheadReport> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-workers-"));
   const s = await startStack({});
-  const bare: number[] = [];
   const rows: Record<string, number>[] = [];
-  const noHooks: number[] = [];
-  let worker: { proc: ResultPromise } | undefined;
+  const workers: { proc: ResultPromise }[] = [];
   try {
-    await s.project("ovh");
+    // Two workers in processes of their own, as on build hosts: one with the default hooks
+    // (build-compare), one without any. Host labels and project constraints pin each project's
+    // builds to one of them, so the runs of both (and bare rpmbuild) can be interleaved and see
+    // the same machine load.
+    workers.push(
+      await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), { workerId: "hooks", hostLabels: ["HOOKS"] }),
+      await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), {
+        workerId: "plain",
+        hostLabels: ["PLAIN"],
+        hooks: [],
+      })
+    );
+    await s.project("ovh-hooks", { prjconf: "Constraint: hostlabel HOOKS\n" });
+    await s.project("ovh-plain", { prjconf: "Constraint: hostlabel PLAIN\n" });
     let n = 0;
-    const kilnRun = async (): Promise<{ result: StoredResult; e2e: number }> => {
+    const kilnRun = async (project: string): Promise<{ result: StoredResult; e2e: number }> => {
       n++;
       const t0 = Date.now();
-      const srcmd5 = await s.commit("ovh", "trivial", { "trivial.spec": spec("trivial", n) });
-      const result = await storedAfter(s, "ovh", "trivial", srcmd5);
-      await check(async () => (await s.result("ovh", "trivial"))?.code === "succeeded", { intervalMs: 5 });
+      const srcmd5 = await s.commit(project, "trivial", { "trivial.spec": spec("trivial", n) });
+      const result = await storedAfter(s, project, "trivial", srcmd5);
+      await check(async () => (await s.result(project, "trivial"))?.code === "succeeded", { intervalMs: 5 });
       return { result, e2e: Date.now() - t0 };
     };
     const bareRun = async (i: number): Promise<number> => {
@@ -131,19 +142,25 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
       await execa("rpmbuild", ["-ba", "--define", `_topdir ${top}`, path.join(top, "trivial.spec")]);
       return performance.now() - t0;
     };
-    // The worker runs in its own process, as on a build host; the default hooks (build-compare).
-    worker = await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), { workerId: "bench" });
     // Warm-up: caches, rpm's macro files, the first build's previous-less path.
     await bareRun(-1);
-    await kilnRun();
+    await kilnRun("ovh-hooks");
+    await kilnRun("ovh-plain");
     for (let i = 0; i < runs; i++) {
-      bare.push(await bareRun(i));
-      const { result, e2e } = await kilnRun();
+      const bare = await bareRun(i);
+      const { result, e2e } = await kilnRun("ovh-hooks");
+      const plain = (await kilnRun("ovh-plain")).result;
       const stats = parseStatisticsTimes((await readBlobBytes(s.repo, result.statsSha256!, 1 << 20)).toString());
       const w = result.endTime - result.startTime;
+      const wPlain = plain.endTime - plain.startTime;
       rows.push({
+        bare,
         worker: w,
+        workerPlain: wPlain,
+        ratio: w / bare,
+        ratioPlain: wPlain / bare,
         e2e,
+        ratioE2e: e2e / bare,
         download: stats.download ?? 0,
         sandboxRpmbuild: stats.main ?? 0,
         buildCompare: stats.buildcmp ?? 0,
@@ -151,40 +168,27 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
         jobToStart: result.startTime - result.readyTime,
       });
     }
-    // The same without post-build hooks.
-    await stopProcess(worker);
-    worker = await workerProcess(s.natsUrl, mkdtempSync(path.join(tmp, "w-")), {
-      workerId: "bench-nohooks",
-      hooks: [],
-    });
-    await kilnRun();
-    for (let i = 0; i < runs; i++) {
-      bare.push(await bareRun(runs + i));
-      const { result } = await kilnRun();
-      noHooks.push(result.endTime - result.startTime);
-    }
   } finally {
-    await stopProcess(worker);
+    for (const w of workers) await stopProcess(w);
     await s.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
-  const med = (k: string): number => round(median(rows.map((r) => r[k]!)));
-  const b = median(bare);
+  const med = (k: string): number => median(rows.map((r) => r[k]!));
   return {
     runs,
-    bareRpmbuildMs: round(b),
-    workerMs: med("worker"),
-    ratio: +(med("worker") / b).toFixed(2),
-    workerNoHooksMs: round(median(noHooks)),
-    ratioNoHooks: +(median(noHooks) / b).toFixed(2),
-    endToEndMs: med("e2e"),
-    endToEndRatio: +(med("e2e") / b).toFixed(2),
+    bareRpmbuildMs: round(med("bare")),
+    workerMs: round(med("worker")),
+    ratio: +med("ratio").toFixed(2),
+    workerNoHooksMs: round(med("workerPlain")),
+    ratioNoHooks: +med("ratioPlain").toFixed(2),
+    endToEndMs: round(med("e2e")),
+    endToEndRatio: +med("ratioE2e").toFixed(2),
     breakdownMedianMs: {
-      jobCreatedToWorkerStart: med("jobToStart"),
-      downloadAndVerify: med("download"),
-      sandboxAndRpmbuild: med("sandboxRpmbuild"),
-      buildCompareHook: med("buildCompare"),
-      uploadAndRest: med("uploadAndRest"),
+      jobCreatedToWorkerStart: round(med("jobToStart")),
+      downloadAndVerify: round(med("download")),
+      sandboxAndRpmbuild: round(med("sandboxRpmbuild")),
+      buildCompareHook: round(med("buildCompare")),
+      uploadAndRest: round(med("uploadAndRest")),
     },
   };
 }

@@ -470,7 +470,7 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
         "/bin/sh",
         "-c",
         "mkdir -p res/sub && echo data > res/a.txt && echo deep > res/sub/b.txt && ln -s /etc/passwd res/link.txt && " +
-          "mkfifo res/fifo.txt && id -un && pwd && echo $PATH",
+          "mkfifo res/fifo.txt && id -un && pwd && echo $PATH && echo core=$(ulimit -c)",
       ],
       collect: { dir: ".", paths: ["res"], maxDepth: 2, name: "*.txt" },
       limits: TEST_LIMITS,
@@ -480,6 +480,7 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     assert.equal(r.type, "sandbox.exited", JSON.stringify(r));
     assert.equal(r.type === "sandbox.exited" && r.code, 0);
     assert.match(out, /^abuild\n\/home\/abuild\n/);
+    assert.match(out, /\ncore=0\n$/, "no core dumps");
     const files = r.type === "sandbox.exited" ? r.files.map((f) => path.relative(path.join(dir, "out"), f)) : [];
     assert.deepEqual(files, ["res/a.txt", "res/sub/b.txt"]);
     assert.equal(await readFile(path.join(dir, "out", "res", "a.txt"), "utf8"), "data\n");

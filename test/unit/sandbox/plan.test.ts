@@ -239,7 +239,12 @@ describe("sandbox/plan", () => {
       assert.match(renderWrapperScript(base), /^install -d -m 0755 -o 1500000123 -g 1500000123 stage\/work\/home$/m);
       const bwraps = priv.split("\n").filter((l) => /(^| )bwrap /.test(l));
       assert.equal(bwraps.length, 2);
-      for (const line of bwraps) assert.match(line, /^setpriv .* prlimit --core=0 -- bwrap /);
+      for (const line of bwraps) assert.match(line, /^setpriv .* -- bwrap /);
+      assert.match(priv, /^ulimit -c 0$/m);
+      const limited = renderWrapperScript({ ...base, rlimits: ["--as=1000"] });
+      for (const line of limited.split("\n").filter((l) => /(^| )bwrap /.test(l))) {
+        assert.match(line, /^setpriv .* -- prlimit --as=1000 -- bwrap /);
+      }
       // Neither sandboxed step nor the copy-out gets the status fd.
       assert.equal(priv.match(/ 3>&-/g)?.length, 3);
     });
