@@ -330,7 +330,7 @@ export interface CollectPlan {
 
 /** Everything {@link renderWrapperScript} needs. */
 export interface WrapperPlan {
-  /** The run's directory (absolute): the wrapper's cwd, where the stage is built. */
+  /** The run's directory (absolute): the wrapper's cwd, with an empty `stage` directory for the stage. */
   dir: string;
   /** The worker is real root: drop to `hostUid` before bwrap; otherwise we are in a user namespace. */
   privileged: boolean;
@@ -390,7 +390,6 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     "umask 022",
     ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
     "ulimit -c 0",
-    "mkdir -p stage",
     "mount -n -t tmpfs -o mode=0755,size=16m,nr_inodes=16384 kiln-stage stage",
     `mkdir -p ${[...stageDirs].map(shq).join(" ")}`,
     ...stageFiles.map((f) => `: > ${shq(f)}`),

@@ -261,13 +261,18 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if ((await readdir(dir)).length > 0)
     throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
-  await writeMinimalEtc(path.join(dir, "etc"), { hostname, network });
+  // Independent of each other; the stage's mount point is made here rather than by the wrapper.
+  const outDirs = ["out", ...(rpms.length > 0 ? ["deps"] : [])];
+  await Promise.all([
+    writeMinimalEtc(path.join(dir, "etc"), { hostname, network }),
+    mkdir(path.join(dir, "stage"), { mode: 0o700 }),
+    ...outDirs.map(async (d) => {
+      await mkdir(path.join(dir, d), { mode: 0o755 });
+      if (privileged) await chown(path.join(dir, d), hostUid, hostUid);
+    }),
+  ]);
   stageBinds.push({ source: "etc", name: "kiln-etc" });
-  for (const d of ["out", ...(rpms.length > 0 ? ["deps"] : [])]) {
-    await mkdir(path.join(dir, d), { mode: 0o755 });
-    if (privileged) await chown(path.join(dir, d), hostUid, hostUid);
-    stageBinds.push({ source: d, name: d, writable: true });
-  }
+  for (const d of outDirs) stageBinds.push({ source: d, name: d, writable: true });
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
 
   const unpackArgs = buildUnpackBwrapArgs(unpackMasks);
