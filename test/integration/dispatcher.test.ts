@@ -66,6 +66,25 @@ describe("dispatcher/ (real role, simulated workers)", function () {
     await check(async () => (await jobOf(jobs[0]!.jobId))?.code === "building", { name: "building" });
   });
 
+  it("should keep a running job with its worker across a dispatcher restart", async () => {
+    const w = await sim("survivor");
+    const job = await submit(simJob("persist", "running"));
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building" });
+    await s.stopRole(s.roles.find((r) => r.role === "dispatcher")!);
+    await s.startRole("dispatcher");
+    // The worker re-registers on its next heartbeat and still has the job; nothing is re-queued.
+    await check(
+      async () =>
+        (await s.dispatcher.call("worker.list", {})).find((x) => x.workerId === "survivor")?.running[0]?.jobId ===
+        job.jobId,
+      { name: "job claimed by its worker again" }
+    );
+    assert.equal((await jobOf(job.jobId))?.workerId, "survivor");
+    await w.finish(job.jobId);
+    assert.equal(await jobOf(job.jobId), null);
+    assert.equal(w.accepted.length, 1, "never assigned twice");
+  });
+
   it("should keep a job dispatching until the worker accepts it, and re-queue a refused one", async () => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
