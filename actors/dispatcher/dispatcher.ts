@@ -35,7 +35,7 @@ import { RoleStore, keys } from "../../storage/index.ts";
 import { answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { JobCode, type BuildJob, type BuildResultCode } from "../common/model.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, bool, int, obj, optArr, optStr, str, type Raw } from "../common/validate.ts";
+import { arr, bool, int, obj, optArr, optInt, optStr, str, type Raw } from "../common/validate.ts";
 import type { RepoApi } from "../repo/protocol.ts";
 import type { WorkerApi } from "../worker/protocol.ts";
 import {
@@ -163,11 +163,13 @@ const validators: Validators<DispatcherApi> = {
   "job.get": (raw) => ({ jobId: str(obj(raw), "jobId") }),
   "job.list": (raw) => {
     const o = obj(raw ?? {});
-    const r: { project?: string; arch?: string } = {};
+    const r: DispatcherApi["job.list"]["req"] = {};
     const p = optStr(o, "project");
     const a = optStr(o, "arch");
+    const limit = optInt(o, "limit", { min: 1 });
     if (p !== undefined) r.project = p;
     if (a !== undefined) r.arch = a;
+    if (limit !== undefined) r.limit = limit;
     return r;
   },
   "job.abort": (raw) => {
@@ -789,15 +791,18 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           return rec ? { ...view(rec), job: rec.job } : null;
         });
       case "job.list":
-        return answer(msg.replyTo, () =>
-          [...jobs.values()]
-            .filter(
-              (r) =>
-                (!msg.args.project || r.job.project === msg.args.project) &&
-                (!msg.args.arch || r.job.arch === msg.args.arch)
-            )
-            .map(view)
-        );
+        return answer(msg.replyTo, () => {
+          const a = msg.args;
+          const list = [...jobs.values()].filter(
+            (r) => (!a.project || r.job.project === a.project) && (!a.arch || r.job.arch === a.arch)
+          );
+          if (a.limit === undefined || list.length <= a.limit) return list.map(view);
+          const rank = (r: JobRecord): number => (r.code === JobCode.Scheduled ? 1 : 0);
+          return list
+            .sort((x, y) => rank(x) - rank(y))
+            .slice(0, a.limit)
+            .map(view);
+        });
       case "job.abort":
         return answer(msg.replyTo, () => {
           const a = msg.args;

@@ -83,7 +83,11 @@ export type DispatcherApi = {
    */
   "job.reject": { req: { jobId: string; workerId: string; reason: string; hostBad: boolean }; res: null };
   "job.get": { req: { jobId: string }; res: (JobView & { job: BuildJob }) | null };
-  "job.list": { req: { project?: string; arch?: string }; res: JobView[] };
+  /**
+   * Jobs, optionally of one project or arch; with `limit`, at most that many (running ones first).
+   * A reply must fit NATS's max_payload (about 3,000 jobs at the default 1 MB).
+   */
+  "job.list": { req: { project?: string; arch?: string; limit?: number }; res: JobView[] };
   /**
    * `kiln abort`: ends matching jobs as failed. A building job is killed on its worker, which
    * reports the failure with its log; a queued one is failed by the dispatcher.

@@ -273,9 +273,10 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     .option("-a, --arch <arch>", "only this arch")
     .action(async (project: string | undefined, o: { arch?: string }) => {
       await withClients(cenv, async (c) => {
+        const limit = 2000;
         const js = await c.dispatcher.call(
           "job.list",
-          { ...(project ? { project } : {}), ...(o.arch ? { arch: o.arch } : {}) },
+          { ...(project ? { project } : {}), ...(o.arch ? { arch: o.arch } : {}), limit },
           { idempotent: true }
         );
         if (cenv.json()) return printJson(js);
@@ -293,6 +294,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
             ])
           )
         );
+        if (js.length === limit) print(`(the first ${limit} jobs, running ones first; narrow with PROJECT or -a)`);
       });
     });
 
