@@ -214,6 +214,9 @@ exit 1
     const run2 = await runEnded("ex1", "krabber", 2);
     assert.equal(run2.state, "succeeded");
     assert.equal((await status("ex1", "krabber")).expansion?.xsrcmd5, info.verifymd5);
+    // The same files: the sources did not change, so nothing is built again.
+    assert.equal((await settle("ex1")).get("krabber"), "succeeded");
+    assert.equal((await result("ex1", "krabber"))?.jobId, built?.jobId);
   });
 
   it("should mark the package broken with the checksum error and build nothing for a wrong sha256 (seed 004 example 1)", async () => {
