@@ -19,7 +19,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { parseStatisticsTimes, type StoredResult } from "../../actors/index.ts";
-import { readBlobBytes } from "../../transport/index.ts";
+import type { NatsConnection } from "nats";
+import pino from "pino";
+import { RoleClient, RpcClient, connectNats, decode, readBlobBytes, subjects } from "../../transport/index.ts";
+import type { SchedulerApi } from "../../actors/index.ts";
 import { check } from "../../test/helpers/check.ts";
 import { simJob } from "../../test/helpers/worker-sim.ts";
 import { startStack, type Stack } from "../../test/helpers/worker-stack.ts";
@@ -48,21 +51,52 @@ const spec = (name: string, n: number): string =>
 const median = (xs: number[]): number => percentile(xs, 50);
 const round = (x: number): number => Math.round(x);
 
-async function storedAfter(
-  s: Stack,
-  project: string,
-  pkg: string,
-  srcmd5: string,
-  timeoutMs = 120_000
-): Promise<StoredResult> {
-  return check(
-    async () => {
-      const r = await s.stored(project, pkg);
-      return r && r.srcmd5 === srcmd5 ? r : undefined;
-    },
-    { timeoutMs, intervalMs: 5, name: `${project}/${pkg} built` }
-  );
+/**
+ * Waits for builds by their `repo.built` events instead of polling: the benchmark itself must not
+ * load the machine it measures (every poll of the stack's clients is a signed request).
+ */
+class BuiltWatcher {
+  readonly #seen = new Map<string, number>();
+  readonly #waiting = new Map<string, () => void>();
+  #nc?: NatsConnection;
+
+  async start(natsUrl: string): Promise<void> {
+    this.#nc = await connectNats({ servers: natsUrl, name: "bench-watcher", log: silent });
+    this.#nc.subscribe(subjects.eventFilter({ type: "repo.built" }), {
+      callback: (_e, m) => {
+        const ev = decode<{ project: string; package: string; srcmd5: string }>(m.data);
+        const k = `${ev.project}\u0000${ev.package}\u0000${ev.srcmd5}`;
+        this.#seen.set(k, Date.now());
+        this.#waiting.get(k)?.();
+      },
+    });
+    await this.#nc.flush();
+  }
+
+  /** Resolves once the build of `srcmd5` is stored; with the stored result. */
+  async built(s: Stack, project: string, pkg: string, srcmd5: string, timeoutMs = 120_000): Promise<StoredResult> {
+    const k = `${project}\u0000${pkg}\u0000${srcmd5}`;
+    if (!this.#seen.has(k)) {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${project}/${pkg} not built in time`)), timeoutMs);
+        this.#waiting.set(k, () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      this.#waiting.delete(k);
+    }
+    const r = await s.stored(project, pkg);
+    if (!r) throw new Error(`${project}/${pkg}: no stored result after repo.built`);
+    return r;
+  }
+
+  async stop(): Promise<void> {
+    await this.#nc?.drain();
+  }
 }
+
+const silent = pino({ level: "silent" });
 
 // ---- 1. overhead -----------------------------------------------------------------------------
 
@@ -110,6 +144,15 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
   const s = await startStack({});
   const rows: Record<string, number>[] = [];
   const workers: { proc: ResultPromise }[] = [];
+  const watcher = new BuiltWatcher();
+  await watcher.start(s.natsUrl);
+  const nc = await connectNats({ servers: s.natsUrl, name: "bench-results", log: silent });
+  // Unsigned: polling for `succeeded` must not cost a signature per poll.
+  const sched = new RoleClient<SchedulerApi>(new RpcClient(nc), (t) => subjects.sched("x86_64", t));
+  const succeeded = async (project: string): Promise<boolean> => {
+    const rs = await sched.call("results.get", { project, package: "trivial" });
+    return rs.some((r) => !r.dirty && r.packages.some((p) => p.code === "succeeded"));
+  };
   try {
     // Two workers in processes of their own, as on build hosts: one with the default hooks
     // (build-compare), one without any. Host labels and project constraints pin each project's
@@ -130,8 +173,8 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
       n++;
       const t0 = Date.now();
       const srcmd5 = await s.commit(project, "trivial", { "trivial.spec": spec("trivial", n) });
-      const result = await storedAfter(s, project, "trivial", srcmd5);
-      await check(async () => (await s.result(project, "trivial"))?.code === "succeeded", { intervalMs: 5 });
+      const result = await watcher.built(s, project, "trivial", srcmd5);
+      await check(() => succeeded(project), { intervalMs: 5 });
       return { result, e2e: Date.now() - t0 };
     };
     const bareRun = async (i: number): Promise<number> => {
@@ -170,6 +213,8 @@ async function runOverhead(runs: number): Promise<OverheadReport> {
     }
   } finally {
     for (const w of workers) await stopProcess(w);
+    await watcher.stop();
+    await nc.drain();
     await s.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -270,24 +315,25 @@ async function runLatency(samples: number): Promise<LatencyReport> {
   const total: number[] = [];
   const toJob: number[] = [];
   const toStart: number[] = [];
+  const watcher = new BuiltWatcher();
+  await watcher.start(s.natsUrl);
   try {
     await s.project("lat");
     for (let i = 0; i <= samples; i++) {
-      const t0 = Date.now();
       const srcmd5 = await s.commit("lat", "quick", { "quick.spec": spec("quick", i) });
       const acked = Date.now();
-      const r = await storedAfter(s, "lat", "quick", srcmd5);
+      const r = await watcher.built(s, "lat", "quick", srcmd5);
       // The worker is idle again once the dispatcher forgot the job.
       await check(async () => (await s.dispatcher.call("job.list", { project: "lat" })).length === 0, {
         intervalMs: 5,
       });
       if (i === 0) continue;
-      void t0;
       total.push(r.startTime - acked);
       toJob.push(r.readyTime - acked);
       toStart.push(r.startTime - r.readyTime);
     }
   } finally {
+    await watcher.stop();
     await s.stop();
   }
   return {
@@ -314,6 +360,8 @@ async function runScaleOut(counts: number[], builds: number): Promise<ScaleOutRo
   const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-scale-"));
   const s = await startStack({ dispatcher: { heartbeatMs: 500 } });
   const rows: ScaleOutRow[] = [];
+  const watcher = new BuiltWatcher();
+  await watcher.start(s.natsUrl);
   try {
     for (const count of counts) {
       const procs: ResultPromise[] = [];
@@ -345,7 +393,7 @@ async function runScaleOut(counts: number[], builds: number): Promise<ScaleOutRo
         for (let i = 0; i < builds; i++) {
           srcmd5s.set(`p${i}`, await s.commit(project, `p${i}`, { [`p${i}.spec`]: spec(`p${i}`, i) }));
         }
-        for (const [pkg, srcmd5] of srcmd5s) await storedAfter(s, project, pkg, srcmd5, 600_000);
+        for (const [pkg, srcmd5] of srcmd5s) await watcher.built(s, project, pkg, srcmd5, 600_000);
         const wallMs = Date.now() - t0;
         rows.push({
           workers: count,
@@ -360,6 +408,7 @@ async function runScaleOut(counts: number[], builds: number): Promise<ScaleOutRo
       }
     }
   } finally {
+    await watcher.stop();
     await s.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
