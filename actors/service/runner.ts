@@ -46,6 +46,8 @@ export const DEFAULT_SERVICE_LIMITS: Readonly<SandboxLimits> = Object.freeze({
 
 /** Most files one service may write. */
 export const DEFAULT_MAX_SERVICE_FILES = 1000;
+/** CPU time of each process of a service (RLIMIT_CPU), in seconds. */
+export const DEFAULT_SERVICE_CPU_SECONDS = 600;
 /** Output kept of a whole run (its end, when it is longer); it travels in one NATS message. */
 export const MAX_RUN_OUTPUT_BYTES = 256 * 1024;
 
@@ -57,10 +59,13 @@ const HOME = "/home/abuild";
  * Inside the sandbox, as the sandbox user: copy the sources into the writable home, run the
  * service there, then record what is left of the sources (`meta/remaining`), outdir entries that
  * are not regular files (`meta/irregular`) and files written beside the outdir (`meta/stray`),
- * NUL-separated. Arguments: the service name, then its arguments.
+ * NUL-separated. Arguments: the CPU seconds each process may use, the service name, then its
+ * arguments. A process over its CPU time gets SIGXCPU (exit status 128 + 24), and SIGKILL 5 s
+ * of CPU time later if it ignores that.
  */
 const SANDBOX_SCRIPT = `set -u
-name=$1; shift
+cpu=$1; name=$2; shift 2
+ulimit -S -t "$cpu" && ulimit -H -t $((cpu + 5)) || exit 120
 cd "$HOME" && mkdir src out meta || exit 120
 if ! cp -R --preserve=mode,timestamps ${SOURCES_AT}/. src/; then
   echo "kiln: copying the sources into the sandbox failed" >&2; exit 120
@@ -68,6 +73,7 @@ fi
 cd src || exit 120
 "${SERVICES_AT}/$name" "$@"
 rc=$?
+if [ "$rc" = 152 ]; then echo "$name: CPU time limit of $cpu s exceeded" >&2; fi
 cd "$HOME" || exit 120
 (cd src && for f in * .[!.]* ..?*; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\\0' "$f"; fi; done) > meta/remaining
 : > meta/irregular
@@ -98,6 +104,8 @@ export interface RunServicesOptions {
   limits: SandboxLimits;
   /** Most files one service may write. @default {@link DEFAULT_MAX_SERVICE_FILES} */
   maxFiles?: number;
+  /** CPU seconds each process of a service may use. @default {@link DEFAULT_SERVICE_CPU_SECONDS} */
+  cpuSeconds?: number;
   /** Host paths that must not be visible (data directory, caches). */
   hiddenPaths?: readonly string[];
   log: Logger;
@@ -208,6 +216,7 @@ export async function runServices(
   opts: RunServicesOptions
 ): Promise<ServicesOutcome> {
   const maxFiles = opts.maxFiles ?? DEFAULT_MAX_SERVICE_FILES;
+  const cpuSeconds = Math.max(1, Math.ceil(opts.cpuSeconds ?? DEFAULT_SERVICE_CPU_SECONDS));
   const output = new Tail(MAX_RUN_OUTPUT_BYTES);
   const say = (text: string): void => {
     const b = Buffer.from(text);
@@ -236,7 +245,15 @@ export async function runServices(
     let serviceOutput = "";
     const result = await runSandboxed({
       dir,
-      command: ["/bin/sh", "-c", SANDBOX_SCRIPT, "kiln-service", svc.name, ...serviceArgs(`${HOME}/out`, svc.params)],
+      command: [
+        "/bin/sh",
+        "-c",
+        SANDBOX_SCRIPT,
+        "kiln-service",
+        String(cpuSeconds),
+        svc.name,
+        ...serviceArgs(`${HOME}/out`, svc.params),
+      ],
       cwd: HOME,
       network: opts.network,
       root: { layers: [layer] },

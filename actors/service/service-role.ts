@@ -54,6 +54,8 @@ export interface ServiceRoleOptions {
   limits?: Partial<SandboxLimits>;
   /** Most files one service may write. @default 1000 */
   maxFiles?: number;
+  /** CPU seconds each process of a service may use. @default 600 */
+  cpuSeconds?: number;
   /** Runs at the same time. @default 2 */
   concurrency?: number;
   /** Host paths services must never see besides kiln's data directory. */
@@ -127,6 +129,7 @@ export async function startServiceRole(ctx: RoleContext, opts: ServiceRoleOption
           network: true,
           limits,
           maxFiles: opts.maxFiles ?? DEFAULT_MAX_SERVICE_FILES,
+          ...(opts.cpuSeconds !== undefined ? { cpuSeconds: opts.cpuSeconds } : {}),
           hiddenPaths,
           log: rlog,
           signal,

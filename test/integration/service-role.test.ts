@@ -32,6 +32,7 @@ const T = 1700000000;
 const MiB = 1024 * 1024;
 const IDLE_MS = 6000;
 const DISK = 64 * MiB;
+const CPU_SECONDS = 2;
 
 const META = (name: string): string =>
   `<project name="${name}"><title/><description/><repository name="r"><arch>x86_64</arch></repository></project>`;
@@ -80,6 +81,8 @@ describe("service role (real roles, sandboxed services, real builds)", function 
     programs = await servicesDirWith({
       bad_exit: `${PREAMBLE}echo "bad_exit: the upstream server said no" >&2\nexit 3\n`,
       hang: `${PREAMBLE}echo "hang: waiting for ever"\nexec sleep 100000\n`,
+      // Prints now and then, so that only its CPU time can stop it.
+      spin: `${PREAMBLE}while :; do i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; echo spin; done\n`,
       escape_up: `${PREAMBLE}printf x > "$out/../x"\necho "escape_up: wrote ../x"\n`,
       escape_abs: `${PREAMBLE}printf x > /x\n`,
       escape_link: `${PREAMBLE}ln -s /etc/passwd "$out/passwd"\n`,
@@ -103,6 +106,7 @@ exit 1
             servicesDir: programs,
             limits: { idleLogMs: IDLE_MS, wallMs: 120_000, diskBytes: DISK, memoryBytes: 512 * MiB, logBytes: MiB },
             concurrency: 4,
+            cpuSeconds: CPU_SECONDS,
             retryMs: 200,
           }
         )
@@ -459,6 +463,7 @@ exit 1
     const cases: [string, RegExp][] = [
       ["bad_exit", /^bad_exit: the upstream server said no$/],
       ["hang", new RegExp(`^hang: killed: no output for ${IDLE_MS / 1000} s$`)],
+      ["spin", new RegExp(`^spin: CPU time limit of ${CPU_SECONDS} s exceeded$`)],
       ["escape_up", /^escape_up wrote outside its output directory \("x"\); only files in --outdir are kept$/],
       ["escape_abs", /^escape_abs: .*\/x: Read-only file system$/],
       ["escape_link", /^escape_link wrote "passwd", which is not a regular file$/],
