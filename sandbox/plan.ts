@@ -13,6 +13,7 @@
  *    does is done with real root's identity, not even through a user namespace;
  * 3. the command, as uid 399 ("abuild") inside bwrap's user namespace.
  */
+import { posix } from "node:path";
 import { InvalidInputError } from "../transport/index.ts";
 
 /** The user a command runs as inside the sandbox, as in OBS. */
@@ -431,8 +432,12 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   );
   if (plan.collect) {
     const c = plan.collect;
+    const from = posix.normalize(`${STAGE_DIR}/work/home/${c.dir}`).replace(/\/+$/, "");
     const copy = [
-      `cd ${shq(`${STAGE_DIR}/work/home/${c.dir}`)} || exit 0`,
+      `cd ${shq(from)} || exit 0`,
+      // The copy runs in the wrapper's view of the host: a directory the build turned into a
+      // symlink would make it copy host files out. (Nothing of the build runs any more.)
+      `[ "$(pwd -P)" = ${shq(from)} ] || exit 1`,
       `for p in ${c.paths.map(shq).join(" ")}; do`,
       `  if [ -d "$p" ] && [ ! -L "$p" ]; then find "$p" -maxdepth ${c.maxDepth} -type f -name ${shq(c.name)} -exec cp -P --parents -t ${STAGE_DIR}/out {} + || exit 1; fi`,
       "done",

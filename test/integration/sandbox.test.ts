@@ -316,6 +316,23 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     await assertStillBuilds();
   });
 
+  it("should not follow a build directory the build turned into a symlink when collecting", async () => {
+    // A world-readable host directory that looks like rpmbuild's output.
+    const leak = await mkdtemp(path.join("/tmp", "kiln-leak-"));
+    try {
+      await mkdir(path.join(leak, "RPMS", "noarch"), { recursive: true });
+      await writeFile(path.join(leak, "RPMS", "noarch", "host-secret.rpm"), "KILN-SECRET\n");
+      for (const d of [leak, path.join(leak, "RPMS"), path.join(leak, "RPMS", "noarch")]) await chmod(d, 0o755);
+      const b = await build("topdir-swap.spec", { defines: { kiln_leak_dir: leak } });
+      assert.match(b.output, /KILN-TOPDIR-SWAPPED/);
+      failed(b);
+      const copied = (await readdir(path.join(b.jobDir, "build", "out"), { recursive: true })).map(String);
+      assert.ok(!copied.some((f) => f.includes("host-secret")), `copied: ${copied.join(", ")}`);
+    } finally {
+      await rm(leak, { recursive: true, force: true });
+    }
+  });
+
   it("should stop a build that fills the disk at the disk limit, without filling the host", async () => {
     const diskBytes = 32 * MiB;
     const b = await build("fill-disk.spec", { limits: { diskBytes } });
