@@ -22,7 +22,7 @@
  */
 import type { BlobStore, Outbox, RoleStore } from "../../storage/index.ts";
 import { keys } from "../../storage/index.ts";
-import { InvalidInputError, NotFoundError, TooLargeError, makeEvent } from "../../transport/index.ts";
+import { ConflictError, InvalidInputError, NotFoundError, TooLargeError, makeEvent } from "../../transport/index.ts";
 import type { SourceFile } from "../common/model.ts";
 import { quoteForMessage, validateFileName } from "../common/names.ts";
 import {
@@ -261,6 +261,13 @@ export class SourceServices {
     if (rev.rev === 0 || list.length === 0) {
       const which = kind === ServiceRunKind.Server ? "services the server runs" : `services of mode '${kind}'`;
       throw new NotFoundError(`package '${project}/${pkg}' has no ${which} (no _service, or none that apply)`);
+    }
+    const running = this.run(project, pkg);
+    if (kind !== ServiceRunKind.Server && running?.state === ServiceState.Running) {
+      // Cancelling it would leave the revision without its service files until the next run.
+      throw new ConflictError(
+        `service run ${running.runId} of '${project}/${pkg}' has not ended yet; wait for it (kiln service wait)`
+      );
     }
     let runId = 0;
     await this.#store.transact(() => {

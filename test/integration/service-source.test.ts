@@ -24,6 +24,8 @@ async function refused(p: Promise<unknown>, code: string, why?: RegExp): Promise
 
 const SPEC = "Name: p\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\n";
 const SERVICE = `<services><service name="download_url"><param name="url">http://example.invalid/p-1.tar</param></service><service name="tar" mode="buildtime"/></services>`;
+/** With a manual service too. */
+const SERVICE_Q = SERVICE.replace("</services>", `<service name="set_version" mode="manual"/></services>`);
 
 describe("source/services (integration)", function () {
   this.timeout(60_000);
@@ -111,7 +113,7 @@ describe("source/services (integration)", function () {
   });
 
   it("should let only kiln's roles and admins fetch runs and deliver results", async () => {
-    await commitFiles(alice, "svc", "q", { "q.spec": SPEC, _service: SERVICE });
+    await commitFiles(alice, "svc", "q", { "q.spec": SPEC, _service: SERVICE_Q });
     const before = await h.digest();
     const delivery = { project: "svc", package: "q", runId: 1, ok: false, files: [], error: "x", output: "" };
     await refused(alice.call("package.service-result", delivery), "ERR_FORBIDDEN", /only kiln's roles/);
@@ -176,7 +178,12 @@ describe("source/services (integration)", function () {
     const { runId } = await alice.call("package.service-run", { project: "svc", package: "q" });
     assert.equal(runId, 2);
     assert.equal((await info("q")).errorCode, "blocked");
-    await commitFiles(alice, "svc", "q", { "q.spec": SPEC + "\n", _service: SERVICE });
+    await refused(
+      alice.call("package.service-run", { project: "svc", package: "q", kind: "manual" }),
+      "ERR_CONFLICT",
+      /has not ended yet/
+    );
+    await commitFiles(alice, "svc", "q", { "q.spec": SPEC + "\n", _service: SERVICE_Q });
     const st2 = await alice.call("package.service-status", { project: "svc", package: "q" });
     assert.equal(st2.run?.runId, 3);
     assert.equal(st2.rev, 2);
