@@ -106,6 +106,8 @@ export interface RunServicesOptions {
   maxFiles?: number;
   /** CPU seconds each process of a service may use. @default {@link DEFAULT_SERVICE_CPU_SECONDS} */
   cpuSeconds?: number;
+  /** The package the services run for: `OBS_SERVICE_PROJECT` and `OBS_SERVICE_PACKAGE`, as OBS sets them. */
+  package?: { project: string; package: string };
   /** Host paths that must not be visible (data directory, caches). */
   hiddenPaths?: readonly string[];
   log: Logger;
@@ -255,6 +257,9 @@ export async function runServices(
         ...serviceArgs(`${HOME}/out`, svc.params),
       ],
       cwd: HOME,
+      ...(opts.package
+        ? { env: { OBS_SERVICE_PROJECT: opts.package.project, OBS_SERVICE_PACKAGE: opts.package.package } }
+        : {}),
       network: opts.network,
       root: { layers: [layer] },
       binds: [

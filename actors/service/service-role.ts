@@ -129,6 +129,7 @@ export async function startServiceRole(ctx: RoleContext, opts: ServiceRoleOption
           network: true,
           limits,
           maxFiles: opts.maxFiles ?? DEFAULT_MAX_SERVICE_FILES,
+          package: { project: job.project, package: job.package },
           ...(opts.cpuSeconds !== undefined ? { cpuSeconds: opts.cpuSeconds } : {}),
           hiddenPaths,
           log: rlog,

@@ -285,6 +285,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
         workDir: srcDir,
         scratchDir: path.join(jobDir, "services"),
         servicesDir: env.servicesDir ?? DEFAULT_SERVICES_DIR,
+        package: { project: job.project, package: job.package },
         network: false,
         limits,
         hiddenPaths: env.hiddenPaths,

@@ -83,6 +83,7 @@ describe("service role (real roles, sandboxed services, real builds)", function 
       hang: `${PREAMBLE}echo "hang: waiting for ever"\nexec sleep 100000\n`,
       // Prints now and then, so that only its CPU time can stop it.
       spin: `${PREAMBLE}while :; do i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; echo spin; done\n`,
+      origin: `${PREAMBLE}printf '%s/%s\\n' "$OBS_SERVICE_PROJECT" "$OBS_SERVICE_PACKAGE" > "$out/origin.txt"\n`,
       escape_up: `${PREAMBLE}printf x > "$out/../x"\necho "escape_up: wrote ../x"\n`,
       escape_abs: `${PREAMBLE}printf x > /x\n`,
       escape_link: `${PREAMBLE}ln -s /etc/passwd "$out/passwd"\n`,
@@ -361,7 +362,8 @@ exit 1
     await put(
       prj,
       "_service",
-      services(`<service name="download_url"><param name="url">${http.base}/NOTICE</param></service>`)
+      services(`<service name="download_url"><param name="url">${http.base}/NOTICE</param></service>
+<service name="origin"/>`)
     );
     await c.commitDir("prjsvc", "_project", prj);
     await c.commitDir("prjsvc", "plain", writeSpec(tmp, "plain"));
@@ -370,12 +372,18 @@ exit 1
     const st = await status("prjsvc", "plain");
     assert.deepEqual(
       st.services.map((s) => [s.name, s.origin]),
-      [["download_url", "project"]]
+      [
+        ["download_url", "project"],
+        ["origin", "project"],
+      ]
     );
     assert.deepEqual(
       st.expansion?.files.map((f) => f.name),
-      ["_service:download_url:NOTICE"]
+      ["_service:download_url:NOTICE", "_service:origin:origin.txt"]
     );
+    // Services learn whom they run for, as from OBS.
+    const origin = st.expansion!.files.find((f) => f.name === "_service:origin:origin.txt")!;
+    assert.equal((await readBlobBytes(c.source, origin.sha256, 1024)).toString(), "prjsvc/plain\n");
     const states = await settle("prjsvc");
     assert.deepEqual([...states.keys()], ["plain"]);
     assert.equal(states.get("plain"), "succeeded");
