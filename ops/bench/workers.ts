@@ -358,7 +358,7 @@ export interface ScaleOutRow {
 
 async function runScaleOut(counts: number[], builds: number): Promise<ScaleOutRow[]> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-scale-"));
-  const s = await startStack({ dispatcher: { heartbeatMs: 500 } });
+  const s = await startStack({});
   const rows: ScaleOutRow[] = [];
   const watcher = new BuiltWatcher();
   await watcher.start(s.natsUrl);
