@@ -80,6 +80,8 @@ export interface RunningJob {
   logFile: string;
   logSize: number;
   done: boolean;
+  /** The result is stored and the dispatcher is being told: the slot may take the next job. */
+  reporting?: boolean;
 }
 
 /** How a job ended on this worker. */
@@ -412,6 +414,8 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
         if (w.name.endsWith(".rpm")) await env.cache.adopt(files[i]!.sha256, w.file, files[i]!.md5);
       }
     }
+    // The dispatcher hands out the next job as soon as it hears this one is done.
+    r.reporting = true;
     await env.dispatcher.call(
       "job.done",
       { jobId: job.jobId, workerId: env.workerId, result: code },

@@ -203,7 +203,8 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
           if (running.has(job.jobId)) return { accepted: true };
           if (stopping) return { accepted: false, reason: "worker is stopping" };
           if (disabled !== undefined) return { accepted: false, reason: `worker is marked bad: ${disabled}` };
-          if (running.size >= slots) return { accepted: false, reason: "no free slot" };
+          const busy = [...running.values()].filter((x) => !x.reporting).length;
+          if (busy >= slots) return { accepted: false, reason: "no free slot" };
           if (!registration.buildArchs.includes(job.arch))
             return { accepted: false, reason: `cannot build ${job.arch}` };
           const r: RunningJob = {
