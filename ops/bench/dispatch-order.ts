@@ -16,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import { parseConstraintLines, workerSatisfies, type Constraints } from "../../actors/dispatcher/constraints.ts";
 import { FairQueue, type QueuedJob } from "../../actors/dispatcher/fairness.ts";
 import type { WorkerCapabilities } from "../../actors/dispatcher/worker-info.ts";
+import { mulberry32 as rng } from "../../test/helpers/rng.ts";
 
 export interface DispatchBenchOptions {
   jobs?: number;
@@ -49,17 +50,6 @@ export interface DispatchBenchReport {
 }
 
 const GOAL_PER_SECOND = 2000;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function latency(samples: number[]): Latency {
   const s = [...samples].sort((a, b) => a - b);

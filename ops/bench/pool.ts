@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 import { IncrementalPool, computePool } from "../../actors/repo/pool.ts";
 import type { PackageResult, PoolBinary } from "../../actors/repo/pool.ts";
+import { mulberry32 as rng } from "../../test/helpers/rng.ts";
 
 export interface PoolBenchOptions {
   packages?: number;
@@ -29,17 +30,6 @@ export interface PoolBenchReport {
   setUseForBuildMs: { median: number; p99: number; max: number; ops: number };
   wipeMs: { median: number; p99: number; max: number; ops: number };
   goalsMet: boolean;
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function packageName(i: number): string {

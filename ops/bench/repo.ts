@@ -51,6 +51,7 @@ import {
   subjects,
 } from "../../transport/index.ts";
 import { percentile } from "./util.ts";
+import { mulberry32 as rng } from "../../test/helpers/rng.ts";
 
 export interface RepoBenchOptions {
   /** Packages of the pool benchmarks. @default 15000 */
@@ -103,17 +104,6 @@ const log = pino({ level: "silent" });
 const P = "bench:dist";
 const R = "standard";
 const A = "x86_64";
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (s: string, n = 64): string => createHash("sha256").update(s).digest("hex").slice(0, n);
 

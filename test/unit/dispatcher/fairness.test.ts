@@ -14,6 +14,7 @@ import {
   type QueuedJob,
 } from "../../../actors/dispatcher/fairness.ts";
 import { ErrorCode } from "../../../transport/index.ts";
+import { mulberry32 as rng } from "../../helpers/rng.ts";
 
 const H = 3600 * 1000;
 const T0 = Date.UTC(2025, 0, 1);
@@ -49,17 +50,6 @@ function take(q: FairQueue, eligible: (j: QueuedJob) => boolean = any): QueuedJo
   assert.ok(j, "a job is queued");
   q.recordAssignment(j.jobId);
   return j;
-}
-
-/** A deterministic pseudo-random generator (mulberry32). */
-function rng(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("actors/dispatcher/fairness", () => {

@@ -9,6 +9,7 @@ import {
 } from "../../../actors/repo/pool.ts";
 import type { PackageResult, PoolBinary, PoolDiff, PoolEntry, PoolOptions } from "../../../actors/repo/pool.ts";
 import { compileExportFilter, importFilename } from "../../../actors/repo/export-filter.ts";
+import { mulberry32 as rng } from "../../helpers/rng.ts";
 
 function bin(filename: string, over: Partial<PoolBinary> = {}): PoolBinary {
   // name-version-release.arch.rpm, the way rpmbuild names its output.
@@ -334,18 +335,6 @@ describe("actors/repo/pool", () => {
   });
 
   describe("reconstruction property", () => {
-    /** mulberry32: small, seedable, good enough to shuffle test data reproducibly. */
-    function rng(seed: number): () => number {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
-
     // Names that exercise the ordering rules, binary names that collide across packages.
     const packages = [
       "a",

@@ -11,22 +11,11 @@ import { computePool, type PackageResult } from "../../../actors/repo/pool.ts";
 import { exportTargets, importFilename } from "../../../actors/repo/export-filter.ts";
 import { RepoState, type RepoBuildConfig, type ResultInput } from "../../../actors/repo/repo-state.ts";
 import type { RepoEvent, StoredBinary } from "../../../actors/repo/protocol.ts";
+import { mulberry32 as rng } from "../../helpers/rng.ts";
 
 const log = pino({ level: "silent" });
 const P = "home:t";
 const R = "standard";
-
-/** A seeded PRNG (mulberry32), so a failing sequence can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (s: string, n = 64): string => createHash("sha256").update(s).digest("hex").slice(0, n);
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { mulberry32 as rng } from "../../helpers/rng.ts";
 import { depMetaLines, genMeta } from "../../../actors/common/build-meta.ts";
 import type { PoolBinary } from "../../../actors/common/model.ts";
 import { parseBuildConfig, type BuildConfig } from "../../../actors/common/prjconf.ts";
@@ -261,17 +262,6 @@ describe("actors/scheduler/checker", () => {
   describe("incremental checking", () => {
     /** Codes the random histories went through, all seeds together. */
     const seenAll = new Set<string>();
-    /** A deterministic pseudo-random generator (mulberry32). */
-    const rng = (seed: number): (() => number) => {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    };
 
     after(() => {
       // Together the histories must have gone through every kind of state, or they tested little.

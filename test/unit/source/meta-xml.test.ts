@@ -20,6 +20,7 @@ import type {
   ProjectMeta,
   RepositoryMeta,
 } from "../../../actors/source/meta-xml.ts";
+import { mulberry32 } from "../../helpers/rng.ts";
 
 /** Asserts that `fn` throws an error of class `cls` whose message matches every pattern. */
 function throwsWith(fn: () => unknown, cls: new (...args: never[]) => Error, ...patterns: RegExp[]): void {
@@ -171,14 +172,7 @@ mQINBFxyz
 
 /** A small deterministic PRNG (mulberry32), so a failing case can be replayed from its seed. */
 function prng(seed: number): { int(n: number): number; bool(p?: number): boolean; pick<T>(xs: readonly T[]): T } {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     int: (n) => Math.floor(next() * n),
     bool: (p = 0.5) => next() < p,

@@ -8,18 +8,7 @@ import {
   subjects,
   type ParsedSubject,
 } from "../../../transport/index.ts";
-
-/** mulberry32: a small seeded generator, so a failing property run can be repeated. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../../helpers/rng.ts";
 
 /** Characters chosen to collide with the escape syntax and the subject grammar. */
 const ALPHABET = [..."aAzZ09_-.:~*> \t+/%", "~7E", "~7e", "é", "ß", "日本", "😀", "\u0000", "\u00ff", "\uFFFD"];
