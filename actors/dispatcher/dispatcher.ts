@@ -37,6 +37,8 @@ import { JobCode, type BuildJob, type BuildResultCode } from "../common/model.ts
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { arr, bool, int, obj, optArr, optInt, optStr, str, type Raw } from "../common/validate.ts";
 import type { RepoApi } from "../repo/protocol.ts";
+import { AccessNeed } from "../source/access.ts";
+import { AccessGate, type CallerRequest } from "../source/access-gate.ts";
 import type { WorkerApi } from "../worker/protocol.ts";
 import {
   constraintsForJob,
@@ -230,7 +232,16 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   // Workers and the repo role take the dispatcher's requests on NATS permissions alone; signing
   // each one (ed25519 in JavaScript) would cost more than the assignment itself.
   const rpc = new RpcClient(ctx.nc);
+  // Listings and job details say which projects build what: the source role decides who may see.
+  const gate = new AccessGate(ctx.rpc);
   const repo = new RoleClient<RepoApi>(rpc, (t) => subjects.rpc(Role.Repo, t));
+  /**
+   * Throws unless the caller may access the project (or package), as the source role rules; an
+   * admin still reaches the jobs of a package or project deleted meanwhile.
+   */
+  const allowed = async (msg: CallerRequest, project: string, need: AccessNeed, pkg?: string): Promise<void> => {
+    await gate.filter(msg, [{ project, ...(pkg !== undefined ? { package: pkg } : {}) }], need, { strict: true });
+  };
 
   const jobs = new Map<string, JobRecord>();
   const byPackage = new Map<string, string>();
@@ -707,7 +718,16 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           return null;
         });
       case "worker.list":
-        return answer(msg.replyTo, () => [...workers.values()].map(workerView));
+        return answer(msg.replyTo, async () => {
+          const views = [...workers.values()].map(workerView);
+          const visible = await gate.visibleProjects(
+            msg,
+            views.flatMap((w) => w.running.map((r) => r.project)),
+            AccessNeed.See
+          );
+          // A worker is shown to everybody; what it builds only to those who may see the project.
+          return views.map((w) => ({ ...w, running: w.running.filter((r) => visible.has(r.project)) }));
+        });
       case "job.submit": {
         // The reply waits for the commit, the mailbox does not: submissions arriving together
         // share one LMDB transaction.
@@ -786,16 +806,28 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           return null;
         });
       case "job.get":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const rec = jobs.get(msg.args.jobId);
-          return rec ? { ...view(rec), job: rec.job } : null;
+          if (!rec) return null;
+          // The job lists the sources: whoever asks must be allowed to read them.
+          await allowed(msg, rec.job.project, AccessNeed.Sources, rec.job.package);
+          return { ...view(rec), job: rec.job };
         });
       case "job.list":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const a = msg.args;
-          const list = [...jobs.values()].filter(
+          if (a.project !== undefined) await allowed(msg, a.project, AccessNeed.See);
+          let list = [...jobs.values()].filter(
             (r) => (!a.project || r.job.project === a.project) && (!a.arch || r.job.arch === a.arch)
           );
+          if (a.project === undefined) {
+            const visible = await gate.visibleProjects(
+              msg,
+              list.map((r) => r.job.project),
+              AccessNeed.See
+            );
+            list = list.filter((r) => visible.has(r.job.project));
+          }
           if (a.limit === undefined || list.length <= a.limit) return list.map(view);
           const rank = (r: JobRecord): number => (r.code === JobCode.Scheduled ? 1 : 0);
           return list
@@ -804,8 +836,9 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
             .map(view);
         });
       case "job.abort":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const a = msg.args;
+          await allowed(msg, a.project, AccessNeed.Write);
           const pkgs = new Set([...(a.packages ?? []), ...(a.package !== undefined ? [a.package] : [])]);
           let aborted = 0;
           for (const rec of [...jobs.values()]) {

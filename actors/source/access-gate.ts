@@ -59,4 +59,40 @@ export class AccessGate {
     );
     return r.user;
   }
+
+  /**
+   * Which of the targets (project, optionally package) the caller may access as `need` says:
+   * `allowed[i]` answers `targets[i]`. An admin passes for targets deleted meanwhile. `strict`
+   * throws the reason for the first refused target instead.
+   */
+  async filter(
+    req: CallerRequest,
+    targets: readonly { project: string; package?: string }[],
+    need: AccessNeed,
+    opts: { strict?: boolean } = {}
+  ): Promise<boolean[]> {
+    if (targets.length === 0) return [];
+    const r = await this.#source.call(
+      "access.filter",
+      {
+        targets: [...targets],
+        need,
+        ...(opts.strict ? { strict: true } : {}),
+        as: { subject: req.subject, args: req.rawArgs ?? req.args, ...(req.auth ? { auth: req.auth } : {}) },
+      },
+      { idempotent: false }
+    );
+    return r.allowed;
+  }
+
+  /** The projects (of those given) the caller may access as `need` says. */
+  async visibleProjects(req: CallerRequest, projects: Iterable<string>, need: AccessNeed): Promise<Set<string>> {
+    const unique = [...new Set(projects)];
+    const allowed = await this.filter(
+      req,
+      unique.map((project) => ({ project })),
+      need
+    );
+    return new Set(unique.filter((_, i) => allowed[i]));
+  }
 }

@@ -255,6 +255,18 @@ export type SourceApi = BlobApi & {
     res: { user: string };
   };
   /**
+   * Which of these projects or packages the caller of another role's request may access as
+   * `need` says: one authentication of the passed request (its nonce is used once), then the
+   * rules of `access.check` for each target; `allowed[i]` answers `targets[i]`. For listings that
+   * span projects (jobs, workers). An admin passes for targets that no longer exist (jobs may
+   * outlive their package). With `strict`, the first refused target fails the request with
+   * `access.check`'s error.
+   */
+  "access.filter": {
+    req: { targets: { project: string; package?: string }[]; need: AccessNeed; strict?: boolean; as?: PassedRequest };
+    res: { user: string; allowed: boolean[] };
+  };
+  /**
    * Events from the event stream that the caller may see, after stream sequence `after` (default:
    * only events from now on), waiting up to `waitMs` for the first one. `next` is the cursor of
    * the following call, also when every event read was hidden from the caller.

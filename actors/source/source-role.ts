@@ -211,6 +211,24 @@ const validators: Validators<SourceApi> = {
     if (o.as !== undefined) out.as = passed(o.as);
     return out;
   },
+  "access.filter": (raw) => {
+    const o = obj(raw);
+    const out: SourceApi["access.filter"]["req"] = {
+      targets: arr(
+        o,
+        "targets",
+        (v) => {
+          const t = obj(v);
+          return { project: project(t), ...(t.package !== undefined ? { package: pkg(t) } : {}) };
+        },
+        { max: 10_000 }
+      ),
+      need: oneOf(o, "need", Object.values(AccessNeed)),
+    };
+    if (o.strict !== undefined) out.strict = bool(o, "strict", false);
+    if (o.as !== undefined) out.as = passed(o.as);
+    return out;
+  },
   "events.read": (raw) => {
     const o = obj(raw);
     const out: SourceApi["events.read"]["req"] = {};
@@ -516,6 +534,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "group.list":
       case "group.remove":
       case "access.check":
+      case "access.filter":
       case "events.read":
       case "service.pending":
       case "blob.stat":
@@ -688,6 +707,26 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
             action && `${action} for`
           );
           return { user: inner.user };
+        });
+        return true;
+      case "access.filter":
+        void answer(req.replyTo, () => {
+          const a = req.args;
+          const inner = a.as
+            ? identities.callerOf({ subject: a.as.subject, args: a.as.args, ...(a.as.auth ? { auth: a.as.auth } : {}) })
+            : ANONYMOUS_CALLER;
+          // Jobs may outlive their package or project: an admin still sees (and may abort) them.
+          const allowed = a.targets.map((t) => {
+            if (inner.admin) return true;
+            try {
+              guard.check(inner, t, a.need);
+              return true;
+            } catch (e) {
+              if (a.strict) throw e;
+              return false;
+            }
+          });
+          return { user: inner.user, allowed };
         });
         return true;
       case "events.read":

@@ -34,6 +34,8 @@ import { validateJob } from "../dispatcher/job-validate.ts";
 import type { DispatcherApi, WorkerRegistration } from "../dispatcher/protocol.ts";
 import { cando } from "../dispatcher/worker-info.ts";
 import type { RepoApi } from "../repo/protocol.ts";
+import { AccessNeed } from "../source/access.ts";
+import { AccessGate } from "../source/access-gate.ts";
 import { runJob, type BuildEnv, type RunningJob } from "./build.ts";
 import { ContentCache } from "./cache.ts";
 import { checkHooks, defaultHooks, type HookConfig } from "./hooks.ts";
@@ -145,6 +147,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
   // signing every chunk request would cost milliseconds each. Reads the source role's access
   // rules may restrict (a previous result of a hidden project) go signed, as the roles' reads do.
   const rpc = new RpcClient(ctx.nc);
+  const gate = new AccessGate(ctx.rpc);
   const dispatcher = new RoleClient<DispatcherApi>(rpc, (t) => subjects.rpc(Role.Dispatcher, t));
   const env: BuildEnv = {
     workerId,
@@ -238,6 +241,8 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
         return answer(msg.replyTo, async () => {
           const r = running.get(msg.args.jobId);
           if (!r) return null;
+          // A build log shows what a project builds and how: only for those who may see it.
+          await gate.require(msg, { project: r.job.project, package: r.job.package }, AccessNeed.See);
           const fh = await openFile(r.logFile, "r").catch(() => undefined);
           if (!fh) return { data: new Uint8Array(0), size: r.logSize, done: r.done };
           try {

@@ -249,7 +249,7 @@ export interface DispatchReport {
 }
 
 async function runDispatch(workers: number, jobs: number): Promise<DispatchReport> {
-  const s = await startStack({ roles: ["dispatcher"], dispatcher: { heartbeatMs: 2000 } });
+  const s = await startStack({ roles: ["source", "dispatcher"], dispatcher: { heartbeatMs: 2000 } });
   let fleet: ResultPromise | undefined;
   try {
     // The queue first, with nobody to take it.
@@ -258,7 +258,7 @@ async function runDispatch(workers: number, jobs: number): Promise<DispatchRepor
     for (let i = 0; i < jobs; i += batch) {
       await Promise.all(
         Array.from({ length: Math.min(batch, jobs - i) }, (_, k) =>
-          s.dispatcher.call(
+          s.submitter.call(
             "job.submit",
             { job: simJob(`prj${(i + k) % 50}`, `pkg${i + k}`, { readyTime: Date.now() }) },
             { timeoutMs: 60_000 }

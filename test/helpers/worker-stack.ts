@@ -61,7 +61,10 @@ export interface Stack {
   log: Logger;
   source: RoleClient<SourceApi>;
   repo: RoleClient<RepoApi>;
+  /** Signed as the admin, as the CLI calls: listings, job details and aborts are access-checked. */
   dispatcher: RoleClient<DispatcherApi>;
+  /** Unsigned, as the scheduler submits jobs (NATS permissions guard `job.submit`). */
+  submitter: RoleClient<DispatcherApi>;
   sched: RoleClient<SchedulerApi>;
   /** Starts a worker in this process (own NATS connection); stop it with `stopRole`. */
   addWorker(opts?: Partial<WorkerOptions>): Promise<RunningRole>;
@@ -151,8 +154,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const rpc = new RpcClient(clientNc, { signer: admin });
   const source = new RoleClient<SourceApi>(rpc, (t) => subjects.rpc(Role.Source, t));
   const repo = new RoleClient<RepoApi>(rpc, (t) => subjects.rpc(Role.Repo, t));
-  // The dispatcher authenticates nobody (NATS permissions do); unsigned requests are much cheaper.
-  const dispatcher = new RoleClient<DispatcherApi>(new RpcClient(clientNc), (t) => subjects.rpc(Role.Dispatcher, t));
+  // Signed as the CLI signs: the dispatcher asks the source role who may list, read or abort jobs.
+  const dispatcher = new RoleClient<DispatcherApi>(rpc, (t) => subjects.rpc(Role.Dispatcher, t));
+  const submitter = new RoleClient<DispatcherApi>(new RpcClient(clientNc), (t) => subjects.rpc(Role.Dispatcher, t));
   const sched = new RoleClient<SchedulerApi>(rpc, (t) => subjects.sched(ARCH, t));
   if (wanted.includes("source")) await source.call("user.add", { name: "admin", pubkey: admin.publicKey, admin: true });
 
@@ -184,6 +188,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     source,
     repo,
     dispatcher,
+    submitter,
     sched,
     addWorker,
     startRole,

@@ -37,7 +37,7 @@ describe("dispatcher/ (real role, simulated workers)", function () {
 
   beforeEach(async () => {
     s = await startStack({
-      roles: ["dispatcher"],
+      roles: ["source", "dispatcher"],
       dispatcher: { heartbeatMs: 200, downAfterMs: 2000, startupGraceMs: 0, constraintCheckMs: 50 },
     });
     nc = await connectNats({ servers: s.natsUrl, name: "sims", log });
