@@ -76,6 +76,12 @@ interface Prp {
   queued: boolean;
   /** The whole repository must be read again (new repository, new path, new config). */
   reload: boolean;
+  /**
+   * Set while `loadPrp` reads the repository: the events that arrive meanwhile, to apply to the
+   * new checker in order once it is read (its snapshot may or may not include them; each update
+   * sets state, so applying one twice changes nothing).
+   */
+  pending?: ((checker: IncrementalChecker) => Promise<void> | void)[];
   lastCheckMs?: number;
 }
 
@@ -197,6 +203,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   /** Reads a repository completely and builds its checker. */
   const loadPrp = async (prp: Prp): Promise<void> => {
+    // Cleared first: a meta or config change during the load asks for another.
+    prp.reload = false;
+    const pending: NonNullable<Prp["pending"]> = [];
+    prp.pending = pending;
+    try {
+      const checker = await readPrp(prp);
+      for (let update = pending.shift(); update; update = pending.shift()) await update(checker);
+      prp.checker = checker;
+    } finally {
+      prp.pending = undefined;
+    }
+  };
+
+  const readPrp = async (prp: Prp): Promise<IncrementalChecker> => {
     const view = await source.call(
       "project.build-config",
       { project: prp.project, repository: prp.repository },
@@ -243,8 +263,17 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       const other = prps.get(prpKey(e.project, e.repository));
       if (other?.checker) checker.setNotReadyElsewhere(prpKey(e.project, e.repository), other.checker.notReady());
     }
-    prp.checker = checker;
-    prp.reload = false;
+    return checker;
+  };
+
+  /**
+   * Applies an event's update to the repository's checker; while the repository is being read,
+   * to the new checker once it is read. Not at all when a read is still due: it reads the update.
+   */
+  const update = async (prp: Prp, fn: (checker: IncrementalChecker) => Promise<void> | void): Promise<void> => {
+    if (prp.pending) prp.pending.push(fn);
+    else if (prp.checker && !prp.reload) await fn(prp.checker);
+    markDirty(prp);
   };
 
   /** Repositories of a project that build for this arch, created or updated from its meta. */
@@ -361,7 +390,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   const check = async (prp: Prp): Promise<void> => {
     if (!prps.has(prpKey(prp.project, prp.repository))) return;
-    if (prp.reload || !prp.checker) await loadPrp(prp);
+    while (prp.reload || !prp.checker) await loadPrp(prp);
     if (!prp.dirty) return;
     prp.dirty = false;
     const checker = prp.checker!;
@@ -505,54 +534,47 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         // The project's own sources (project-wide services) are not a package to build.
         if (ev.package === "_project") return;
         for (const prp of forProject(ev.project)) {
-          if (!prp.checker || prp.reload) {
-            markDirty(prp);
-            continue;
-          }
-          const info = await source.call(
-            "package.buildinfo",
-            { project: ev.project, package: ev.package, repository: prp.repository, arch },
-            { idempotent: true }
-          );
-          prp.checker.upsertPackage(info);
-          markDirty(prp);
+          await update(prp, async (checker) => {
+            const info = await source.call(
+              "package.buildinfo",
+              { project: ev.project, package: ev.package, repository: prp.repository, arch },
+              { idempotent: true }
+            );
+            checker.upsertPackage(info);
+          });
         }
         return;
       case "package.deleted":
-        for (const prp of forProject(ev.project)) {
-          prp.checker?.removePackage(ev.package);
-          markDirty(prp);
-        }
+        for (const prp of forProject(ev.project)) await update(prp, (checker) => checker.removePackage(ev.package));
         return;
       case "repo.built": {
         if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
-        if (!prp?.checker) return;
-        const info = prp.checker.packageInfo(ev.package);
-        // The event carries the srcmd5 of the job; the checker compares verifymd5s.
-        const verifymd5 = info && ev.srcmd5 === info.srcmd5 ? info.verifymd5 : ev.srcmd5;
-        prp.checker.setResult(
-          ev.package,
-          await lastBuildOf({
+        if (!prp) return;
+        return update(prp, async (checker) => {
+          const info = checker.packageInfo(ev.package);
+          // The event carries the srcmd5 of the job; the checker compares verifymd5s.
+          const verifymd5 = info && ev.srcmd5 === info.srcmd5 ? info.verifymd5 : ev.srcmd5;
+          const last = await lastBuildOf({
             code: ev.code,
             jobId: ev.jobId,
             verifymd5,
             versrel: ev.versrel,
             bcnt: ev.bcnt,
             ...(ev.metaSha256 ? { metaSha256: ev.metaSha256 } : {}),
-          })
-        );
-        if (prp.checker.job(ev.package)?.jobId === ev.jobId) prp.checker.setJob(ev.package, undefined);
-        markDirty(prp);
-        return;
+          });
+          checker.setResult(ev.package, last);
+          if (checker.job(ev.package)?.jobId === ev.jobId) checker.setJob(ev.package, undefined);
+        });
       }
       case "repo.wiped": {
         if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
-        if (!prp?.checker) return;
+        if (!prp) return;
         // Wiped packages have no build any more, so they are built again.
-        for (const k of ev.packages) prp.checker.setResult(k, undefined);
-        markDirty(prp);
+        await update(prp, (checker) => {
+          for (const k of ev.packages) checker.setResult(k, undefined);
+        });
         return;
       }
       case "repo.pool-changed": {
@@ -560,11 +582,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         if (needMetas) for (const b of ev.added) if (b.metaSha256) await loadMeta(b.metaSha256);
         const removed = ev.removed.map((r) => r.name);
         for (const prp of prps.values()) {
-          if (!prp.checker || prp.reload) continue;
           const layer = prp.path.findIndex((x) => x.project === ev.project && x.repository === ev.repository);
           if (layer < 0) continue;
-          prp.checker.applyPoolDiff(layer, ev.added, removed);
-          markDirty(prp);
+          await update(prp, (checker) => checker.applyPoolDiff(layer, ev.added, removed));
         }
         return;
       }

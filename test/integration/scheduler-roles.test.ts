@@ -141,6 +141,15 @@ describe("actors/scheduler (real roles, real builds)", function () {
     assert.equal(after!.bcnt, before!.bcnt + 1);
   });
 
+  it("should miss no package committed while it reads a new repository", async () => {
+    // The commits race the scheduler's first read of the repository (started by the meta).
+    await c.source.call("project.put-meta", { project: "race", xml: META("race") });
+    const names = ["r1", "r2", "r3", "r4", "r5", "r6"];
+    await Promise.all(names.map((n) => c.commitDir("race", n, writeSpec(tmp, n))));
+    const states = await settle(c, "race");
+    assert.deepEqual(Object.fromEntries(states), Object.fromEntries(names.map((n) => [n, "succeeded"])));
+  });
+
   it("should miss nothing while the scheduler is down, and resume from its durable consumer", async () => {
     await c.source.call("project.put-meta", { project: "restart", xml: META("restart") });
     await c.commitDir("restart", "one", writeSpec(tmp, "one"));
