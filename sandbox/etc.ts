@@ -2,7 +2,7 @@
  * The sandbox's own /etc: just enough for bash, rpm and rpmbuild, written fresh for each run. The
  * host's /etc is never bound (under a root worker its root-owned files would be the sandbox's).
  */
-import { chmod, copyFile, mkdir, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readlink, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { SANDBOX_USER } from "./plan.ts";
 
@@ -11,6 +11,29 @@ export interface EtcOptions {
   hostname: string;
   /** Also resolv.conf and a mount point for the host's CA certificates. */
   network: boolean;
+  /**
+   * Also `alternatives/` with the host's links into `/usr` (Debian's `/usr/bin/awk` is a link to
+   * `/etc/alternatives/awk`): for a sandbox whose `/usr` is the host's.
+   */
+  alternatives?: boolean;
+}
+
+let hostAlternatives: Promise<[string, string][]> | undefined;
+
+/**
+ * The host's `/etc/alternatives` links that point into `/usr` (manual pages left out), read once
+ * per process: they change only when packages are installed on the host.
+ */
+export function readHostAlternatives(): Promise<[string, string][]> {
+  hostAlternatives ??= (async () => {
+    const links: [string, string][] = [];
+    for (const name of await readdir("/etc/alternatives").catch(() => [] as string[])) {
+      const target = await readlink(path.join("/etc/alternatives", name)).catch(() => "");
+      if (target.startsWith("/usr/") && !/\.(gz|xz)$/.test(name)) links.push([name, target]);
+    }
+    return links;
+  })();
+  return hostAlternatives;
 }
 
 /** File name → content of the constructed /etc (symlinks as `{ link }`). */
@@ -62,6 +85,17 @@ export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<vo
         () => chmod(p, 0o644),
         () => undefined
       )
+    );
+  }
+  if (opts.alternatives) {
+    writes.push(
+      (async () => {
+        const links = await readHostAlternatives();
+        const alt = path.join(dir, "alternatives");
+        await mkdir(alt);
+        await chmod(alt, 0o755);
+        await Promise.all(links.map(([name, target]) => symlink(target, path.join(alt, name))));
+      })()
     );
   }
   if (opts.network) {

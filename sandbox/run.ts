@@ -264,7 +264,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   // Independent of each other; the stage's mount point is made here rather than by the wrapper.
   const outDirs = ["out", ...(rpms.length > 0 ? ["deps"] : [])];
   await Promise.all([
-    writeMinimalEtc(path.join(dir, "etc"), { hostname, network }),
+    writeMinimalEtc(path.join(dir, "etc"), { hostname, network, alternatives: baseUsr === "/usr" }),
     mkdir(path.join(dir, "stage"), { mode: 0o700 }),
     ...outDirs.map(async (d) => {
       await mkdir(path.join(dir, d), { mode: 0o755 });

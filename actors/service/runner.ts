@@ -20,7 +20,7 @@
  * happen inside the sandbox, by a fixed shell script, as the sandbox user; everything they report
  * is checked again here before a file is taken.
  */
-import { chmod, copyFile, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
@@ -189,23 +189,6 @@ export async function useServiceFileNames(dir: string): Promise<void> {
   }
 }
 
-/**
- * A root layer with the host's `/etc/alternatives` links into `/usr` (`awk` → mawk on Debian):
- * the sandbox's constructed /etc has none, and the service scripts call such programs.
- */
-async function alternativesLayer(dir: string): Promise<string> {
-  const alt = path.join(dir, "etc", "alternatives");
-  await mkdir(alt, { recursive: true });
-  for (const d of [dir, path.join(dir, "etc"), alt]) await chmod(d, 0o755);
-  for (const name of await readdir("/etc/alternatives").catch(() => [] as string[])) {
-    const target = await readlink(path.join("/etc/alternatives", name)).catch(() => "");
-    if (target.startsWith("/usr/") && !/\.(gz|xz)$/.test(name)) {
-      await symlink(target, path.join(alt, name)).catch(() => undefined);
-    }
-  }
-  return dir;
-}
-
 /** Whether a service program is there and the sandbox user may run it. */
 async function installed(servicesDir: string, name: string): Promise<boolean> {
   const st = await stat(path.join(servicesDir, name)).catch(() => undefined);
@@ -232,7 +215,6 @@ export async function runServices(
     return { type: "services.failed", service, error, output: output.text() };
   };
   await mkdir(opts.scratchDir, { recursive: true, mode: 0o700 });
-  const layer = await alternativesLayer(path.join(opts.scratchDir, "layer"));
 
   for (const [i, svc] of services.entries()) {
     if (opts.signal?.aborted) return failed(svc.name, "aborted");
@@ -261,7 +243,6 @@ export async function runServices(
         ? { env: { OBS_SERVICE_PROJECT: opts.package.project, OBS_SERVICE_PACKAGE: opts.package.package } }
         : {}),
       network: opts.network,
-      root: { layers: [layer] },
       binds: [
         { source: opts.servicesDir, target: SERVICES_AT },
         { source: opts.workDir, target: SOURCES_AT },
