@@ -25,6 +25,7 @@ export { HookExit, HookStage, defaultHooks, parseHookSpec } from "./worker/hooks
 export type { HookConfig } from "./worker/hooks.ts";
 export { parseStatisticsTimes } from "./worker/statistics.ts";
 export { DISPATCHER_WORKER_ID } from "./dispatcher/protocol.ts";
+export { JOB_PAGE, listAllJobs } from "./dispatcher/job-pages.ts";
 export { answerPings, collectPings, pingInfo, acquireLease, leaseKey, LEASE_TTL_MS } from "./common/runtime.ts";
 export type { RoleContext, RunningRole, PingInfo, Lease } from "./common/runtime.ts";
 export { PackageCode, RepoCode, JobCode, BuildResultCode, UNFINISHED_CODES } from "./common/model.ts";

@@ -49,6 +49,7 @@ import {
 } from "./constraints.ts";
 import { FairQueue, type DispatchPrio, type LoadRecord, type QueuedJob } from "./fairness.ts";
 import { reportFailure } from "./job-failure.ts";
+import { JOB_PAGE } from "./job-pages.ts";
 import { validateJob } from "./job-validate.ts";
 import {
   DISPATCHER_WORKER_ID,
@@ -166,12 +167,14 @@ const validators: Validators<DispatcherApi> = {
   "job.list": (raw) => {
     const o = obj(raw ?? {});
     const r: DispatcherApi["job.list"]["req"] = {};
-    const p = optStr(o, "project");
-    const a = optStr(o, "arch");
+    for (const k of ["project", "repository", "arch", "package"] as const) {
+      const v = optStr(o, k);
+      if (v !== undefined) r[k] = v;
+    }
     const limit = optInt(o, "limit", { min: 1 });
-    if (p !== undefined) r.project = p;
-    if (a !== undefined) r.arch = a;
     if (limit !== undefined) r.limit = limit;
+    const after = optStr(o, "after", { allowEmpty: true });
+    if (after !== undefined) r.after = after;
     return r;
   },
   "job.abort": (raw) => {
@@ -818,7 +821,11 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           const a = msg.args;
           if (a.project !== undefined) await allowed(msg, a.project, AccessNeed.See);
           let list = [...jobs.values()].filter(
-            (r) => (!a.project || r.job.project === a.project) && (!a.arch || r.job.arch === a.arch)
+            (r) =>
+              (a.project === undefined || r.job.project === a.project) &&
+              (a.repository === undefined || r.job.repository === a.repository) &&
+              (a.arch === undefined || r.job.arch === a.arch) &&
+              (a.package === undefined || r.job.package === a.package)
           );
           if (a.project === undefined) {
             const visible = await gate.visibleProjects(
@@ -827,6 +834,14 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
               AccessNeed.See
             );
             list = list.filter((r) => visible.has(r.job.project));
+          }
+          if (a.after !== undefined) {
+            const after = a.after;
+            return list
+              .filter((r) => r.job.jobId > after)
+              .sort((x, y) => (x.job.jobId < y.job.jobId ? -1 : 1))
+              .slice(0, a.limit ?? JOB_PAGE)
+              .map(view);
           }
           if (a.limit === undefined || list.length <= a.limit) return list.map(view);
           const rank = (r: JobRecord): number => (r.code === JobCode.Scheduled ? 1 : 0);

@@ -84,10 +84,15 @@ export type DispatcherApi = {
   "job.reject": { req: { jobId: string; workerId: string; reason: string; hostBad: boolean }; res: null };
   "job.get": { req: { jobId: string }; res: (JobView & { job: BuildJob }) | null };
   /**
-   * Jobs, optionally of one project or arch; with `limit`, at most that many (running ones first).
-   * A reply must fit NATS's max_payload (about 3,000 jobs at the default 1 MB).
+   * Jobs, optionally of one project, repository, arch or package; with `limit`, at most that many
+   * (running ones first). A reply must fit NATS's max_payload (about 3,000 jobs at the default
+   * 1 MB), so whoever needs all of them reads pages: with `after` (a jobId, "" for the first page)
+   * the next `limit` (default 1,000) jobs in jobId order — see `listAllJobs` (job-pages.ts).
    */
-  "job.list": { req: { project?: string; arch?: string; limit?: number }; res: JobView[] };
+  "job.list": {
+    req: { project?: string; repository?: string; arch?: string; package?: string; limit?: number; after?: string };
+    res: JobView[];
+  };
   /**
    * `kiln abort`: ends matching jobs as failed. A building job is killed on its worker, which
    * reports the failure with its log; a queued one is failed by the dispatcher.

@@ -47,6 +47,7 @@ import { parseBuildConfig } from "../common/prjconf.ts";
 import { answerPings, acquireLease, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import { obj, optStr, str } from "../common/validate.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
+import { listAllJobs } from "../dispatcher/job-pages.ts";
 import type { RepoStateChangedEvent } from "../publisher/protocol.ts";
 import type { RepoApi, RepoEvent } from "../repo/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
@@ -256,8 +257,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     }
     // Results decided by metas need the producers' metas of the pools too.
     if (needMetas) for (const l of layers) for (const b of l.binaries) if (b.metaSha256) await loadMeta(b.metaSha256);
-    for (const j of await dispatcher.call("job.list", { project: prp.project, arch }, { idempotent: true })) {
-      if (j.repository === prp.repository) checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
+    for (const j of await listAllJobs(dispatcher, { project: prp.project, repository: prp.repository, arch })) {
+      checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
     }
     for (const e of view.path.slice(1)) {
       const other = prps.get(prpKey(e.project, e.repository));
@@ -610,10 +611,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           const list = forProject(a.project).filter((p) => !a.repository || p.repository === a.repository);
           const jobs = list.some((p) => p.checker?.jobs().size)
             ? new Map(
-                (await dispatcher.call("job.list", { project: a.project, arch }, { idempotent: true })).map((j) => [
-                  j.jobId,
-                  j,
-                ])
+                (
+                  await listAllJobs(dispatcher, {
+                    project: a.project,
+                    ...(a.repository !== undefined ? { repository: a.repository } : {}),
+                    arch,
+                  })
+                ).map((j) => [j.jobId, j])
               )
             : new Map();
           let pending = 0;

@@ -96,8 +96,8 @@ function renderResults(rs: RepoResult[]): string {
 
 /** Finds the job of a package now queued or building, through the dispatcher. */
 async function findJob(c: Clients, project: string, repository: string, arch: string, pkg: string) {
-  const jobs = await c.dispatcher.call("job.list", { project, arch }, { idempotent: true });
-  return jobs.find((j) => j.repository === repository && j.package === pkg);
+  const jobs = await c.dispatcher.call("job.list", { project, repository, arch, package: pkg }, { idempotent: true });
+  return jobs[0];
 }
 
 export function registerBuildCommands(program: Command, cenv: CommandEnv): void {

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import type { NatsConnection } from "nats";
 import pino from "pino";
-import type { BuildJob } from "../../actors/index.ts";
+import { JOB_PAGE, listAllJobs, type BuildJob } from "../../actors/index.ts";
 import { connectNats } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { startStack, type Stack } from "../helpers/worker-stack.ts";
@@ -148,8 +148,9 @@ describe("dispatcher/ (real role, simulated workers)", function () {
       }
     };
     await finishSome(20);
-    const small = await submit(simJob("small", "only"));
+    // Counted before the submission: the job may be assigned before its submission is answered.
     const before = order.length;
+    const small = await submit(simJob("small", "only"));
     await finishSome(6);
     await check(() => order.includes("small"), { name: "small project's job assigned" });
     const after = order.indexOf("small") - before;
@@ -159,6 +160,22 @@ describe("dispatcher/ (real role, simulated workers)", function () {
       "only the big project was queued before"
     );
     void small;
+  });
+
+  it("should list more jobs than one message holds page by page, and filter by repository and package", async () => {
+    const many: BuildJob[] = [];
+    for (let i = 0; i < 2100; i++) many.push(simJob("paged", `p${i}`));
+    for (let i = 0; i < many.length; i += 300) await Promise.all(many.slice(i, i + 300).map(submit));
+    const first = await s.dispatcher.call("job.list", { project: "paged", after: "" });
+    assert.equal(first.length, JOB_PAGE);
+    const all = await listAllJobs(s.dispatcher, { project: "paged", repository: "standard", arch: "x86_64" });
+    assert.deepEqual(all.map((j) => j.jobId).sort(), many.map((j) => j.jobId).sort());
+    const one = await s.dispatcher.call("job.list", { project: "paged", package: "p7" });
+    assert.deepEqual(
+      one.map((j) => j.jobId),
+      [many[7]!.jobId]
+    );
+    assert.equal((await s.dispatcher.call("job.list", { project: "paged", repository: "other" })).length, 0);
   });
 
   it("should order by needed, then ready time within a project", async () => {
