@@ -4,6 +4,7 @@
  * turn `unknown` into their request type in a few readable lines.
  */
 import { InvalidInputError } from "../../transport/index.ts";
+import { validateArch, validatePackageName, validateProjectName, validateRepositoryName } from "./names.ts";
 
 export type Raw = Record<string, unknown>;
 
@@ -97,4 +98,24 @@ export function sha256(o: Raw, field: string): string {
 
 export function optSha256(o: Raw, field: string): string | undefined {
   return o[field] === undefined || o[field] === null ? undefined : sha256(o, field);
+}
+
+/**
+ * A field holding a name that kiln's name rules (names.ts) check. The length bound is generous
+ * so that the rule, not the string check, names what is wrong with a long name.
+ */
+function nameField(o: Raw, field: string, rule: (name: string) => void, max = 4096): string {
+  const v = str(o, field, { max });
+  rule(v);
+  return v;
+}
+
+export const projectField = (o: Raw, field = "project"): string => nameField(o, field, validateProjectName);
+export const packageField = (o: Raw, field = "package"): string => nameField(o, field, validatePackageName);
+export const repositoryField = (o: Raw, field = "repository"): string => nameField(o, field, validateRepositoryName);
+export const archField = (o: Raw, field = "arch"): string => nameField(o, field, validateArch, 50);
+
+/** A field read by `read` when it is there. */
+export function optField<T>(o: Raw, field: string, read: (o: Raw, field: string) => T): T | undefined {
+  return o[field] === undefined || o[field] === null ? undefined : read(o, field);
 }

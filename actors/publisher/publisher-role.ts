@@ -40,9 +40,8 @@ import { Outbox, RoleStore, keys } from "../../storage/index.ts";
 import { answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { evaluateFlag } from "../common/flags.ts";
 import { RepoCode } from "../common/model.ts";
-import { validateProjectName, validateRepositoryName } from "../common/names.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { obj, str } from "../common/validate.ts";
+import { obj, projectField, repositoryField } from "../common/validate.ts";
 import type { PublishPackage, RepoApi, RepoEvent } from "../repo/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
@@ -91,20 +90,12 @@ const repoKey = (p: string, r: string): string => `${p}\u0000${r}`;
 
 const where = (raw: unknown): { project: string; repository: string } => {
   const o = obj(raw);
-  const project = str(o, "project", { max: 200 });
-  validateProjectName(project);
-  const repository = str(o, "repository", { max: 200 });
-  validateRepositoryName(repository);
-  return { project, repository };
+  return { project: projectField(o), repository: repositoryField(o) };
 };
 
 const validators: Validators<PublisherApi> = {
   "publish.now": where,
-  "publish.status": (raw) => {
-    const project = str(obj(raw), "project", { max: 200 });
-    validateProjectName(project);
-    return { project };
-  },
+  "publish.status": (raw) => ({ project: projectField(obj(raw)) }),
 };
 
 type PublishResult = PublisherApi["publish.now"]["res"];

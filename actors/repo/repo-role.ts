@@ -40,14 +40,25 @@ import { Children, answer, assertNever, validated, type Validators } from "../co
 import { BuildResultCode } from "../common/model.ts";
 import { parseBuildConfig } from "../common/prjconf.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, bool, int, md5, obj, oneOf, optInt, optStr, sha256, str, type Raw } from "../common/validate.ts";
 import {
-  validateArch,
-  validateFileName,
-  validatePackageName,
-  validateProjectName,
-  validateRepositoryName,
-} from "../common/names.ts";
+  archField,
+  arr,
+  bool,
+  int,
+  md5,
+  obj,
+  oneOf,
+  optField,
+  optInt,
+  optStr,
+  packageField,
+  projectField,
+  repositoryField,
+  sha256,
+  str,
+  type Raw,
+} from "../common/validate.ts";
+import { validateFileName } from "../common/names.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
@@ -56,23 +67,11 @@ import { readRpmHeader } from "./rpm-header.ts";
 import { RepoState, type RepoLookups, type ResultInput } from "./repo-state.ts";
 import type { RepoApi, RepoEvent, RepoRequest, StoredBinary, UploadedFile } from "./protocol.ts";
 
-const projectOf = (o: Raw): string => {
-  const p = str(o, "project", { max: 200 });
-  validateProjectName(p);
-  return p;
-};
-const packageOf = (o: Raw): string => {
-  const k = str(o, "package", { max: 200 });
-  validatePackageName(k);
-  return k;
-};
+const projectOf = (o: Raw): string => projectField(o);
+const packageOf = (o: Raw): string => packageField(o);
 const where = (raw: unknown): { project: string; repository: string; arch: string } => {
   const o = obj(raw);
-  const repository = str(o, "repository", { max: 200 });
-  validateRepositoryName(repository);
-  const arch = str(o, "arch", { max: 50 });
-  validateArch(arch);
-  return { project: projectOf(o), repository, arch };
+  return { project: projectField(o), repository: repositoryField(o), arch: archField(o) };
 };
 const limitOf = (o: Raw): { limit?: number } => {
   const limit = optInt(o, "limit", { min: 1, max: 10_000 });
@@ -113,16 +112,10 @@ const validators: Validators<RepoApi> = {
     const o = obj(raw);
     const r: RepoApi["result.wipe"]["req"] = { project: projectOf(o) };
     if (o.package !== undefined) r.package = packageOf(o);
-    const repository = optStr(o, "repository", { max: 200 });
-    if (repository !== undefined) {
-      validateRepositoryName(repository);
-      r.repository = repository;
-    }
-    const arch = optStr(o, "arch", { max: 50 });
-    if (arch !== undefined) {
-      validateArch(arch);
-      r.arch = arch;
-    }
+    const repository = optField(o, "repository", repositoryField);
+    if (repository !== undefined) r.repository = repository;
+    const arch = optField(o, "arch", archField);
+    if (arch !== undefined) r.arch = arch;
     return r;
   },
   "pool.get": where,

@@ -41,8 +41,22 @@ import {
 import { BlobStore, Outbox, RoleStore } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
-import { arr, bool, int, md5, obj, oneOf, optInt, optStr, str, type Raw } from "../common/validate.ts";
-import { validateArch, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
+import {
+  archField,
+  arr,
+  bool,
+  int,
+  md5,
+  obj,
+  oneOf,
+  optInt,
+  optStr,
+  packageField,
+  projectField,
+  repositoryField,
+  str,
+  type Raw,
+} from "../common/validate.ts";
 import { AccessNeed, canReadSources, mayRunServices, type Principal } from "./access.ts";
 import { Guard } from "./guard.ts";
 import { MAX_META_XML_BYTES } from "./meta-xml.ts";
@@ -53,27 +67,10 @@ import { MAX_SERVICE_OUTPUT_BYTES, PROJECT_PACKAGE, SourceServices } from "./sou
 import { ServiceRunKind } from "../service/service-xml.ts";
 import { ANONYMOUS_CALLER, Identities } from "./identities.ts";
 
-// Lengths are bounded generously here so that the name rules (names.ts) give the message.
-const project = (o: Raw): string => {
-  const p = str(o, "project", { max: 4096 });
-  validateProjectName(p);
-  return p;
-};
-const pkg = (o: Raw): string => {
-  const k = str(o, "package", { max: 4096 });
-  validatePackageName(k);
-  return k;
-};
-const repository = (o: Raw): string => {
-  const r = str(o, "repository", { max: 4096 });
-  validateRepositoryName(r);
-  return r;
-};
-const arch = (o: Raw): string => {
-  const a = str(o, "arch", { max: 50 });
-  validateArch(a);
-  return a;
-};
+const project = (o: Raw): string => projectField(o);
+const pkg = (o: Raw): string => packageField(o);
+const repository = (o: Raw): string => repositoryField(o);
+const arch = (o: Raw): string => archField(o);
 const comment = (o: Raw): { comment?: string } => {
   const c = optStr(o, "comment", { max: 64 * 1024, allowEmpty: true });
   return c === undefined ? {} : { comment: c };
