@@ -12,8 +12,8 @@ export interface EtcOptions {
   /** Also resolv.conf and a mount point for the host's CA certificates. */
   network: boolean;
   /**
-   * Also `alternatives/` with the host's links into `/usr` (Debian's `/usr/bin/awk` is a link to
-   * `/etc/alternatives/awk`): for a sandbox whose `/usr` is the host's.
+   * Also an empty `alternatives/`, where the sandbox shows the host's links into `/usr` (Debian's
+   * `/usr/bin/awk` is a link to `/etc/alternatives/awk`): for a sandbox whose `/usr` is the host's.
    */
   alternatives?: boolean;
 }
@@ -87,16 +87,9 @@ export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<vo
       )
     );
   }
+  // The links themselves are made by bwrap (plan.ts); /etc only needs the mount point.
   if (opts.alternatives) {
-    writes.push(
-      (async () => {
-        const links = await readHostAlternatives();
-        const alt = path.join(dir, "alternatives");
-        await mkdir(alt);
-        await chmod(alt, 0o755);
-        await Promise.all(links.map(([name, target]) => symlink(target, path.join(alt, name))));
-      })()
-    );
+    writes.push(mkdir(path.join(dir, "alternatives")).then(() => chmod(path.join(dir, "alternatives"), 0o755)));
   }
   if (opts.network) {
     writes.push(

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
 import { createRunCgroups } from "./cgroup.ts";
 import type { RunCgroups } from "./cgroup.ts";
-import { writeMinimalEtc } from "./etc.ts";
+import { readHostAlternatives, writeMinimalEtc } from "./etc.ts";
 import { SandboxSetupError } from "./errors.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { validateLimits } from "./limits.ts";
@@ -276,7 +276,16 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
 
   const unpackArgs = buildUnpackBwrapArgs(unpackMasks);
-  const bwrapArgs = buildBwrapArgs({ network, command: opts.command, cwd, env, roBinds, masks, hostname });
+  const bwrapArgs = buildBwrapArgs({
+    network,
+    command: opts.command,
+    cwd,
+    env,
+    roBinds,
+    masks,
+    hostname,
+    ...(baseUsr === "/usr" ? { alternatives: await readHostAlternatives() } : {}),
+  });
   const cgroups = await createRunCgroups(
     { memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD },
     log

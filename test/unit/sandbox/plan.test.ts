@@ -143,6 +143,24 @@ describe("sandbox/plan", () => {
       assert.ok(buildBwrapArgs({ ...PLAN, network: true }).includes("--share-net"));
     });
 
+    it("should show /etc/alternatives links on a read-only tmpfs of their own, refusing names with a slash", () => {
+      const args = buildBwrapArgs({ ...PLAN, alternatives: [["awk", "/usr/bin/mawk"]] });
+      const etc = args.indexOf("/etc");
+      const tmpfs = args.indexOf("/etc/alternatives");
+      assert.ok(etc >= 0 && tmpfs > etc && args[tmpfs - 1] === "--tmpfs", "tmpfs after /etc is bound");
+      assert.deepEqual(
+        valuesOf(args, "--symlink", 2).filter(([, at]) => at!.startsWith("/etc/")),
+        [["/usr/bin/mawk", "/etc/alternatives/awk"]]
+      );
+      assert.ok(valuesOf(args, "--remount-ro").some(([p]) => p === "/etc/alternatives"));
+      assert.equal(buildBwrapArgs(PLAN).includes("/etc/alternatives"), false);
+      for (const bad of ["../x", "a/b", "..", ""]) {
+        assert.throws(() => buildBwrapArgs({ ...PLAN, alternatives: [[bad, "/usr/bin/x"]] }), {
+          code: "ERR_INVALID_INPUT",
+        });
+      }
+    });
+
     it("should clear the environment and set exactly the given one", () => {
       const args = buildBwrapArgs({ ...PLAN, env: { ...baseEnv(), FOO: "a b" } });
       const clear = args.indexOf("--clearenv");
