@@ -282,7 +282,7 @@ describe("sandbox/plan", () => {
       assert.match(s, /^mount -n -a -T stage\.fstab$/m);
       assert.match(s, /^mkdir -p .*stage\/ro0 /m);
       assert.match(s, /: > stage\/rpms\/00000-x.rpm/);
-      assert.match(s, /find "\$p" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
+      assert.match(s, /find "\$@" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
     });
 
     it("should leave out unpacking and collecting when not asked for", () => {
