@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
 import { createRunCgroups } from "./cgroup.ts";
 import type { RunCgroups } from "./cgroup.ts";
-import { readHostAlternatives, writeMinimalEtc } from "./etc.ts";
+import { preparedEtc, readHostAlternatives, writeMinimalEtc } from "./etc.ts";
 import { SandboxSetupError } from "./errors.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { validateLimits } from "./limits.ts";
@@ -263,15 +263,20 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
   // Independent of each other; the stage's mount point is made here rather than by the wrapper.
   const outDirs = ["out", ...(rpms.length > 0 ? ["deps"] : [])];
-  await Promise.all([
-    writeMinimalEtc(path.join(dir, "etc"), { hostname, network, alternatives: baseUsr === "/usr" }),
+  const [etcDir] = await Promise.all([
+    // With network the host's resolv.conf is copied for each run (it may change at any time).
+    network
+      ? writeMinimalEtc(path.join(dir, "etc"), { hostname, network, alternatives: baseUsr === "/usr" }).then(() =>
+          path.join(dir, "etc")
+        )
+      : preparedEtc({ hostname, alternatives: baseUsr === "/usr" }),
     mkdir(path.join(dir, "stage"), { mode: 0o700 }),
     ...outDirs.map(async (d) => {
       await mkdir(path.join(dir, d), { mode: 0o755 });
       if (privileged) await chown(path.join(dir, d), hostUid, hostUid);
     }),
   ]);
-  stageBinds.push({ source: "etc", name: "kiln-etc" });
+  stageBinds.push({ source: etcDir, name: "kiln-etc" });
   for (const d of outDirs) stageBinds.push({ source: d, name: d, writable: true });
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
 
