@@ -31,7 +31,7 @@ import {
   type EventBase,
   type EventConsumer,
 } from "../../transport/index.ts";
-import { RoleStore, keys } from "../../storage/index.ts";
+import { Outbox, RoleStore, keys } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { parseMeta } from "../common/build-meta.ts";
 import {
@@ -143,6 +143,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   const durable = `sched-${arch.replace(/[^A-Za-z0-9_-]/g, "_")}`;
 
   const store = RoleStore.open({ path: `${ctx.dataDir}/scheduler-${arch.replace(/[^A-Za-z0-9_-]/g, "_")}/db`, log });
+  // Repository state changes that a crash or a NATS hiccup kept from the stream go out first.
+  const outbox = new Outbox<RepoStateChangedEvent>(store, (e) => publishEvent(js, e), log);
+  await outbox.flush();
   const prps = new Map<string, Prp>();
   /** Meta texts of builds, by blob id: shared by every repository (the same build is in many paths). */
   const metas = new Map<string, string[]>();
@@ -428,7 +431,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         arch,
         code: prp.repoCode,
       });
-      void publishEvent(js, ev).catch((err: unknown) => log.warn({ err }, "repository state not announced"));
+      // Through the outbox: the publisher acts on it, so it must arrive even if NATS hiccups now.
+      await store.transact(() => outbox.add(ev));
+      void outbox.flush();
     }
   };
 
