@@ -108,7 +108,11 @@ export interface CheckOutput {
 
 interface Entry {
   info: PackageBuildInfo;
+  /** The package name's number (see `IncrementalChecker.#pidOf`). */
+  pid: number;
   exp?: Expansion;
+  /** Ids of `exp.packages` in the expansion's index (`RepoExpansion.nameId`), in the same order. */
+  ids?: Int32Array;
   /** Bloom filter of the name ids the expansion looked at (from the expander). */
   bloom?: Uint32Array;
   /** Local source packages this one depends on. */
@@ -285,6 +289,12 @@ class Digest {
 
 const entryHashes = new WeakMap<PoolBinary, [number, number]>();
 
+/** The two hashes of one signature entry ({@link signatureDigests}). */
+function entryHash(name: string, b: PoolBinary): [number, number] {
+  const e = `${name}\u0000${b.metaSha256 ?? b.hdrmd5}`;
+  return [fnv(e, 0x811c9dc5), fnv(e, 0x050c5d1f)];
+}
+
 /** The digests of {@link dependencySignature}, without building its strings. */
 export function signatureDigests(
   edeps: readonly string[],
@@ -299,8 +309,7 @@ export function signatureDigests(
     if (!b) continue;
     let h = entryHashes.get(b);
     if (!h) {
-      const e = `${name}\u0000${b.metaSha256 ?? b.hdrmd5}`;
-      h = [fnv(e, 0x811c9dc5), fnv(e, 0x050c5d1f)];
+      h = entryHash(name, b);
       entryHashes.set(b, h);
     }
     sig.add(h[0], h[1]);
@@ -375,8 +384,24 @@ export class IncrementalChecker {
   readonly #declared = new Map<string, string>();
   /** Binary name → package whose result holds it in this repository's pool. */
   readonly #poolOwner = new Map<string, string>();
-  /** The two above merged (declared first): the one map the hot loop reads. */
+  /** The two above merged (declared first). */
   readonly #src = new Map<string, string>();
+  /**
+   * The same by binary name id, as package numbers (-1: none), which the hot loop reads: it
+   * runs over every package of every expansion, where map lookups by string missed the caches.
+   */
+  #srcPid = new Int32Array(0).fill(-1);
+  /** Package name → number, kept for good (a package that comes back gets its number again). */
+  readonly #pids = new Map<string, number>();
+  readonly #pidNames: string[] = [];
+  readonly #byPid: (Entry | undefined)[] = [];
+  /** Per package number: its rank among all numbered names in string order (for sorting). */
+  #pidRank: Int32Array | undefined;
+  #rankPid = new Int32Array(0);
+  /** Per binary name id: the binary its signature hashes below were made from. */
+  #hashedBin: (PoolBinary | undefined)[] = [];
+  /** Per binary name id: the two hashes of its signature entry. */
+  #hashes = new Uint32Array(0);
   /** Stamps of a dedupe pass over entries (bumped per package). */
   #stamp = 0;
   /** The entries as an array, for loops over all packages; dropped when packages come or go. */
@@ -438,7 +463,10 @@ export class IncrementalChecker {
       e.info = info;
       e.quick = undefined;
     } else {
-      this.#pkgs.set(info.package, { info, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 });
+      const pid = this.#pidOf(info.package);
+      const entry: Entry = { info, pid, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 };
+      this.#pkgs.set(info.package, entry);
+      this.#byPid[pid] = entry;
       this.#list = undefined;
       this.#orderDirty = true;
     }
@@ -451,6 +479,7 @@ export class IncrementalChecker {
     if (!e) return;
     for (const r of this.#revdeps.get(name) ?? []) this.#expandDirty.add(r);
     this.#pkgs.delete(name);
+    this.#byPid[e.pid] = undefined;
     this.#list = undefined;
     this.#states.delete(name);
     this.#force.delete(name);
@@ -485,7 +514,46 @@ export class IncrementalChecker {
     if (now === this.#src.get(name)) return;
     if (now === undefined) this.#src.delete(name);
     else this.#src.set(name, now);
-    this.#markUsers(name);
+    const id = this.#exp.nameId(name);
+    if (id >= this.#srcPid.length) {
+      const grown = new Int32Array(Math.max(id + 1, this.#srcPid.length * 2, 1024)).fill(-1);
+      grown.set(this.#srcPid);
+      this.#srcPid = grown;
+    }
+    this.#srcPid[id] = now === undefined ? -1 : this.#pidOf(now);
+    this.#namesChanged.add(id);
+  }
+
+  #pidOf(pkg: string): number {
+    let pid = this.#pids.get(pkg);
+    if (pid === undefined) {
+      pid = this.#pidNames.length;
+      this.#pids.set(pkg, pid);
+      this.#pidNames.push(pkg);
+      this.#byPid.push(undefined);
+      this.#pidRank = undefined;
+    }
+    return pid;
+  }
+
+  /** Package names of `pids` in string order. */
+  #sortedNames(pids: number[]): string[] {
+    let rank = this.#pidRank;
+    if (!rank) {
+      const names = this.#pidNames;
+      const order = names.map((_, i) => i).sort((a, b) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : 0));
+      rank = new Int32Array(names.length);
+      order.forEach((pid, r) => (rank![pid] = r));
+      this.#rankPid = Int32Array.from(order);
+      this.#pidRank = rank;
+    }
+    const n = pids.length;
+    const ranks = new Int32Array(n);
+    for (let i = 0; i < n; i++) ranks[i] = rank[pids[i]!]!;
+    ranks.sort();
+    const out = new Array<string>(n);
+    for (let i = 0; i < n; i++) out[i] = this.#pidNames[this.#rankPid[ranks[i]!]!]!;
+    return out;
   }
 
   /** A package's declared subpackages changed: the users of every name whose owner moved. */
@@ -537,14 +605,6 @@ export class IncrementalChecker {
 
   #touchState(pkg: string): void {
     if (this.#pkgs.has(pkg)) this.#stateDirty.add(pkg);
-  }
-
-  /**
-   * Marks the packages whose expansion may have looked at `name` for re-expansion; done in one
-   * pass over all packages at the next check.
-   */
-  #markUsers(name: string): void {
-    this.#namesChanged.add(this.#exp.nameId(name));
   }
 
   #markIds(ids: readonly number[]): void {
@@ -634,26 +694,17 @@ export class IncrementalChecker {
     const stateWork = new Set<string>(this.#stateAll ? this.#pkgs.keys() : []);
     for (const p of toExpand) {
       const e = this.#pkgs.get(p)!;
-      const deps: string[] = [];
+      let deps: string[] = [];
       e.bloom = undefined;
+      e.ids = undefined;
       if (e.info.error) e.exp = undefined;
       else {
-        e.exp = exp.edeps(e.info, (bloom) => (e.bloom = bloom));
-        if (e.exp.ok) {
-          // A dependency is local when a package of this repository builds it (declared
-          // subpackage, or owner in this repository's pool).
-          const stamp = ++this.#stamp;
-          e.mark = stamp;
-          for (const bin of e.exp.packages) {
-            const src = this.#src.get(bin);
-            if (src === undefined) continue;
-            const de = this.#pkgs.get(src);
-            if (de === undefined || de.mark === stamp) continue;
-            de.mark = stamp;
-            deps.push(src);
-          }
-          deps.sort();
-        }
+        e.exp = exp.edeps(
+          e.info,
+          (bloom) => (e.bloom = bloom),
+          (ids) => (e.ids = ids)
+        );
+        if (e.exp.ok) deps = this.#localDeps(e);
       }
       if (deps.length !== e.deps.length || deps.some((d, i) => d !== e.deps[i])) {
         e.deps = deps;
@@ -731,6 +782,69 @@ export class IncrementalChecker {
     };
   }
 
+  /**
+   * The local source packages an expansion uses: a dependency is local when a package of this
+   * repository builds it (declared subpackage, or owner in this repository's pool). Sorted.
+   */
+  #localDeps(e: Entry): string[] {
+    const stamp = ++this.#stamp;
+    e.mark = stamp;
+    const ids = e.ids;
+    if (!ids || !e.exp?.ok) {
+      const deps: string[] = [];
+      for (const bin of e.exp?.ok ? e.exp.packages : []) {
+        const src = this.#src.get(bin);
+        if (src === undefined) continue;
+        const de = this.#pkgs.get(src);
+        if (de === undefined || de.mark === stamp) continue;
+        de.mark = stamp;
+        deps.push(src);
+      }
+      return deps.sort();
+    }
+    const srcPid = this.#srcPid;
+    const byPid = this.#byPid;
+    const pids: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id >= srcPid.length) continue;
+      const pid = srcPid[id]!;
+      if (pid < 0) continue;
+      const de = byPid[pid];
+      if (de === undefined || de.mark === stamp) continue;
+      de.mark = stamp;
+      pids.push(pid);
+    }
+    return this.#sortedNames(pids);
+  }
+
+  /**
+   * `signatureDigests(...).sig` of an expansion, by the ids of its packages: the same digest,
+   * with the binaries and their entry hashes found in arrays (it runs for every package).
+   */
+  #sigDigest(names: readonly string[], ids: Int32Array): string {
+    const sig = new Digest();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const b = this.#exp.binaryById(id)?.binary;
+      if (!b) continue;
+      if (id >= this.#hashedBin.length) {
+        while (this.#hashedBin.length <= id) this.#hashedBin.push(undefined);
+        const grown = new Uint32Array(Math.max(2 * this.#hashedBin.length, this.#hashes.length));
+        grown.set(this.#hashes);
+        this.#hashes = grown;
+      }
+      if (this.#hashedBin[id] !== b) {
+        const [h0, h1] = entryHash(names[i]!, b);
+        this.#hashes[2 * id] = h0;
+        this.#hashes[2 * id + 1] = h1;
+        this.#hashedBin[id] = b;
+      }
+      sig.add(this.#hashes[2 * id]!, this.#hashes[2 * id + 1]!);
+    }
+    return sig.hex();
+  }
+
   /** Decides one package; returns the build it needs, if any. */
   #evaluate(pkg: string, e: Entry): NeededBuild | undefined {
     const p = e.info;
@@ -788,8 +902,13 @@ export class IncrementalChecker {
     else if (this.#rebuild !== "local") {
       if (last.digests) {
         const direct = this.#rebuild === "direct";
-        digests = signatureDigests(exp.packages, binary, producerSource, direct);
-        if (direct ? digests.direct !== last.digests.direct : digests.sig !== last.digests.sig) {
+        let changed: boolean;
+        if (!direct && e.ids) changed = this.#sigDigest(exp.packages, e.ids) !== last.digests.sig;
+        else {
+          digests = signatureDigests(exp.packages, binary, producerSource, direct);
+          changed = direct ? digests.direct !== last.digests.direct : digests.sig !== last.digests.sig;
+        }
+        if (changed) {
           reason = { explain: "meta change", time: 0 };
           const old = this.#signatureOf?.(pkg);
           if (old)

@@ -71,6 +71,11 @@ export interface ExpandOptions {
   onTraced?: (bloom: Uint32Array) => void;
   /** Return the cached result object itself (the caller promises not to change it). */
   shareResult?: boolean;
+  /**
+   * Given the string ids (`ProviderIndex.strs`) of a successful result's packages, in its order,
+   * so a caller can look the names up in arrays instead of maps. Read it, do not change it.
+   */
+  onIds?: (ids: Int32Array) => void;
 }
 
 /** One package of a job's install set (`get_build` plus the scheduler's flags). */
@@ -127,6 +132,8 @@ interface Compiled {
   ignoreRebuild: string[];
   /** Preinstall ∪ Support (unexpanded). */
   bdeps: Set<string>;
+  /** The same as string ids: 1 at the id of each name. */
+  bdepsMask: Uint8Array;
   pre?: { version: number; compat: ObsBuildCompat; error?: string; pre: string[]; vm: string[] };
 }
 
@@ -215,9 +222,13 @@ function compile(ix: ProviderIndex, config: ExpandConfig): Compiled {
     runscripts: unify(config.runscripts ?? []),
     ignoreRebuild: [...(config.ignoreRebuild ?? [])],
     bdeps: new Set([...(config.preinstall ?? []), ...(config.support ?? [])]),
+    bdepsMask: new Uint8Array(0),
     ignorePkgMask: new Uint8Array(ix.strs.length),
   };
   for (const k of ignorePkg.keys()) c.ignorePkgMask[k] = 1;
+  const bdepIds = [...c.bdeps].map((x) => ix.intern(x));
+  c.bdepsMask = new Uint8Array(ix.strs.length);
+  for (const k of bdepIds) c.bdepsMask[k] = 1;
   ix.compiled.set(config, c);
   return c;
 }
@@ -235,8 +246,49 @@ interface Trace {
   /** Dependencies interned after the trace arrays were sized. */
   late: Set<number>;
   names: number[];
+  /** Installed packages: the names of everything they depend on count (`slotDepNames`). */
+  slots: readonly number[];
   mark: number;
 }
+
+/**
+ * A growable list of int32 pairs or ints. The expander's work lists live in these and are
+ * reused from one expansion to the next: plain arrays, dropped and regrown every pass, were most
+ * of what a full check allocated.
+ */
+class IntList {
+  a = new Int32Array(256);
+  n = 0;
+
+  push(x: number): void {
+    if (this.n === this.a.length) this.grow();
+    this.a[this.n++] = x;
+  }
+
+  push2(x: number, y: number): void {
+    if (this.n + 2 > this.a.length) this.grow();
+    this.a[this.n++] = x;
+    this.a[this.n++] = y;
+  }
+
+  private grow(): void {
+    const g = new Int32Array(this.a.length * 2);
+    g.set(this.a);
+    this.a = g;
+  }
+}
+
+/** The work lists of one expansion (taken from {@link spareLists}, given back after it). */
+interface WorkLists {
+  /** Pairs (dependency id, or -1 - clause index; requiring slot or -1). */
+  todo: IntList;
+  /** The next pass's pairs. */
+  next: IntList;
+  /** Slots to install. */
+  inst: IntList;
+}
+
+const spareLists: WorkLists[] = [];
 
 class Run {
   private readonly ix: ProviderIndex;
@@ -246,12 +298,10 @@ class Run {
   private readonly inst: Uint32Array;
   private readonly sat: Uint32Array;
   private readonly installed: number[] = [];
-  private todoDep: number[] = [];
-  private todoReq: number[] = [];
-  // The previous pass's todo arrays, reused for the next pass to spare allocations.
-  private spareDep: number[] = [];
-  private spareReq: number[] = [];
-  private todoInst: number[] = [];
+  private readonly lists: WorkLists;
+  /** (dependency, requiring slot) pairs still to resolve. */
+  private todo: IntList;
+  private readonly todoInst: IntList;
   private readonly conds: CondClause[] = [];
   private readonly todoCond = new Map<number, [CondClause, number][]>();
   private readonly aconflicts = new Map<number, string[]>();
@@ -266,6 +316,8 @@ class Run {
   private readonly globalIgnoreActive: boolean;
   private readonly ignoreConflicts: boolean;
   private readonly keepFileRequires: boolean;
+  /** String ids of the result's packages, in its order, after a successful run. */
+  resultIds: Int32Array | undefined;
 
   constructor(
     private readonly cc: Compiled,
@@ -276,6 +328,12 @@ class Run {
   ) {
     this.ix = ix;
     this.view = cc.view;
+    this.lists = spareLists.pop() ?? { todo: new IntList(), next: new IntList(), inst: new IntList() };
+    this.lists.todo.n = 0;
+    this.lists.next.n = 0;
+    this.lists.inst.n = 0;
+    this.todo = this.lists.todo;
+    this.todoInst = this.lists.inst;
     this.legacy = compat === ObsBuildCompat.V20210120;
     this.stamp = ix.nextStamp();
     this.inst = ix.instStamp;
@@ -367,8 +425,7 @@ class Run {
 
   private pushCond(c: CondClause, p: number): void {
     this.conds.push(c);
-    this.todoDep.push(-this.conds.length);
-    this.todoReq.push(p);
+    this.todo.push2(-this.conds.length, p);
   }
 
   // obs-build's check_conddeps_inst
@@ -474,22 +531,11 @@ class Run {
 
   run(input: readonly string[]): ExpandResult {
     const r = this.expand(input);
-    if (this.trace) this.traceInstalled();
+    spareLists.push(this.lists);
+    // Everything an installed package depends on, conflicts with, obsoletes or recommends; the
+    // view keeps those names per package, so the trace only lists the packages.
+    if (this.trace) this.trace.slots = this.installed;
     return r;
-  }
-
-  // Everything an installed package depends on, conflicts with, obsoletes or recommends.
-  private traceInstalled(): void {
-    const ix = this.ix;
-    for (const s of this.installed) {
-      for (const list of [ix.slotReq[s]!, ix.slotCon[s]!, ix.slotObs[s]!, ix.slotRec[s]!]) {
-        for (let i = 0; i < list.length; i++) {
-          const d = list[i]!;
-          // Rich dependencies were traced leaf by leaf while normalising.
-          if (!(ix.depFlags[d]! & DepFlag.Rich)) this.prov(d);
-        }
-      }
-    }
   }
 
   private expand(input: readonly string[]): ExpandResult {
@@ -554,22 +600,24 @@ class Run {
       } else {
         const d = ix.internDep(r);
         if (this.trace) this.prov(d);
-        this.todoDep.push(d);
-        this.todoReq.push(-1);
+        this.todo.push2(d, -1);
       }
     }
-    for (const q of this.todoInst) {
+    for (let i = 0; i < this.todoInst.n; i++) {
+      const q = this.todoInst.a[i]!;
       const a = this.aconflicts.get(q);
       if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
     }
     if (this.errors.length > 0) return this.fail();
 
-    while (this.todoDep.length > 0 || this.todoInst.length > 0) {
-      if (this.todoInst.length > 0 && !this.install()) return this.fail();
+    while (this.todo.n > 0 || this.todoInst.n > 0) {
+      if (this.todoInst.n > 0 && !this.install()) return this.fail();
       this.passes();
       if (this.errors.length > 0) return this.fail();
     }
-    return { ok: true, packages: this.sortedNames(this.installed) };
+    const ids = ix.sortedNameIds(this.installed);
+    this.resultIds = ids;
+    return { ok: true, packages: ix.namesOf(ids) };
   }
 
   private addConflict(name: string, why: string): void {
@@ -589,28 +637,33 @@ class Run {
     const cc = this.cc;
     const inst = this.inst;
     const st = this.stamp;
-    let list = this.todoInst;
-    if (list.length > 1) {
+    // The list is emptied once installed, so repeats are dropped in place.
+    const list = this.todoInst.a;
+    let count = this.todoInst.n;
+    if (count > 1) {
       const mark = ix.nextMark();
       const marks = ix.markStamp;
-      const uniq: number[] = [];
-      for (const q of list) {
+      let w = 0;
+      for (let i = 0; i < count; i++) {
+        const q = list[i]!;
         if (marks[q] === mark) continue;
         marks[q] = mark;
-        uniq.push(q);
+        list[w++] = q;
       }
-      list = uniq;
+      count = w;
     }
     const aconflicts = this.aconflicts;
     if (aconflicts.size > 0) {
-      for (const q of list) {
+      for (let i = 0; i < count; i++) {
+        const q = list[i]!;
         const a = aconflicts.get(q);
         if (a) for (const m of a) this.errors.push(`${this.name(q)} ${m}`);
       }
       if (this.errors.length > 0) return false;
     }
     const todoCond = this.todoCond;
-    for (const q of list) {
+    for (let i = 0; i < count; i++) {
+      const q = list[i]!;
       inst[q] = st;
       this.installed.push(q);
       if (todoCond.size > 0) {
@@ -633,12 +686,12 @@ class Run {
     const globalIgnore = this.globalIgnoreActive;
     const sat = this.sat;
     // Lookups here are for dependencies of installed packages, which the trace takes in as a
-    // whole at the end (traceInstalled), so they skip the per-lookup tracing.
+    // whole (Trace.slots), so they skip the per-lookup tracing.
     const provCache = this.view.prov;
     let single = this.view.single;
-    const todoDep = this.todoDep;
-    const todoReq = this.todoReq;
-    for (const p of list) {
+    const todo = this.todo;
+    for (let li = 0; li < count; li++) {
+      const p = list[li]!;
       const pName = ix.slotName[p]!;
       let pIgn: Set<number> | undefined;
       let pXIgn: Set<number> | undefined;
@@ -680,8 +733,7 @@ class Run {
         const sg = d < single.length ? single[d]! : -2;
         if (sg >= 0) {
           if (inst[sg] === st) continue;
-          todoDep.push(d);
-          todoReq.push(p);
+          todo.push2(d, p);
           continue;
         }
         if (sat[d] === st) continue;
@@ -698,8 +750,7 @@ class Run {
           sat[d] = st;
           continue;
         }
-        todoDep.push(d);
-        todoReq.push(p);
+        todo.push2(d, p);
       }
       let naobs: Map<number, string> | undefined;
       if (!this.ignoreConflicts) {
@@ -736,7 +787,7 @@ class Run {
       }
     }
     if (this.errors.length > 0) return false;
-    this.todoInst = [];
+    this.todoInst.n = 0;
     return true;
   }
 
@@ -750,16 +801,16 @@ class Run {
     // when queued).
     const provCache = this.view.prov;
     for (let pass = 0; pass <= 5; pass++) {
-      const todoDep = this.todoDep;
-      const todoReq = this.todoReq;
-      const nextDep = this.spareDep;
-      const nextReq = this.spareReq;
-      nextDep.length = 0;
-      nextReq.length = 0;
-      const n = todoDep.length;
-      outer: for (let i = 0; i < n; i++) {
-        const d = todoDep[i]!;
-        const p = todoReq[i]!;
+      const todo = this.todo;
+      const next = todo === this.lists.todo ? this.lists.next : this.lists.todo;
+      next.n = 0;
+      // Installs during the pass add to `next`; this pass reads only what was there before.
+      this.todo = next;
+      const n = todo.n;
+      const items = todo.a;
+      outer: for (let i = 0; i < n; i += 2) {
+        const d = items[i]!;
+        const p = items[i + 1]!;
         const q: ArrayLike<number> = d >= 0 ? (provCache[d] ?? this.view.providers(d)) : this.conds[-d - 1]!.q;
         const ql = q.length;
         for (let k = 0; k < ql; k++) if (inst[q[k]!] === st) continue outer;
@@ -791,8 +842,7 @@ class Run {
           continue;
         }
         if (ql > 1 && pass === 0) {
-          nextDep.push(d);
-          nextReq.push(p);
+          next.push2(d, p);
           continue;
         }
         // The common case: one provider, nothing against it.
@@ -830,8 +880,7 @@ class Run {
           continue;
         }
         if (pass < 2) {
-          nextDep.push(d);
-          nextReq.push(p);
+          next.push2(d, p);
           continue;
         }
         const pp = pName !== undefined ? `${pName}:` : "";
@@ -847,8 +896,7 @@ class Run {
           continue;
         }
         if (pass < 3) {
-          nextDep.push(d);
-          nextReq.push(p);
+          next.push2(d, p);
           continue;
         }
         if (prefer.size > 0) {
@@ -875,8 +923,7 @@ class Run {
           continue;
         }
         if (pass < 4) {
-          nextDep.push(d);
-          nextReq.push(p);
+          next.push2(d, p);
           continue;
         }
         // Recommends of packages installed since the last look (obs-build's rec_todo).
@@ -891,8 +938,7 @@ class Run {
           continue;
         }
         if (pass < 5) {
-          nextDep.push(d);
-          nextReq.push(p);
+          next.push2(d, p);
           continue;
         }
         const names = this.sortedNames(cand).join(" ");
@@ -900,11 +946,7 @@ class Run {
           pName !== undefined ? `have choice for ${r} needed by ${pName}: ${names}` : `have choice for ${r}: ${names}`
         );
       }
-      this.spareDep = todoDep;
-      this.spareReq = todoReq;
-      this.todoDep = nextDep;
-      this.todoReq = nextReq;
-      if (this.todoInst.length > 0) break;
+      if (this.todoInst.n > 0) break;
     }
   }
 }
@@ -938,8 +980,7 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
     }
     names.push(n);
   }
-  for (const d of trace.deps) {
-    const dn = view.namesOf(d);
+  const add = (dn: Int32Array): void => {
     for (let i = 0; i < dn.length; i++) {
       const n = dn[i]!;
       if (n < seen.length) {
@@ -948,7 +989,9 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
       }
       names.push(n);
     }
-  }
+  };
+  for (const d of trace.deps) add(view.namesOf(d));
+  for (const s of trace.slots) add(view.slotDepNames(s));
   let bits = 256;
   while (bits < names.length * 16) bits <<= 1;
   const bloom = new Uint32Array(bits >>> 5);
@@ -975,6 +1018,8 @@ interface CacheEntry {
   version: number;
   bloom: Uint32Array;
   result: ExpandResult;
+  /** String ids of a successful result's packages. */
+  ids?: Int32Array;
 }
 
 /**
@@ -1054,7 +1099,7 @@ function expandEntry(
   deps: readonly string[],
   opts: ExpandOptions,
   store: boolean
-): { result: ExpandResult; entry?: CacheEntry } {
+): { result: ExpandResult; entry?: CacheEntry; ids?: Int32Array } {
   const cc = compile(index, config);
   const compat = opts.compat ?? ObsBuildCompat.Current;
   const cache = opts.cache;
@@ -1064,7 +1109,7 @@ function expandEntry(
     const hit = cache.lookup(index, config, key);
     if (hit) {
       cache.hits++;
-      return { result: cloneResult(hit.result), entry: hit };
+      return { result: cloneResult(hit.result), entry: hit, ...(hit.ids ? { ids: hit.ids } : {}) };
     }
     cache.misses++;
   }
@@ -1072,17 +1117,20 @@ function expandEntry(
   for (const x of deps) if (x.startsWith("-")) xignore.add(x.slice(1));
   xignore.delete("-directdepsend--");
   const trace: Trace | undefined = cache
-    ? { deps: [], late: new Set(), names: [], mark: index.nextTraceMark() }
+    ? { deps: [], late: new Set(), names: [], slots: [], mark: index.nextTraceMark() }
     : undefined;
   const version = index.version;
-  const result = new Run(cc, index, compat, xignore, trace).run(deps);
-  if (!cache || !trace) return { result };
+  const run = new Run(cc, index, compat, xignore, trace);
+  const result = run.run(deps);
+  const ids = run.resultIds;
+  if (!cache || !trace) return ids ? { result, ids } : { result };
   const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace).bloom, result };
+  if (ids) entry.ids = ids;
   if (store) {
     entry.result = cloneResult(result);
     cache.set(index, config, key, entry);
   }
-  return { result, entry };
+  return ids ? { result, entry, ids } : { result, entry };
 }
 
 function cloneResult(r: ExpandResult): ExpandResult {
@@ -1188,6 +1236,7 @@ export function getDeps(
     if (hit) {
       cache.hits++;
       opts.onTraced?.(hit.bloom);
+      if (hit.ids) opts.onIds?.(hit.ids);
       return opts.shareResult ? hit.result : cloneResult(hit.result);
     }
     cache.misses++;
@@ -1222,30 +1271,43 @@ export function getDeps(
   }
   const input = ndeps.length === 0 ? deps : [...deps, ...ndeps];
   // getDeps keeps its own cache entry; the inner expansion's would only duplicate it.
-  const { result: r, entry } = expandEntry(config, index, input, opts, !cacheable);
+  const { result: r, entry, ids: rIds } = expandEntry(config, index, input, opts, !cacheable);
   let out = r;
+  let outIds = rIds;
   // Packages that are there only because of Preinstall/Support do not count.
   const bdeps = preinstall === cc.preinstall ? cc.bdeps : new Set([...preinstall, ...cc.support]);
   if (r.ok && bdeps.size > 0) {
+    // The names' ids spare a string lookup per package; without them (no cache) the names do.
+    const mask = preinstall === cc.preinstall && rIds ? cc.bdepsMask : undefined;
     let direct: Set<string> | undefined;
     const packages: string[] = [];
-    for (const x of r.packages) {
-      if (bdeps.has(x)) {
+    const keptIds: number[] = [];
+    const all = r.packages;
+    for (let i = 0; i < all.length; i++) {
+      const x = all[i]!;
+      const id = rIds ? rIds[i]! : -1;
+      if (mask ? id < mask.length && mask[id] === 1 : bdeps.has(x)) {
         direct ??= new Set(deps);
         if (!direct.has(x)) continue;
       }
       packages.push(x);
+      keptIds.push(id);
     }
     out = { ok: true, packages };
+    if (rIds) outIds = packages.length === all.length ? rIds : Int32Array.from(keptIds);
   }
   if (cacheable && entry) {
-    cache.set(index, config, key, {
+    const e: CacheEntry = {
       version: entry.version,
       bloom: entry.bloom,
-      result: cloneResult(out),
-    });
+      // Shared results are the cache's own: no copy needed for the caller.
+      result: opts.shareResult ? out : cloneResult(out),
+    };
+    if (out.ok && outIds) e.ids = outIds;
+    cache.set(index, config, key, e);
   }
   if (entry) opts.onTraced?.(entry.bloom);
+  if (out.ok && outIds) opts.onIds?.(outIds);
   return out;
 }
 

@@ -46,6 +46,8 @@ export class RepoExpansion {
   readonly #layers: Layer[];
   /** The binary that wins each name (first layer that has it): the checker asks this a lot. */
   readonly #winners = new Map<string, LocatedBinary>();
+  /** The same by the name's id in the index (what expansions report with their results). */
+  readonly #winnersById: (LocatedBinary | undefined)[] = [];
   #config: BuildConfig;
 
   constructor(layers: readonly PoolLayer[], config: BuildConfig, cacheEntries = 200_000) {
@@ -60,9 +62,18 @@ export class RepoExpansion {
     this.#layers.forEach((l, layer) => {
       for (const binary of l.byName.values()) {
         if (!this.#winners.has(binary.name))
-          this.#winners.set(binary.name, { binary, project: l.project, repository: l.repository, layer });
+          this.#setWinner(binary.name, { binary, project: l.project, repository: l.repository, layer });
       }
     });
+  }
+
+  #setWinner(name: string, lb: LocatedBinary | undefined): void {
+    if (lb) this.#winners.set(name, lb);
+    else this.#winners.delete(name);
+    const id = this.index.intern(name);
+    // Dense up to the id: a holey array would fall back to dictionary mode.
+    while (this.#winnersById.length < id) this.#winnersById.push(undefined);
+    this.#winnersById[id] = lb;
   }
 
   #rewin(name: string): void {
@@ -70,11 +81,11 @@ export class RepoExpansion {
       const l = this.#layers[layer]!;
       const binary = l.byName.get(name);
       if (binary) {
-        this.#winners.set(name, { binary, project: l.project, repository: l.repository, layer });
+        this.#setWinner(name, { binary, project: l.project, repository: l.repository, layer });
         return;
       }
     }
-    this.#winners.delete(name);
+    this.#setWinner(name, undefined);
   }
 
   get config(): BuildConfig {
@@ -120,6 +131,11 @@ export class RepoExpansion {
     return this.#winners.get(name);
   }
 
+  /** The same by the name's id (as {@link edeps} reports them). */
+  binaryById(id: number): LocatedBinary | undefined {
+    return id < this.#winnersById.length ? this.#winnersById[id] : undefined;
+  }
+
   /** Binaries of layer 0 (the repository's own pool). */
   ownBinaries(): IterableIterator<PoolBinary> {
     return (this.#layers[0]?.byName ?? new Map<string, PoolBinary>()).values();
@@ -127,13 +143,15 @@ export class RepoExpansion {
 
   /**
    * The edeps of a package (`get_deps`). `onTraced` gets a Bloom filter of the names the expansion
-   * depended on, so the caller can tell which packages a change of the index affects.
+   * depended on, so the caller can tell which packages a change of the index affects; `onIds` the
+   * ids of the packages ({@link nameId}, {@link binaryById}).
    */
-  edeps(p: ExpandablePackage, onTraced?: (bloom: Uint32Array) => void): Expansion {
+  edeps(p: ExpandablePackage, onTraced?: (bloom: Uint32Array) => void, onIds?: (ids: Int32Array) => void): Expansion {
     const r = getDeps(this.#config, p.subpacks, p.buildRequires, this.index, {
       cache: this.cache,
       shareResult: true,
       ...(onTraced ? { onTraced } : {}),
+      ...(onIds ? { onIds } : {}),
     });
     return r.ok ? { ok: true, packages: r.packages } : { ok: false, error: r.errors.join(", ") };
   }

@@ -73,6 +73,7 @@ export class ProviderView {
   private readonly registered: boolean[] = [];
   private readonly depNames: (Int32Array | undefined)[] = [];
   private readonly nameDeps = new Map<number, number[]>();
+  private readonly slotNames: (Int32Array | undefined)[] = [];
 
   constructor(
     private readonly index: ProviderIndex,
@@ -95,6 +96,36 @@ export class ProviderView {
   namesOf(d: number): Int32Array {
     if (!this.registered[d]) this.providers(d);
     return this.depNames[d] ?? EMPTY;
+  }
+
+  /**
+   * Names the provider lists of every non-rich requirement, conflict, obsoletes and recommends
+   * of the package in slot `s` depend on, without repeats: what an expansion that installs it
+   * looked at. Kept until the slot changes.
+   */
+  slotDepNames(s: number): Int32Array {
+    const cached = s < this.slotNames.length ? this.slotNames[s] : undefined;
+    if (cached) return cached;
+    const ix = this.index;
+    const names: number[] = [];
+    for (const list of [ix.slotReq[s]!, ix.slotCon[s]!, ix.slotObs[s]!, ix.slotRec[s]!]) {
+      for (let i = 0; i < list.length; i++) {
+        const d = list[i]!;
+        // Rich dependencies are traced leaf by leaf while an expansion normalises them.
+        if (ix.depFlags[d]! & DepFlag.Rich) continue;
+        const dn = this.namesOf(d);
+        for (let k = 0; k < dn.length; k++) if (!names.includes(dn[k]!)) names.push(dn[k]!);
+      }
+    }
+    const out = names.length === 0 ? EMPTY : Int32Array.from(names);
+    while (this.slotNames.length <= s) this.slotNames.push(undefined);
+    this.slotNames[s] = out;
+    return out;
+  }
+
+  /** Forgets what {@link slotDepNames} knew of slot `s` (its package changed). */
+  dropSlot(s: number): void {
+    if (s < this.slotNames.length) this.slotNames[s] = undefined;
   }
 
   /** Drops cached provider lists that depend on name `n`. */
@@ -452,13 +483,25 @@ export class ProviderIndex {
    * obs-build's byte order for the ASCII names packages have) using precomputed ranks.
    */
   sortByName(slots: readonly number[]): string[] {
+    return this.namesOf(this.sortedNameIds(slots));
+  }
+
+  /** @internal the name ids of visible slots in {@link sortByName} order. */
+  sortedNameIds(slots: readonly number[]): Int32Array {
     if (this.ranksDirty) this.rebuildRanks();
     const n = slots.length;
     const ranks = new Int32Array(n);
     for (let i = 0; i < n; i++) ranks[i] = this.nameRank[this.slotNameId[slots[i]!]!]!;
     ranks.sort();
+    for (let i = 0; i < n; i++) ranks[i] = this.rankName[ranks[i]!]!;
+    return ranks;
+  }
+
+  /** @internal the strings of string ids. */
+  namesOf(ids: ArrayLike<number>): string[] {
+    const n = ids.length;
     const out = new Array<string>(n);
-    for (let i = 0; i < n; i++) out[i] = this.strs[this.rankName[ranks[i]!]!]!;
+    for (let i = 0; i < n; i++) out[i] = this.strs[ids[i]!]!;
     return out;
   }
 
@@ -546,6 +589,7 @@ export class ProviderIndex {
     if (!p.name) throw new InvalidInputError("a binary package needs a name");
     const n = this.intern(p.name);
     const s = this.freeSlots.pop() ?? this.slotPkg.length;
+    for (const v of this.views.values()) v.dropSlot(s);
     this.slotPkg[s] = p;
     this.slotName[s] = p.name;
     this.slotNameId[s] = n;
@@ -577,6 +621,7 @@ export class ProviderIndex {
   }
 
   private freeSlot(s: number): void {
+    for (const v of this.views.values()) v.dropSlot(s);
     this.slotPkg[s] = undefined;
     this.slotReq[s] = EMPTY;
     this.slotCon[s] = EMPTY;
