@@ -434,14 +434,17 @@ export function renderWrapperScript(plan: WrapperPlan): string {
       '[ "$rc" = 0 ] || exit 0'
     );
   }
+  // /usr and /etc: an overlay of the layers that exist, or a bind of the only one; both written
+  // into one fstab (printf is a shell builtin) for one `mount -a`.
   const overlay = (target: string, candidates: string[]): string[] => [
     "lower=",
     `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
-    `case "$lower" in *:*) mount -n -t overlay -o "ro,lowerdir=$lower" kiln-${target} ${target} ;; *) mount -n --bind -o ro "$lower" ${target} ;; esac`,
+    `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro 0 0" ;; esac >> root.fstab`,
   ];
   L.push(
     ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),
     ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
+    "mount -n -a -T root.fstab",
     "set +e",
     [dropTo, limit, "bwrap", ...plan.bwrapArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&- </dev/null",
     "rc=$?",

@@ -56,6 +56,7 @@ async function build(
     signal?: AbortSignal;
     onLog?: (chunk: Buffer) => void;
     keepOutput?: boolean;
+    macros?: string;
   } = {}
 ): Promise<Built> {
   const jobDir = path.join(root, `job-${++jobs}`);
@@ -74,6 +75,7 @@ async function build(
     log,
   };
   if (opts.signal) job.signal = opts.signal;
+  if (opts.macros) job.macros = opts.macros;
   if (opts.hiddenPaths) job.hiddenPaths = opts.hiddenPaths;
   const outcome = await runRpmBuild(job);
   return { outcome, output, jobDir };
@@ -179,6 +181,28 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     for (const [i, b] of builds.entries()) {
       const ok = succeeded(b);
       assert.equal(await rpmQuery(ok.rpms[0]!, "%{RELEASE}"), String(i + 1));
+    }
+  });
+
+  it("should lay the project's macros over /etc, with dependency packages in the build root too", async () => {
+    const provider = succeeded(await build("marker-provider.spec"));
+    const sources = path.join(root, "macro-src");
+    await mkdir(sources, { recursive: true });
+    await writeFile(
+      path.join(sources, "macro.spec"),
+      (await readFile(path.join(FIXTURES, "trivial.spec"), "utf8")).replace(
+        "%install\n",
+        '%install\necho "MACRO=%{kiln_test_macro}"\ntest -e /etc/passwd && test -e /etc/rpm/macros.kiln\n'
+      )
+    );
+    for (const deps of [[], provider.rpms]) {
+      const b = await build("macro.spec", {
+        sourcesDir: sources,
+        macros: "%kiln_test_macro from-prjconf",
+        dependencyRpms: deps,
+      });
+      succeeded(b);
+      assert.match(b.output, /MACRO=from-prjconf/);
     }
   });
 
