@@ -5,55 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { startDispatcherRole, type BuildJob, type DispatcherApi, type RunningRole } from "../../actors/index.ts";
-import {
-  Role,
-  RoleClient,
-  RpcClient,
-  encode,
-  okEnvelope,
-  subjects,
-  type Identity,
-  type KilnError,
-} from "../../transport/index.ts";
+import { Role, RoleClient, RpcClient, encode, okEnvelope, subjects, type Identity } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { commitFiles, projectXml, startSourceHarness, type SourceHarness } from "../helpers/source-role.ts";
+import { refused } from "../helpers/refused.ts";
+import { simJob } from "../helpers/worker-sim.ts";
 
-async function refused(p: Promise<unknown>, code: string): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    assert.equal((err as KilnError).code, code, (err as Error).message);
-    return;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
-
-const md5 = "0123456789abcdef0123456789abcdef";
-const job = (project: string, pkg: string, n: number): BuildJob => ({
-  jobId: `${n}`.padStart(32, "0"),
-  name: `${project}::std::${pkg}-${md5}`,
-  project,
-  repository: "std",
-  arch: "x86_64",
-  package: pkg,
-  srcmd5: md5,
-  verifymd5: md5,
-  rev: 1,
-  specFile: `${pkg}.spec`,
-  files: [],
-  versrel: "1-1",
-  bcnt: 1,
-  release: "1.1",
-  reason: "new build",
-  needed: 0,
-  readyTime: Date.now(),
-  debuginfo: false,
-  disturl: "obs://test",
-  subpacks: [pkg],
-  bdeps: [],
-  path: [{ project, repository: "std" }],
-  constraints: { prjconf: [], recipe: [] },
-});
+const job = (project: string, pkg: string, n: number): BuildJob =>
+  simJob(project, pkg, { jobId: `${n}`.padStart(32, "0"), repository: "std", path: [{ project, repository: "std" }] });
 
 describe("actors/dispatcher access (integration)", function () {
   this.timeout(60_000);

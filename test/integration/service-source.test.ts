@@ -7,20 +7,9 @@ import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import type { SourceApi } from "../../actors/index.ts";
 import { computeSrcmd5 } from "../../actors/source/srcmd5.ts";
-import { uploadStream, type KilnError, type RoleClient } from "../../transport/index.ts";
+import { uploadStream, type RoleClient } from "../../transport/index.ts";
 import { commitFiles, md5Of, projectXml, startSourceHarness, type SourceHarness } from "../helpers/source-role.ts";
-
-async function refused(p: Promise<unknown>, code: string, why?: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as KilnError;
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    if (why) assert.match(e.message, why);
-    return;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
+import { refused } from "../helpers/refused.ts";
 
 const SPEC = "Name: p\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\n";
 const SERVICE = `<services><service name="download_url"><param name="url">http://example.invalid/p-1.tar</param></service><service name="tar" mode="buildtime"/></services>`;

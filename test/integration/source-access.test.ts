@@ -5,20 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { AccessGate, AccessNeed } from "../../actors/index.ts";
-import { Identity, Role, RpcClient, subjects, type KilnError } from "../../transport/index.ts";
+import { Identity, Role, RpcClient, subjects } from "../../transport/index.ts";
 import { commitFiles, md5Of, projectXml, startSourceHarness, type SourceHarness } from "../helpers/source-role.ts";
-
-async function refused(p: Promise<unknown>, code: string, why?: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as KilnError;
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    if (why) assert.match(e.message, why);
-    return;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
+import { refused } from "../helpers/refused.ts";
 
 describe("source/access (integration)", function () {
   this.timeout(60_000);

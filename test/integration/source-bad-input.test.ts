@@ -19,7 +19,6 @@ import {
   unwrapEnvelope,
   uploadStream,
   type BlobApi,
-  type KilnError,
   type SignedAuth,
 } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
@@ -32,18 +31,7 @@ import {
   type SourceHarness,
   type StoreDigest,
 } from "../helpers/source-role.ts";
-
-async function refused(p: Promise<unknown>, code: string, why: RegExp): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as KilnError;
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.match(e.message, why);
-    return;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
+import { refused } from "../helpers/refused.ts";
 
 describe("source/bad input (integration)", function () {
   this.timeout(60_000);

@@ -2,25 +2,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { downloadBlob, type KilnError } from "../../transport/index.ts";
+import { downloadBlob } from "../../transport/index.ts";
 import type { SourceApi } from "../../actors/index.ts";
 import { commitFiles, projectXml, startSourceHarness, type SourceHarness } from "../helpers/source-role.ts";
+import { refused } from "../helpers/refused.ts";
 
 type Events = SourceApi["events.read"]["res"]["events"];
 
 /** Rejects with a kiln error of `code` whose message matches `why`. */
-async function refused(p: Promise<unknown>, code: string, why?: RegExp): Promise<KilnError> {
-  try {
-    await p;
-  } catch (err) {
-    const e = err as KilnError;
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    if (why) assert.match(e.message, why);
-    return e;
-  }
-  assert.fail(`expected ${code}, but the request succeeded`);
-}
-
 describe("source/role (integration)", function () {
   this.timeout(60_000);
   let h: SourceHarness;
