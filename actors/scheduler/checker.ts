@@ -117,15 +117,17 @@ interface Entry {
   bloom?: Uint32Array;
   /** Local source packages this one depends on. */
   deps: string[];
+  /** Their numbers, in the same order. */
+  depPids: Int32Array;
   state: PackageState;
   /** Quick key of the last check that found nothing to rebuild (OBS's `lastcheck`). */
   quick?: string;
   rank: number;
-  /** Dedupe stamp of the last pass that collected local dependencies. */
-  mark?: number;
 }
 
 const keyOf = (p: string, r: string): string => `${p}/${r}`;
+
+const NO_PIDS: Int32Array = new Int32Array(0);
 
 /** Strongly connected components (Tarjan, iterative), dependencies before dependents. */
 export function sccs(nodes: readonly string[], edges: (n: string) => readonly string[]): string[][] {
@@ -323,42 +325,59 @@ export function signatureDigests(
 
 /** A min-heap of packages by build-order rank. */
 class RankQueue {
-  readonly #heap: [number, string][] = [];
-  readonly #in = new Set<string>();
-  push(rank: number, pkg: string): void {
-    if (this.#in.has(pkg)) return;
-    this.#in.add(pkg);
-    const h = this.#heap;
-    h.push([rank, pkg]);
+  // A heap of (rank, package number) pairs in two arrays.
+  readonly #rank: number[] = [];
+  readonly #pid: number[] = [];
+  readonly #in: Uint8Array;
+  constructor(pids: number) {
+    this.#in = new Uint8Array(pids);
+  }
+  #swap(a: number, b: number): void {
+    const r = this.#rank[a]!;
+    this.#rank[a] = this.#rank[b]!;
+    this.#rank[b] = r;
+    const p = this.#pid[a]!;
+    this.#pid[a] = this.#pid[b]!;
+    this.#pid[b] = p;
+  }
+  push(rank: number, pid: number): void {
+    if (this.#in[pid] === 1) return;
+    this.#in[pid] = 1;
+    const h = this.#rank;
+    h.push(rank);
+    this.#pid.push(pid);
     let i = h.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (h[p]![0] <= h[i]![0]) break;
-      [h[p], h[i]] = [h[i]!, h[p]!];
+      if (h[p]! <= h[i]!) break;
+      this.#swap(p, i);
       i = p;
     }
   }
-  pop(): string | undefined {
-    const h = this.#heap;
-    if (!h.length) return undefined;
-    const top = h[0]!;
-    const last = h.pop()!;
+  /** The package number of lowest rank, or -1. */
+  pop(): number {
+    const h = this.#rank;
+    if (!h.length) return -1;
+    const top = this.#pid[0]!;
+    const lastRank = h.pop()!;
+    const lastPid = this.#pid.pop()!;
     if (h.length) {
-      h[0] = last;
+      h[0] = lastRank;
+      this.#pid[0] = lastPid;
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
         const r = l + 1;
         let m = i;
-        if (l < h.length && h[l]![0] < h[m]![0]) m = l;
-        if (r < h.length && h[r]![0] < h[m]![0]) m = r;
+        if (l < h.length && h[l]! < h[m]!) m = l;
+        if (r < h.length && h[r]! < h[m]!) m = r;
         if (m === i) break;
-        [h[m], h[i]] = [h[i]!, h[m]!];
+        this.#swap(m, i);
         i = m;
       }
     }
-    this.#in.delete(top[1]);
-    return top[1];
+    this.#in[top] = 0;
+    return top;
   }
 }
 
@@ -378,8 +397,13 @@ export class IncrementalChecker {
   readonly #force = new Set<string>();
   readonly #notReadyElsewhere = new Map<string, ReadonlySet<string>>();
   readonly #notReady = new Set<string>();
-  /** Reverse local dependencies, rebuilt with the build order whenever dependencies change. */
-  #revdeps = new Map<string, string[]>();
+  /** The same by package number (1: not ready), for the loops over dependencies. */
+  #notReadyPid = new Uint8Array(0);
+  /**
+   * Reverse local dependencies by package number, rebuilt with the build order whenever
+   * dependencies change; each list in the order packages were added.
+   */
+  #revByPid: (number[] | undefined)[] = [];
   /** Binary name → local package that declares it as a subpackage. */
   readonly #declared = new Map<string, string>();
   /** Binary name → package whose result holds it in this repository's pool. */
@@ -402,11 +426,11 @@ export class IncrementalChecker {
   #hashedBin: (PoolBinary | undefined)[] = [];
   /** Per binary name id: the two hashes of its signature entry. */
   #hashes = new Uint32Array(0);
-  /** Stamps of a dedupe pass over entries (bumped per package). */
+  /** Stamps of a dedupe pass over packages (bumped per package), by package number. */
   #stamp = 0;
+  #pidMark = new Uint32Array(0);
   /** The entries as an array, for loops over all packages; dropped when packages come or go. */
   #list: Entry[] | undefined;
-  #compOf = new Map<string, number>();
   #cycles: string[][] = [];
   #indexVersion = -1;
   #expandAll = true;
@@ -464,7 +488,14 @@ export class IncrementalChecker {
       e.quick = undefined;
     } else {
       const pid = this.#pidOf(info.package);
-      const entry: Entry = { info, pid, deps: [], state: { code: PackageCode.Unknown, details: "" }, rank: 0 };
+      const entry: Entry = {
+        info,
+        pid,
+        deps: [],
+        depPids: NO_PIDS,
+        state: { code: PackageCode.Unknown, details: "" },
+        rank: 0,
+      };
       this.#pkgs.set(info.package, entry);
       this.#byPid[pid] = entry;
       this.#list = undefined;
@@ -477,13 +508,13 @@ export class IncrementalChecker {
   removePackage(name: string): void {
     const e = this.#pkgs.get(name);
     if (!e) return;
-    for (const r of this.#revdeps.get(name) ?? []) this.#expandDirty.add(r);
+    for (const r of this.#revByPid[e.pid] ?? []) this.#expandDirty.add(this.#pidNames[r]!);
     this.#pkgs.delete(name);
     this.#byPid[e.pid] = undefined;
     this.#list = undefined;
     this.#states.delete(name);
     this.#force.delete(name);
-    this.#notReady.delete(name);
+    this.#setReady(e.pid, name, true);
     this.#pending.delete(name);
     this.#redeclare(name, e.info.subpacks, []);
     this.#orderDirty = true;
@@ -536,8 +567,8 @@ export class IncrementalChecker {
     return pid;
   }
 
-  /** Package names of `pids` in string order. */
-  #sortedNames(pids: number[]): string[] {
+  /** Package numbers in the string order of their names. */
+  #sortPids(pids: readonly number[]): Int32Array {
     let rank = this.#pidRank;
     if (!rank) {
       const names = this.#pidNames;
@@ -548,11 +579,10 @@ export class IncrementalChecker {
       this.#pidRank = rank;
     }
     const n = pids.length;
-    const ranks = new Int32Array(n);
-    for (let i = 0; i < n; i++) ranks[i] = rank[pids[i]!]!;
-    ranks.sort();
-    const out = new Array<string>(n);
-    for (let i = 0; i < n; i++) out[i] = this.#pidNames[this.#rankPid[ranks[i]!]!]!;
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = rank[pids[i]!]!;
+    out.sort();
+    for (let i = 0; i < n; i++) out[i] = this.#rankPid[out[i]!]!;
     return out;
   }
 
@@ -648,7 +678,8 @@ export class IncrementalChecker {
   }
 
   revdeps(name: string): string[] {
-    return [...(this.#revdeps.get(name) ?? [])].sort();
+    const pid = this.#pids.get(name);
+    return (pid === undefined ? [] : (this.#revByPid[pid] ?? []).map((r) => this.#pidNames[r]!)).sort();
   }
 
   cycles(): string[][] {
@@ -694,7 +725,7 @@ export class IncrementalChecker {
     const stateWork = new Set<string>(this.#stateAll ? this.#pkgs.keys() : []);
     for (const p of toExpand) {
       const e = this.#pkgs.get(p)!;
-      let deps: string[] = [];
+      let depPids: Int32Array = NO_PIDS;
       e.bloom = undefined;
       e.ids = undefined;
       if (e.info.error) e.exp = undefined;
@@ -704,10 +735,12 @@ export class IncrementalChecker {
           (bloom) => (e.bloom = bloom),
           (ids) => (e.ids = ids)
         );
-        if (e.exp.ok) deps = this.#localDeps(e);
+        if (e.exp.ok) depPids = this.#localDeps(e);
       }
-      if (deps.length !== e.deps.length || deps.some((d, i) => d !== e.deps[i])) {
-        e.deps = deps;
+      const old = e.depPids;
+      if (depPids.length !== old.length || depPids.some((d, i) => d !== old[i])) {
+        e.depPids = depPids;
+        e.deps = Array.from(depPids, (d) => this.#pidNames[d]!);
         this.#orderDirty = true;
       }
       e.quick = undefined;
@@ -718,21 +751,22 @@ export class IncrementalChecker {
     const tOrder = performance.now();
     // 3. Build order.
     if (this.#orderDirty) {
-      const rev = new Map<string, string[]>();
-      for (const [name, e] of this.#pkgs) {
-        for (const d of e.deps) {
-          const list = rev.get(d);
-          if (list) list.push(name);
-          else rev.set(d, [name]);
+      const list = (this.#list ??= [...this.#pkgs.values()]);
+      const rev: (number[] | undefined)[] = [];
+      for (let i = 0; i < this.#pidNames.length; i++) rev.push(undefined);
+      for (const e of list) {
+        const dp = e.depPids;
+        for (let i = 0; i < dp.length; i++) {
+          const l = rev[dp[i]!];
+          if (l) l.push(e.pid);
+          else rev[dp[i]!] = [e.pid];
         }
       }
-      this.#revdeps = rev;
-      const names = [...this.#pkgs.keys()].sort();
-      const comps = sccs(names, (n) => this.#pkgs.get(n)?.deps ?? []);
-      this.#compOf = new Map();
-      comps.forEach((c, i) => c.forEach((n) => this.#compOf.set(n, i)));
-      comps.forEach((c, i) => c.forEach((n) => (this.#pkgs.get(n)!.rank = i)));
-      this.#cycles = comps.filter((c) => c.length > 1);
+      this.#revByPid = rev;
+      // A package's rank is its component's place in build order.
+      const comps = this.#components(list);
+      comps.forEach((c, i) => c.forEach((pid) => (this.#byPid[pid]!.rank = i)));
+      this.#cycles = comps.filter((c) => c.length > 1).map((c) => Array.from(c, (pid) => this.#pidNames[pid]!));
       this.#orderDirty = false;
     }
 
@@ -742,22 +776,23 @@ export class IncrementalChecker {
     for (const p of this.#pending) stateWork.add(p);
     this.#stateDirty.clear();
     this.#stateAll = false;
-    const queue = new RankQueue();
+    const queue = new RankQueue(this.#pidNames.length);
     for (const p of stateWork) {
       const e = this.#pkgs.get(p);
-      if (e) queue.push(e.rank, p);
+      if (e) queue.push(e.rank, e.pid);
     }
     const builds: NeededBuild[] = [];
     let evaluated = 0;
-    for (let p = queue.pop(); p !== undefined; p = queue.pop()) {
-      const e = this.#pkgs.get(p);
+    const notReady = this.#notReadyPid;
+    for (let pid = queue.pop(); pid >= 0; pid = queue.pop()) {
+      const e = this.#byPid[pid];
       if (!e) continue;
       evaluated++;
-      const wasReady = !this.#notReady.has(p);
-      const build = this.#evaluate(p, e);
+      const wasReady = notReady[pid] !== 1;
+      const build = this.#evaluate(e.info.package, e);
       if (build) builds.push(build);
-      const isReady = !this.#notReady.has(p);
-      if (wasReady !== isReady) for (const r of this.#revdeps.get(p) ?? []) queue.push(this.#pkgs.get(r)!.rank, r);
+      const isReady = notReady[pid] !== 1;
+      if (wasReady !== isReady) for (const r of this.#revByPid[pid] ?? []) queue.push(this.#byPid[r]!.rank, r);
     }
 
     let repoCode: RepoCode = RepoCode.Finished;
@@ -786,36 +821,112 @@ export class IncrementalChecker {
    * The local source packages an expansion uses: a dependency is local when a package of this
    * repository builds it (declared subpackage, or owner in this repository's pool). Sorted.
    */
-  #localDeps(e: Entry): string[] {
+  #localDeps(e: Entry): Int32Array {
+    if (this.#pidMark.length < this.#pidNames.length) {
+      this.#pidMark = new Uint32Array(this.#pidNames.length * 2);
+      this.#stamp = 0;
+    }
+    if (this.#stamp >= 0xfffffff0) {
+      this.#pidMark.fill(0);
+      this.#stamp = 0;
+    }
     const stamp = ++this.#stamp;
-    e.mark = stamp;
+    const mark = this.#pidMark;
+    mark[e.pid] = stamp;
+    const pids: number[] = [];
     const ids = e.ids;
     if (!ids || !e.exp?.ok) {
-      const deps: string[] = [];
       for (const bin of e.exp?.ok ? e.exp.packages : []) {
         const src = this.#src.get(bin);
         if (src === undefined) continue;
         const de = this.#pkgs.get(src);
-        if (de === undefined || de.mark === stamp) continue;
-        de.mark = stamp;
-        deps.push(src);
+        if (de === undefined || mark[de.pid] === stamp) continue;
+        mark[de.pid] = stamp;
+        pids.push(de.pid);
       }
-      return deps.sort();
+      return this.#sortPids(pids);
     }
     const srcPid = this.#srcPid;
     const byPid = this.#byPid;
-    const pids: number[] = [];
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (id >= srcPid.length) continue;
       const pid = srcPid[id]!;
-      if (pid < 0) continue;
-      const de = byPid[pid];
-      if (de === undefined || de.mark === stamp) continue;
-      de.mark = stamp;
+      if (pid < 0 || mark[pid] === stamp || byPid[pid] === undefined) continue;
+      mark[pid] = stamp;
       pids.push(pid);
     }
-    return this.#sortedNames(pids);
+    return this.#sortPids(pids);
+  }
+
+  /** Tarjan's strongly connected components over package numbers, dependencies first. */
+  #components(list: readonly Entry[]): Int32Array[] {
+    const n = this.#pidNames.length;
+    // Roots in name order, successors in dependency (name) order: `sccs` over names.
+    const roots = this.#sortPids(list.map((e) => e.pid));
+    const idx = new Int32Array(n).fill(-1);
+    const low = new Int32Array(n);
+    const onStack = new Uint8Array(n);
+    const stack: number[] = [];
+    const out: Int32Array[] = [];
+    const workV: number[] = [];
+    const workI: number[] = [];
+    let index = 0;
+    const push = (v: number): void => {
+      idx[v] = index;
+      low[v] = index++;
+      stack.push(v);
+      onStack[v] = 1;
+      workV.push(v);
+      workI.push(0);
+    };
+    for (const root of roots) {
+      if (idx[root]! >= 0) continue;
+      push(root);
+      while (workV.length) {
+        const t = workV.length - 1;
+        const v = workV[t]!;
+        const succ = this.#byPid[v]?.depPids ?? NO_PIDS;
+        if (workI[t]! < succ.length) {
+          const w = succ[workI[t]!++]!;
+          if (idx[w]! < 0) push(w);
+          else if (onStack[w]) low[v] = Math.min(low[v]!, idx[w]!);
+          continue;
+        }
+        workV.pop();
+        workI.pop();
+        if (workV.length) {
+          const parent = workV[workV.length - 1]!;
+          low[parent] = Math.min(low[parent]!, low[v]!);
+        }
+        if (low[v] === idx[v]) {
+          const comp: number[] = [];
+          let w: number;
+          do {
+            w = stack.pop()!;
+            onStack[w] = 0;
+            comp.push(w);
+          } while (w !== v);
+          out.push(this.#sortPids(comp));
+        }
+      }
+    }
+    return out;
+  }
+
+  #setReady(pid: number, pkg: string, ready: boolean): void {
+    if (ready) {
+      this.#notReady.delete(pkg);
+      if (pid < this.#notReadyPid.length) this.#notReadyPid[pid] = 0;
+      return;
+    }
+    this.#notReady.add(pkg);
+    if (pid >= this.#notReadyPid.length) {
+      const grown = new Uint8Array(Math.max(pid + 1, this.#notReadyPid.length * 2, 1024));
+      grown.set(this.#notReadyPid);
+      this.#notReadyPid = grown;
+    }
+    this.#notReadyPid[pid] = 1;
   }
 
   /**
@@ -829,8 +940,9 @@ export class IncrementalChecker {
       const b = this.#exp.binaryById(id)?.binary;
       if (!b) continue;
       if (id >= this.#hashedBin.length) {
-        while (this.#hashedBin.length <= id) this.#hashedBin.push(undefined);
-        const grown = new Uint32Array(Math.max(2 * this.#hashedBin.length, this.#hashes.length));
+        const size = Math.max(2 * (id + 1), 2 * this.#hashedBin.length, 1024);
+        while (this.#hashedBin.length < size) this.#hashedBin.push(undefined);
+        const grown = new Uint32Array(2 * size);
         grown.set(this.#hashes);
         this.#hashes = grown;
       }
@@ -851,8 +963,7 @@ export class IncrementalChecker {
     const set = (code: PackageCode, details = "", notReady = false): undefined => {
       if (e.state.code !== code || e.state.details !== details) e.state = { code, details };
       this.#states.set(pkg, e.state);
-      if (notReady) this.#notReady.add(pkg);
-      else this.#notReady.delete(pkg);
+      this.#setReady(e.pid, pkg, !notReady);
       return undefined;
     };
     this.#pending.delete(pkg);
@@ -867,9 +978,11 @@ export class IncrementalChecker {
     if (!exp.ok) return set(PackageCode.Unresolvable, exp.error);
     if (this.#block !== "never") {
       let blockers: string[] | undefined;
-      const comp = this.#compOf.get(pkg);
-      for (const src of e.deps) {
-        if (this.#notReady.has(src) && this.#compOf.get(src) !== comp) (blockers ??= []).push(src);
+      const comp = e.rank;
+      const dp = e.depPids;
+      for (let i = 0; i < dp.length; i++) {
+        const d = dp[i]!;
+        if (this.#notReadyPid[d] === 1 && this.#byPid[d]?.rank !== comp) (blockers ??= []).push(this.#pidNames[d]!);
       }
       if (this.#block !== "local" && this.#notReadyElsewhere.size) {
         for (const bin of exp.packages) {
@@ -941,7 +1054,7 @@ export class IncrementalChecker {
     this.#pending.add(pkg);
     const depsig = dependencySignature(exp.packages, binary, producerSource);
     digests = signatureDigests(exp.packages, binary, producerSource, true);
-    return { package: pkg, reason, bdeps, needed: this.#revdeps.get(pkg)?.length ?? 0, depsig, digests };
+    return { package: pkg, reason, bdeps, needed: this.#revByPid[e.pid]?.length ?? 0, depsig, digests };
   }
 
   /** A digest of everything the meta comparison depends on (OBS's quick `hdrmetamd5` check). */
