@@ -429,6 +429,7 @@ export class IncrementalChecker {
   /** Stamps of a dedupe pass over packages (bumped per package), by package number. */
   #stamp = 0;
   #pidMark = new Uint32Array(0);
+  #scratch = new Int32Array(1024);
   /** The entries as an array, for loops over all packages; dropped when packages come or go. */
   #list: Entry[] | undefined;
   #cycles: string[][] = [];
@@ -567,8 +568,25 @@ export class IncrementalChecker {
     return pid;
   }
 
+  // A loop, not Array.from with a mapper: that walks a typed array through the iterator protocol
+  // and allocates a result object per element.
+  #namesOf(pids: Int32Array): string[] {
+    const out = new Array<string>(pids.length);
+    for (let i = 0; i < pids.length; i++) out[i] = this.#pidNames[pids[i]!]!;
+    return out;
+  }
+
   /** Package numbers in the string order of their names. */
   #sortPids(pids: readonly number[]): Int32Array {
+    const rank = this.#ranks();
+    const n = pids.length;
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = rank[pids[i]!]!;
+    return this.#pidsOfRanks(out);
+  }
+
+  /** Per package number, its name's place in string order. */
+  #ranks(): Int32Array {
     let rank = this.#pidRank;
     if (!rank) {
       const names = this.#pidNames;
@@ -578,12 +596,14 @@ export class IncrementalChecker {
       this.#rankPid = Int32Array.from(order);
       this.#pidRank = rank;
     }
-    const n = pids.length;
-    const out = new Int32Array(n);
-    for (let i = 0; i < n; i++) out[i] = rank[pids[i]!]!;
-    out.sort();
-    for (let i = 0; i < n; i++) out[i] = this.#rankPid[out[i]!]!;
-    return out;
+    return rank;
+  }
+
+  /** Sorts name ranks and turns them into package numbers, in place. */
+  #pidsOfRanks(ranks: Int32Array): Int32Array {
+    ranks.sort();
+    for (let i = 0; i < ranks.length; i++) ranks[i] = this.#rankPid[ranks[i]!]!;
+    return ranks;
   }
 
   /** A package's declared subpackages changed: the users of every name whose owner moved. */
@@ -740,7 +760,7 @@ export class IncrementalChecker {
       const old = e.depPids;
       if (depPids.length !== old.length || depPids.some((d, i) => d !== old[i])) {
         e.depPids = depPids;
-        e.deps = Array.from(depPids, (d) => this.#pidNames[d]!);
+        e.deps = this.#namesOf(depPids);
         this.#orderDirty = true;
       }
       e.quick = undefined;
@@ -766,7 +786,7 @@ export class IncrementalChecker {
       // A package's rank is its component's place in build order.
       const comps = this.#components(list);
       comps.forEach((c, i) => c.forEach((pid) => (this.#byPid[pid]!.rank = i)));
-      this.#cycles = comps.filter((c) => c.length > 1).map((c) => Array.from(c, (pid) => this.#pidNames[pid]!));
+      this.#cycles = comps.filter((c) => c.length > 1).map((c) => this.#namesOf(c));
       this.#orderDirty = false;
     }
 
@@ -833,9 +853,9 @@ export class IncrementalChecker {
     const stamp = ++this.#stamp;
     const mark = this.#pidMark;
     mark[e.pid] = stamp;
-    const pids: number[] = [];
     const ids = e.ids;
     if (!ids || !e.exp?.ok) {
+      const pids: number[] = [];
       for (const bin of e.exp?.ok ? e.exp.packages : []) {
         const src = this.#src.get(bin);
         if (src === undefined) continue;
@@ -848,15 +868,20 @@ export class IncrementalChecker {
     }
     const srcPid = this.#srcPid;
     const byPid = this.#byPid;
+    const rank = this.#ranks();
+    // Name ranks of the dependencies, gathered in scratch space (at most one per package).
+    if (this.#scratch.length < ids.length) this.#scratch = new Int32Array(ids.length * 2);
+    const found = this.#scratch;
+    let n = 0;
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
       if (id >= srcPid.length) continue;
       const pid = srcPid[id]!;
       if (pid < 0 || mark[pid] === stamp || byPid[pid] === undefined) continue;
       mark[pid] = stamp;
-      pids.push(pid);
+      found[n++] = rank[pid]!;
     }
-    return this.#sortPids(pids);
+    return this.#pidsOfRanks(found.slice(0, n));
   }
 
   /** Tarjan's strongly connected components over package numbers, dependencies first. */

@@ -247,7 +247,7 @@ interface Trace {
   late: Set<number>;
   names: number[];
   /** Installed packages: the names of everything they depend on count (`slotDepNames`). */
-  slots: readonly number[];
+  slots: Int32Array;
   mark: number;
 }
 
@@ -286,9 +286,16 @@ interface WorkLists {
   next: IntList;
   /** Slots to install. */
   inst: IntList;
+  /** Slots installed, in order. */
+  installed: IntList;
 }
 
 const spareLists: WorkLists[] = [];
+
+const NO_SLOTS = new Int32Array(0);
+
+/** Scratch of getDeps: which packages of a result stay. */
+let bdepsKeep = new Uint8Array(1024);
 
 class Run {
   private readonly ix: ProviderIndex;
@@ -297,7 +304,7 @@ class Run {
   private readonly stamp: number;
   private readonly inst: Uint32Array;
   private readonly sat: Uint32Array;
-  private readonly installed: number[] = [];
+  private readonly installed: IntList;
   private readonly lists: WorkLists;
   /** (dependency, requiring slot) pairs still to resolve. */
   private todo: IntList;
@@ -328,12 +335,19 @@ class Run {
   ) {
     this.ix = ix;
     this.view = cc.view;
-    this.lists = spareLists.pop() ?? { todo: new IntList(), next: new IntList(), inst: new IntList() };
+    this.lists = spareLists.pop() ?? {
+      todo: new IntList(),
+      next: new IntList(),
+      inst: new IntList(),
+      installed: new IntList(),
+    };
     this.lists.todo.n = 0;
     this.lists.next.n = 0;
     this.lists.inst.n = 0;
+    this.lists.installed.n = 0;
     this.todo = this.lists.todo;
     this.todoInst = this.lists.inst;
+    this.installed = this.lists.installed;
     this.legacy = compat === ObsBuildCompat.V20210120;
     this.stamp = ix.nextStamp();
     this.inst = ix.instStamp;
@@ -529,13 +543,18 @@ class Run {
     return { ok: false, errors: this.errors };
   }
 
+  /** Expands; the trace (if any) refers to this run's lists until {@link release}. */
   run(input: readonly string[]): ExpandResult {
     const r = this.expand(input);
-    spareLists.push(this.lists);
     // Everything an installed package depends on, conflicts with, obsoletes or recommends; the
     // view keeps those names per package, so the trace only lists the packages.
-    if (this.trace) this.trace.slots = this.installed;
+    if (this.trace) this.trace.slots = this.installed.a.subarray(0, this.installed.n);
     return r;
+  }
+
+  /** Gives the work lists back for the next expansion. */
+  release(): void {
+    spareLists.push(this.lists);
   }
 
   private expand(input: readonly string[]): ExpandResult {
@@ -571,13 +590,19 @@ class Run {
     // Direct dependencies are installed even when something already provides them, and an
     // exact name match settles a choice.
     const rest: string[] = [];
+    // Their dependency ids, not to intern them twice (-1: not interned yet).
+    const restIds: number[] = [];
     for (const r of p) {
       if (r.startsWith("(") && r.endsWith(")")) {
         rest.push(r);
+        restIds.push(-1);
         continue;
       }
-      let q: ArrayLike<number> = this.provOf(r);
-      if (!this.legacy && q.length > 1) q = Array.from(q).filter((s) => !this.aconflicts.has(s));
+      const d = ix.internDep(r);
+      let q: ArrayLike<number> = this.prov(d);
+      if (!this.legacy && q.length > 1 && this.aconflicts.size > 0) {
+        q = Array.from(q).filter((s) => !this.aconflicts.has(s));
+      }
       const sp = r.indexOf(" ");
       const pn = sp >= 0 ? r.slice(0, sp) : r;
       let hit = -1;
@@ -588,17 +613,24 @@ class Run {
           count++;
         }
       }
-      if (count !== 1) rest.push(r);
-      else this.todoInst.push(hit);
+      if (count !== 1) {
+        rest.push(r);
+        restIds.push(d);
+      } else this.todoInst.push(hit);
     }
-    for (const r of [...rest, ...directDepsEnd]) {
+    for (const r of directDepsEnd) {
+      rest.push(r);
+      restIds.push(-1);
+    }
+    for (let i = 0; i < rest.length; i++) {
+      const r = rest[i]!;
       if (r.startsWith("(") && r.endsWith(")")) {
         const naconf = new Map<number, string>();
         const clauses = this.normalize(r, ix.internDep(r), RichKind.Requires, -1, this.errors);
         this.condInst(-1, clauses, naconf, this.todoCond);
         this.mergeConflicts(naconf);
       } else {
-        const d = ix.internDep(r);
+        const d = restIds[i]! >= 0 ? restIds[i]! : ix.internDep(r);
         if (this.trace) this.prov(d);
         this.todo.push2(d, -1);
       }
@@ -615,7 +647,7 @@ class Run {
       this.passes();
       if (this.errors.length > 0) return this.fail();
     }
-    const ids = ix.sortedNameIds(this.installed);
+    const ids = ix.sortedNameIds(this.installed.a, this.installed.n);
     this.resultIds = ids;
     return { ok: true, packages: ix.namesOf(ids) };
   }
@@ -701,6 +733,7 @@ class Run {
           this.cfgIgnore && pn < cc.ignorePkgMask.length && cc.ignorePkgMask[pn] ? cc.ignorePkg.get(pn) : undefined;
         pXIgn = this.xignorePkg.size > 0 ? this.xignorePkg.get(pn) : undefined;
       }
+      const checkIgnore = pIgn !== undefined || pXIgn !== undefined || globalIgnore;
       let naconf: Map<number, string> | undefined;
       const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(pName) : undefined;
       if (cfgCon) {
@@ -713,6 +746,13 @@ class Run {
       const reqs = ix.slotReq[p]!;
       for (let i = 0; i < reqs.length; i++) {
         const d = reqs[i]!;
+        // The common case first: a dependency with one provider is plain (no rich or file
+        // flags; see ProviderView.single), so only an ignore rule could make it count less.
+        const sg0 = d < single.length ? single[d]! : -2;
+        if (sg0 >= 0 && !checkIgnore) {
+          if (inst[sg0] !== st) todo.push2(d, p);
+          continue;
+        }
         const fl = ix.depFlags[d]!;
         if (fl !== 0) {
           if (fl & DepFlag.Rich) {
@@ -724,7 +764,7 @@ class Run {
           // Without FileProvides, rpm file dependencies are not part of the repository data.
           if (fl & DepFlag.File && !fileMode) continue;
         }
-        if (ignoreActive) {
+        if (checkIgnore) {
           const key = ix.depKey[d]!;
           if (pIgn?.has(key) || pXIgn?.has(key) || (globalIgnore && this.isIgnored(key))) continue;
         }
@@ -776,19 +816,27 @@ class Run {
         }
       }
       if (naconf && naconf.size > 0) {
-        const hits = [...naconf.keys()].filter((s) => s !== p && inst[s] === st);
-        for (const n of this.sortedNames(hits)) this.errors.push(`${pName} conflicts with ${n}`);
+        for (const n of this.installedOthers(naconf, p)) this.errors.push(`${pName} conflicts with ${n}`);
         this.mergeConflicts(naconf);
       }
       if (naobs && naobs.size > 0) {
-        const hits = [...naobs.keys()].filter((s) => s !== p && inst[s] === st);
-        for (const n of this.sortedNames(hits)) this.errors.push(`${pName} obsoletes ${n}`);
+        for (const n of this.installedOthers(naobs, p)) this.errors.push(`${pName} obsoletes ${n}`);
         this.mergeConflicts(naobs);
       }
     }
     if (this.errors.length > 0) return false;
     this.todoInst.n = 0;
     return true;
+  }
+
+  /**
+   * Names of the installed packages among `slots` other than `p`, sorted. A method of its own:
+   * a closure over `p` in the install loop would cost an allocation per installed package.
+   */
+  private installedOthers(slots: Map<number, string>, p: number): string[] {
+    const hits: number[] = [];
+    for (const s of slots.keys()) if (s !== p && this.inst[s] === this.stamp) hits.push(s);
+    return this.sortedNames(hits);
   }
 
   private passes(): void {
@@ -819,8 +867,9 @@ class Run {
             for (let k = 0; k < ql; k++) if (this.isIgnored(ix.slotNameId[q[k]!]!)) continue outer;
           }
           const pn = ix.slotNameId[p]!;
-          const pIgn = this.cfgIgnore ? cc.ignorePkg.get(pn) : undefined;
-          const pXIgn = this.xignorePkg.get(pn);
+          const pIgn =
+            this.cfgIgnore && pn < cc.ignorePkgMask.length && cc.ignorePkgMask[pn] ? cc.ignorePkg.get(pn) : undefined;
+          const pXIgn = this.xignorePkg.size > 0 ? this.xignorePkg.get(pn) : undefined;
           if (pIgn || pXIgn) {
             for (let k = 0; k < ql; k++) {
               const qn = ix.slotNameId[q[k]!]!;
@@ -856,98 +905,108 @@ class Run {
             continue;
           }
         }
-        const r = d >= 0 ? ix.depStr[d]! : this.conds[-d - 1]!.dep;
-        const pName = p >= 0 ? this.name(p) : undefined;
-        const pn = pName !== undefined ? ` needed by ${pName}` : "";
-        const eq: string[] = [];
-        let cand: number[] = [];
-        for (let k = 0; k < ql; k++) {
-          const s = q[k]!;
-          const a = this.aconflicts.get(s);
-          if (a) for (const m of a) eq.push(`(provider ${this.name(s)} ${m})`);
-          else cand.push(s);
-        }
-        if (!this.ignoreConflicts) {
-          cand = cand.filter((s) => !(ix.slotCon[s]!.length > 0 && this.checkConflicts(s, eq)));
-          cand = cand.filter((s) => !(ix.slotObs[s]!.length > 0 && this.checkObsoletes(s, eq)));
-        }
-        if (cand.length === 0) {
-          this.errors.push(`conflict for providers of ${r}${pn}`, ...eq.sort());
-          continue;
-        }
-        if (cand.length === 1) {
-          this.todoInst.push(cand[0]!);
-          continue;
-        }
-        if (pass < 2) {
-          next.push2(d, p);
-          continue;
-        }
-        const pp = pName !== undefined ? `${pName}:` : "";
-        const prefer = cc.preferSet;
-        if (prefer.size > 0) {
-          let pq = cand.filter((s) => !prefer.has(`-${this.name(s)}`) && !prefer.has(`-${pp}${this.name(s)}`));
-          if (pq.length > 0) cand = pq;
-          pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
-          if (pq.length === 1) cand = pq;
-        }
-        if (cand.length === 1) {
-          this.todoInst.push(cand[0]!);
-          continue;
-        }
-        if (pass < 3) {
-          next.push2(d, p);
-          continue;
-        }
-        if (prefer.size > 0) {
-          const pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
-          if (pq.length > 1) {
-            const byNameMap = new Map(pq.map((s) => [this.name(s), s] as const));
-            const first = cc.prefer.find((x) => byNameMap.has(x));
-            // obs-build would pick an undefined package here; keeping the choice open is the
-            // closest sane behaviour (see the module notes on known differences).
-            if (first !== undefined) cand = [byNameMap.get(first)!];
-          } else if (pq.length === 1) cand = pq;
-        }
-        if (cand.length > 1 && r.includes("|")) {
-          const set = new Set(cand);
-          for (const alt of r.split(/\s*\|\s*/)) {
-            const pq = Array.from(this.provOf(alt)).filter((s) => set.has(s));
-            if (pq.length === 0) continue;
-            cand = pq;
-            break;
-          }
-        }
-        if (cand.length === 1) {
-          this.todoInst.push(cand[0]!);
-          continue;
-        }
-        if (pass < 4) {
-          next.push2(d, p);
-          continue;
-        }
-        // Recommends of packages installed since the last look (obs-build's rec_todo).
-        while (this.recDone < this.installed.length) {
-          const s = this.installed[this.recDone++]!;
-          for (const rd of ix.slotRec[s]!) for (const x of this.prov(rd)) this.recommended.add(x);
-        }
-        const rq = cand.filter((s) => this.recommended.has(s));
-        if (rq.length > 0) cand = rq;
-        if (cand.length === 1) {
-          this.todoInst.push(cand[0]!);
-          continue;
-        }
-        if (pass < 5) {
-          next.push2(d, p);
-          continue;
-        }
-        const names = this.sortedNames(cand).join(" ");
-        this.errors.push(
-          pName !== undefined ? `have choice for ${r} needed by ${pName}: ${names}` : `have choice for ${r}: ${names}`
-        );
+        this.choose(d, p, q, pass, next);
       }
       if (this.todoInst.n > 0) break;
     }
+  }
+
+  // A dependency that is not simply one conflict-free provider: conflicts, Prefer, `a | b`
+  // order and Recommends decide, pass by pass as obs-build's expand does. Kept apart from the
+  // pass loop, whose closures would otherwise cost an allocation per dependency looked at.
+  private choose(d: number, p: number, q: ArrayLike<number>, pass: number, next: IntList): void {
+    const ix = this.ix;
+    const cc = this.cc;
+    const ql = q.length;
+    const r = d >= 0 ? ix.depStr[d]! : this.conds[-d - 1]!.dep;
+    const pName = p >= 0 ? this.name(p) : undefined;
+    const pn = pName !== undefined ? ` needed by ${pName}` : "";
+    const eq: string[] = [];
+    let cand: number[] = [];
+    for (let k = 0; k < ql; k++) {
+      const s = q[k]!;
+      const a = this.aconflicts.get(s);
+      if (a) for (const m of a) eq.push(`(provider ${this.name(s)} ${m})`);
+      else cand.push(s);
+    }
+    if (!this.ignoreConflicts) {
+      cand = cand.filter((s) => !(ix.slotCon[s]!.length > 0 && this.checkConflicts(s, eq)));
+      cand = cand.filter((s) => !(ix.slotObs[s]!.length > 0 && this.checkObsoletes(s, eq)));
+    }
+    if (cand.length === 0) {
+      this.errors.push(`conflict for providers of ${r}${pn}`, ...eq.sort());
+      return;
+    }
+    if (cand.length === 1) {
+      this.todoInst.push(cand[0]!);
+      return;
+    }
+    if (pass < 2) {
+      next.push2(d, p);
+      return;
+    }
+    const pp = pName !== undefined ? `${pName}:` : "";
+    const prefer = cc.preferSet;
+    if (prefer.size > 0) {
+      let pq = cand.filter((s) => !prefer.has(`-${this.name(s)}`) && !prefer.has(`-${pp}${this.name(s)}`));
+      if (pq.length > 0) cand = pq;
+      pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
+      if (pq.length === 1) cand = pq;
+    }
+    if (cand.length === 1) {
+      this.todoInst.push(cand[0]!);
+      return;
+    }
+    if (pass < 3) {
+      next.push2(d, p);
+      return;
+    }
+    if (prefer.size > 0) {
+      const pq = cand.filter((s) => prefer.has(this.name(s)) || prefer.has(`${pp}${this.name(s)}`));
+      if (pq.length > 1) {
+        const byNameMap = new Map(pq.map((s) => [this.name(s), s] as const));
+        const first = cc.prefer.find((x) => byNameMap.has(x));
+        // obs-build would pick an undefined package here; keeping the choice open is the
+        // closest sane behaviour (see the module notes on known differences).
+        if (first !== undefined) cand = [byNameMap.get(first)!];
+      } else if (pq.length === 1) cand = pq;
+    }
+    if (cand.length > 1 && r.includes("|")) {
+      const set = new Set(cand);
+      for (const alt of r.split(/\s*\|\s*/)) {
+        const pq = Array.from(this.provOf(alt)).filter((s) => set.has(s));
+        if (pq.length === 0) continue;
+        cand = pq;
+        break;
+      }
+    }
+    if (cand.length === 1) {
+      this.todoInst.push(cand[0]!);
+      return;
+    }
+    if (pass < 4) {
+      next.push2(d, p);
+      return;
+    }
+    // Recommends of packages installed since the last look (obs-build's rec_todo).
+    while (this.recDone < this.installed.n) {
+      const s = this.installed.a[this.recDone++]!;
+      for (const rd of ix.slotRec[s]!) for (const x of this.prov(rd)) this.recommended.add(x);
+    }
+    const rq = cand.filter((s) => this.recommended.has(s));
+    if (rq.length > 0) cand = rq;
+    if (cand.length === 1) {
+      this.todoInst.push(cand[0]!);
+      return;
+    }
+    if (pass < 5) {
+      next.push2(d, p);
+      return;
+    }
+    const names = this.sortedNames(cand).join(" ");
+    this.errors.push(
+      pName !== undefined ? `have choice for ${r} needed by ${pName}: ${names}` : `have choice for ${r}: ${names}`
+    );
   }
 }
 
@@ -969,10 +1028,11 @@ function mix32(x: number): number {
 }
 
 /** The dependency ids and names an expansion looked at, as a small Bloom filter and as a list. */
-function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: Uint32Array; names: number[] } {
+function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Array {
   const seen = ix.traceNameStamp;
   const mark = trace.mark;
-  const names: number[] = [];
+  const names = bloomNames;
+  names.n = 0;
   for (const n of trace.names) {
     if (n < seen.length) {
       if (seen[n] === mark) continue;
@@ -993,16 +1053,20 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): { bloom: 
   for (const d of trace.deps) add(view.namesOf(d));
   for (const s of trace.slots) add(view.slotDepNames(s));
   let bits = 256;
-  while (bits < names.length * 16) bits <<= 1;
+  while (bits < names.n * 16) bits <<= 1;
   const bloom = new Uint32Array(bits >>> 5);
   const mask = bits - 1;
-  for (const n of names) {
+  for (let i = 0; i < names.n; i++) {
+    const n = names.a[i]!;
     const h1 = mix32(n);
     const h2 = mix32(n ^ 0x5bd1e995) | 1;
     for (let k = 0, h = h1; k < 3; k++, h = (h + h2) >>> 0) bloom[(h & mask) >>> 5]! |= 1 << (h & 31);
   }
-  return { bloom, names };
+  return bloom;
 }
+
+/** Scratch list of {@link bloomOf}. */
+const bloomNames = new IntList();
 
 /** Whether a Bloom filter of an expansion may contain name id `n` (no false negatives). */
 export function bloomHas(bloom: Uint32Array, n: number): boolean {
@@ -1117,14 +1181,18 @@ function expandEntry(
   for (const x of deps) if (x.startsWith("-")) xignore.add(x.slice(1));
   xignore.delete("-directdepsend--");
   const trace: Trace | undefined = cache
-    ? { deps: [], late: new Set(), names: [], slots: [], mark: index.nextTraceMark() }
+    ? { deps: [], late: new Set(), names: [], slots: NO_SLOTS, mark: index.nextTraceMark() }
     : undefined;
   const version = index.version;
   const run = new Run(cc, index, compat, xignore, trace);
   const result = run.run(deps);
   const ids = run.resultIds;
-  if (!cache || !trace) return ids ? { result, ids } : { result };
-  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace).bloom, result };
+  if (!cache || !trace) {
+    run.release();
+    return ids ? { result, ids } : { result };
+  }
+  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace), result };
+  run.release();
   if (ids) entry.ids = ids;
   if (store) {
     entry.result = cloneResult(result);
@@ -1280,21 +1348,34 @@ export function getDeps(
     // The names' ids spare a string lookup per package; without them (no cache) the names do.
     const mask = preinstall === cc.preinstall && rIds ? cc.bdepsMask : undefined;
     let direct: Set<string> | undefined;
-    const packages: string[] = [];
-    const keptIds: number[] = [];
     const all = r.packages;
+    // Marks what stays in place (1 keep, 0 drop), then copies into arrays of the right size.
+    const keep = bdepsKeep.length >= all.length ? bdepsKeep : (bdepsKeep = new Uint8Array(all.length * 2));
+    let kept = 0;
     for (let i = 0; i < all.length; i++) {
       const x = all[i]!;
-      const id = rIds ? rIds[i]! : -1;
-      if (mask ? id < mask.length && mask[id] === 1 : bdeps.has(x)) {
+      keep[i] = 1;
+      if (mask ? rIds![i]! < mask.length && mask[rIds![i]!] === 1 : bdeps.has(x)) {
         direct ??= new Set(deps);
-        if (!direct.has(x)) continue;
+        if (!direct.has(x)) {
+          keep[i] = 0;
+          continue;
+        }
       }
-      packages.push(x);
-      keptIds.push(id);
+      kept++;
     }
-    out = { ok: true, packages };
-    if (rIds) outIds = packages.length === all.length ? rIds : Int32Array.from(keptIds);
+    if (kept < all.length) {
+      const packages = new Array<string>(kept);
+      const keptIds = rIds ? new Int32Array(kept) : undefined;
+      for (let i = 0, w = 0; i < all.length; i++) {
+        if (keep[i] === 0) continue;
+        packages[w] = all[i]!;
+        if (keptIds) keptIds[w] = rIds![i]!;
+        w++;
+      }
+      out = { ok: true, packages };
+      outIds = keptIds;
+    }
   }
   if (cacheable && entry) {
     const e: CacheEntry = {

@@ -65,9 +65,10 @@ export class ProviderView {
   /** Provider slots per dependency id; `undefined` until computed or after invalidation. */
   readonly prov: (Int32Array | undefined)[] = [];
   /**
-   * Per dependency id: its only provider's slot, -1 when it has none or several, -2 when not
-   * computed yet. Most dependencies have exactly one provider, and this flat array keeps the
-   * expander's hottest check to two typed-array reads.
+   * Per dependency id: its only provider's slot, -1 when it has none or several or is not a
+   * plain dependency (rich, file or `a | b`), -2 when not computed yet. Most dependencies have
+   * exactly one provider, and this flat array keeps the expander's hottest check to two
+   * typed-array reads.
    */
   single = new Int32Array(1024).fill(-2);
   private readonly registered: boolean[] = [];
@@ -154,7 +155,8 @@ export class ProviderView {
       grown.set(this.single);
       this.single = grown;
     }
-    this.single[d] = out.length === 1 ? out[0]! : -1;
+    // Only plain dependencies: the expander's fast path skips the rich and file checks for them.
+    this.single[d] = out.length === 1 && this.index.depFlags[d] === 0 ? out[0]! : -1;
     if (!this.registered[d]) {
       this.registered[d] = true;
       const unique = names.length === 1 ? names : Array.from(new Set(names));
@@ -483,13 +485,12 @@ export class ProviderIndex {
    * obs-build's byte order for the ASCII names packages have) using precomputed ranks.
    */
   sortByName(slots: readonly number[]): string[] {
-    return this.namesOf(this.sortedNameIds(slots));
+    return this.namesOf(this.sortedNameIds(slots, slots.length));
   }
 
-  /** @internal the name ids of visible slots in {@link sortByName} order. */
-  sortedNameIds(slots: readonly number[]): Int32Array {
+  /** @internal the name ids of the first `n` visible slots in {@link sortByName} order. */
+  sortedNameIds(slots: ArrayLike<number>, n: number): Int32Array {
     if (this.ranksDirty) this.rebuildRanks();
-    const n = slots.length;
     const ranks = new Int32Array(n);
     for (let i = 0; i < n; i++) ranks[i] = this.nameRank[this.slotNameId[slots[i]!]!]!;
     ranks.sort();
