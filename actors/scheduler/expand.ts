@@ -246,7 +246,7 @@ interface Trace {
   /** Dependencies interned after the trace arrays were sized. */
   late: Set<number>;
   names: number[];
-  /** Installed packages: the names of everything they depend on count (`slotDepNames`). */
+  /** Installed packages: the names of everything they depend on count (`slotNamesOf`). */
   slots: Int32Array;
   mark: number;
 }
@@ -603,12 +603,11 @@ class Run {
       if (!this.legacy && q.length > 1 && this.aconflicts.size > 0) {
         q = Array.from(q).filter((s) => !this.aconflicts.has(s));
       }
-      const sp = r.indexOf(" ");
-      const pn = sp >= 0 ? r.slice(0, sp) : r;
+      const pn = ix.depHead(d);
       let hit = -1;
       let count = 0;
       for (let i = 0; i < q.length; i++) {
-        if (this.name(q[i]!) === pn) {
+        if (ix.slotNameId[q[i]!] === pn) {
           hit = q[i]!;
           count++;
         }
@@ -743,8 +742,9 @@ class Run {
           if (s !== undefined) naconf.set(s, `is in conflict with ${pName}`);
         }
       }
-      const reqs = ix.slotReq[p]!;
-      for (let i = 0; i < reqs.length; i++) {
+      const reqs = ix.reqLists.data;
+      const reqEnd = ix.reqLists.start[p]! + ix.reqLists.count[p]!;
+      for (let i = ix.reqLists.start[p]!; i < reqEnd; i++) {
         const d = reqs[i]!;
         // The common case first: a dependency with one provider is plain (no rich or file
         // flags; see ProviderView.single), so only an ignore rule could make it count less.
@@ -793,7 +793,7 @@ class Run {
         todo.push2(d, p);
       }
       let naobs: Map<number, string> | undefined;
-      if (!this.ignoreConflicts) {
+      if (!this.ignoreConflicts && ix.slotConObs[p] === 1) {
         const cons = ix.slotCon[p]!;
         for (let i = 0; i < cons.length; i++) {
           const d = cons[i]!;
@@ -856,9 +856,24 @@ class Run {
       this.todo = next;
       const n = todo.n;
       const items = todo.a;
+      // A copy made before a provider list was computed in this loop only lacks newer entries.
+      const single = this.view.single;
       outer: for (let i = 0; i < n; i += 2) {
         const d = items[i]!;
         const p = items[i + 1]!;
+        // The common case first: one plain provider, no ignore rule in play, nothing against it.
+        const sg = d >= 0 && d < single.length ? single[d]! : -2;
+        if (sg >= 0) {
+          if (inst[sg] === st) continue;
+          if (
+            !(p >= 0 && this.ignoreActive) &&
+            (this.aconflicts.size === 0 || !this.aconflicts.has(sg)) &&
+            (this.ignoreConflicts || ix.slotConObs[sg] === 0)
+          ) {
+            this.todoInst.push(sg);
+            continue;
+          }
+        }
         const q: ArrayLike<number> = d >= 0 ? (provCache[d] ?? this.view.providers(d)) : this.conds[-d - 1]!.q;
         const ql = q.length;
         for (let k = 0; k < ql; k++) if (inst[q[k]!] === st) continue outer;
@@ -899,7 +914,7 @@ class Run {
           const q0 = q[0]!;
           if (
             (this.aconflicts.size === 0 || !this.aconflicts.has(q0)) &&
-            (this.ignoreConflicts || (ix.slotCon[q0]!.length === 0 && ix.slotObs[q0]!.length === 0))
+            (this.ignoreConflicts || ix.slotConObs[q0] === 0)
           ) {
             this.todoInst.push(q0);
             continue;
@@ -1051,7 +1066,23 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Arr
     }
   };
   for (const d of trace.deps) add(view.namesOf(d));
-  for (const s of trace.slots) add(view.slotDepNames(s));
+  const slots = trace.slots;
+  for (let j = 0; j < slots.length; j++) {
+    const s = slots[j]!;
+    view.slotNamesOf(s);
+    const lists = view.slotNames;
+    const all = lists.data;
+    const at = lists.start[s]!;
+    const end = at + lists.count[s]!;
+    for (let i = at; i < end; i++) {
+      const n = all[i]!;
+      if (n < seen.length) {
+        if (seen[n] === mark) continue;
+        seen[n] = mark;
+      }
+      names.push(n);
+    }
+  }
   let bits = 256;
   while (bits < names.n * 16) bits <<= 1;
   const bloom = new Uint32Array(bits >>> 5);

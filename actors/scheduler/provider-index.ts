@@ -56,6 +56,72 @@ function selfProvide(p: BinaryPackage): string {
 }
 
 /**
+ * Lists of ints per slot, one after the other in one array. Expansions read a few lists for
+ * every package they install; one compact array stays in the caches where an array object per
+ * package did not. A list that is replaced leaves garbage behind, which is dropped by copying
+ * the live lists when the array is full and at least half of it is garbage.
+ * @internal
+ */
+export class SlotLists {
+  data = new Int32Array(4096);
+  /** Per slot: where its list starts in {@link data}, -1 when it has none. */
+  start = new Int32Array(0);
+  /** Per slot: the length of its list. */
+  count = new Int32Array(0);
+  private used = 0;
+  private live = 0;
+
+  has(s: number): boolean {
+    return s < this.start.length && this.start[s]! >= 0;
+  }
+
+  /** Sets the list of slot `s` (`data` may move). */
+  set(s: number, values: ArrayLike<number>): void {
+    this.drop(s);
+    if (s >= this.start.length) {
+      const size = Math.max(s + 1, this.start.length * 2, 1024);
+      const start = new Int32Array(size).fill(-1);
+      start.set(this.start);
+      this.start = start;
+      const count = new Int32Array(size);
+      count.set(this.count);
+      this.count = count;
+    }
+    if (this.used + values.length > this.data.length) this.makeRoom(values.length);
+    const at = this.used;
+    for (let i = 0; i < values.length; i++) this.data[at + i] = values[i]!;
+    this.used += values.length;
+    this.live += values.length;
+    this.start[s] = at;
+    this.count[s] = values.length;
+  }
+
+  drop(s: number): void {
+    if (!this.has(s)) return;
+    this.live -= this.count[s]!;
+    this.start[s] = -1;
+    this.count[s] = 0;
+  }
+
+  private makeRoom(extra: number): void {
+    const live = this.live;
+    const grow = this.used - live > live ? 0 : 2 * this.data.length;
+    const next = new Int32Array(Math.max(1024, 2 * (live + extra), grow));
+    let used = 0;
+    for (let s = 0; s < this.start.length; s++) {
+      const at = this.start[s]!;
+      if (at < 0) continue;
+      const n = this.count[s]!;
+      next.set(this.data.subarray(at, at + n), used);
+      this.start[s] = used;
+      used += n;
+    }
+    this.data = next;
+    this.used = used;
+  }
+}
+
+/**
  * Provider semantics that depend on the project config: Debian matching rules, and whether
  * file dependencies exist at all (they do when `FileProvides:` is set or the binaries are not
  * rpms) together with the `FileProvides:` table.
@@ -74,7 +140,8 @@ export class ProviderView {
   private readonly registered: boolean[] = [];
   private readonly depNames: (Int32Array | undefined)[] = [];
   private readonly nameDeps = new Map<number, number[]>();
-  private readonly slotNames: (Int32Array | undefined)[] = [];
+  /** The name lists of {@link slotNamesOf}. */
+  readonly slotNames = new SlotLists();
 
   constructor(
     private readonly index: ProviderIndex,
@@ -100,13 +167,12 @@ export class ProviderView {
   }
 
   /**
-   * Names the provider lists of every non-rich requirement, conflict, obsoletes and recommends
-   * of the package in slot `s` depend on, without repeats: what an expansion that installs it
-   * looked at. Kept until the slot changes.
+   * Makes sure {@link slotNames} has the names the provider lists of every non-rich requirement,
+   * conflict, obsoletes and recommends of the package in slot `s` depend on, without repeats:
+   * what an expansion that installs it looked at. Kept until the slot changes.
    */
-  slotDepNames(s: number): Int32Array {
-    const cached = s < this.slotNames.length ? this.slotNames[s] : undefined;
-    if (cached) return cached;
+  slotNamesOf(s: number): void {
+    if (this.slotNames.has(s)) return;
     const ix = this.index;
     const names: number[] = [];
     for (const list of [ix.slotReq[s]!, ix.slotCon[s]!, ix.slotObs[s]!, ix.slotRec[s]!]) {
@@ -118,15 +184,12 @@ export class ProviderView {
         for (let k = 0; k < dn.length; k++) if (!names.includes(dn[k]!)) names.push(dn[k]!);
       }
     }
-    const out = names.length === 0 ? EMPTY : Int32Array.from(names);
-    while (this.slotNames.length <= s) this.slotNames.push(undefined);
-    this.slotNames[s] = out;
-    return out;
+    this.slotNames.set(s, names);
   }
 
-  /** Forgets what {@link slotDepNames} knew of slot `s` (its package changed). */
+  /** Forgets what {@link slotNamesOf} knew of slot `s` (its package changed). */
   dropSlot(s: number): void {
-    if (s < this.slotNames.length) this.slotNames[s] = undefined;
+    this.slotNames.drop(s);
   }
 
   /** Drops cached provider lists that depend on name `n`. */
@@ -254,8 +317,15 @@ export class ProviderIndex {
   readonly slotLayer: number[] = [];
   /** @internal requirement dependency ids (rpmlib() dropped). */
   readonly slotReq: Int32Array[] = [];
+  /** @internal the same lists in one array, for the expander's install loop. */
+  readonly reqLists = new SlotLists();
   /** @internal */
   readonly slotCon: Int32Array[] = [];
+  /**
+   * @internal per slot: 1 when its package has conflicts or obsoletes. The expander asks this of
+   * every package it installs and every candidate; a flat array answers without touching them.
+   */
+  slotConObs = new Uint8Array(1024);
   /** @internal */
   readonly slotObs: Int32Array[] = [];
   /** @internal */
@@ -282,6 +352,8 @@ export class ProviderIndex {
   readonly depKey: number[] = [];
   /** @internal {@link DepFlag} bits. */
   readonly depFlags: number[] = [];
+  /** Per dependency id: the string id of its text before the first blank (-1: not yet known). */
+  private depHeads = new Int32Array(0);
   private readonly depRich: (RichNode | null | undefined)[] = [];
 
   private readonly views = new Map<string, ProviderView>();
@@ -459,6 +531,21 @@ export class ProviderIndex {
     return d;
   }
 
+  /** @internal the string id of a dependency's text before its first blank (its package name). */
+  depHead(d: number): number {
+    if (d < this.depHeads.length && this.depHeads[d]! >= 0) return this.depHeads[d]!;
+    if (d >= this.depHeads.length) {
+      const grown = new Int32Array(Math.max(d + 1, this.depHeads.length * 2, 1024)).fill(-1);
+      grown.set(this.depHeads);
+      this.depHeads = grown;
+    }
+    const r = this.depStr[d]!;
+    const sp = r.indexOf(" ");
+    const id = this.intern(sp >= 0 ? r.slice(0, sp) : r);
+    this.depHeads[d] = id;
+    return id;
+  }
+
   /** @internal parse tree of a rich dependency (cached). */
   richTree(d: number): RichNode | undefined {
     let t = this.depRich[d];
@@ -597,8 +684,15 @@ export class ProviderIndex {
     this.slotLayer[s] = layer;
     // rpm headers carry rpmlib() requirements that no package provides; obs-build drops them.
     this.slotReq[s] = this.depList(p.requires, true);
+    this.reqLists.set(s, this.slotReq[s]);
     this.slotCon[s] = this.depList(p.conflicts, true);
     this.slotObs[s] = this.depList(p.obsoletes, true);
+    if (s >= this.slotConObs.length) {
+      const grown = new Uint8Array(Math.max(s + 1, this.slotConObs.length * 2));
+      grown.set(this.slotConObs);
+      this.slotConObs = grown;
+    }
+    this.slotConObs[s] = this.slotCon[s].length > 0 || this.slotObs[s].length > 0 ? 1 : 0;
     this.slotRec[s] = this.depList(p.recommends, true);
     const provides = p.provides.map(normalizeDep).filter((x) => x !== "" && !x.startsWith("rpmlib("));
     const self = selfProvide(p);
@@ -625,6 +719,8 @@ export class ProviderIndex {
     for (const v of this.views.values()) v.dropSlot(s);
     this.slotPkg[s] = undefined;
     this.slotReq[s] = EMPTY;
+    this.reqLists.drop(s);
+    this.slotConObs[s] = 0;
     this.slotCon[s] = EMPTY;
     this.slotObs[s] = EMPTY;
     this.slotRec[s] = EMPTY;

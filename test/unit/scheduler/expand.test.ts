@@ -9,7 +9,7 @@ import {
   ObsBuildCompat,
 } from "../../../actors/scheduler/expand.ts";
 import type { ExpandConfig, ExpandResult } from "../../../actors/scheduler/expand.ts";
-import { ProviderIndex } from "../../../actors/scheduler/provider-index.ts";
+import { ProviderIndex, SlotLists } from "../../../actors/scheduler/provider-index.ts";
 import type { BinaryPackage } from "../../../actors/scheduler/provider-index.ts";
 import { debVerscmp, rpmDepVerscmp, versionedProvideMatches, OP_BITS } from "../../../actors/scheduler/dep-match.ts";
 import { parseRichDep } from "../../../actors/scheduler/rich-dep.ts";
@@ -561,6 +561,39 @@ describe("actors/scheduler/expand", () => {
         else index.removePackages(0, [rng.pick(gen.names)]);
       }
       assert.ok(cache.hits > 0 && cache.misses > requests.length * 2);
+    });
+  });
+
+  describe("SlotLists", () => {
+    it("should keep every slot's list through replacements, drops and compactions", () => {
+      const lists = new SlotLists();
+      const model = new Map<number, number[]>();
+      const rng = new Rng(11);
+      const dataArrays = new Set<Int32Array>();
+      for (let step = 0; step < 20_000; step++) {
+        const s = rng.int(300);
+        if (rng.chance(0.2)) {
+          lists.drop(s);
+          model.delete(s);
+        } else {
+          const values = Array.from({ length: rng.int(40) }, () => rng.int(1_000_000));
+          lists.set(s, values);
+          model.set(s, values);
+        }
+        dataArrays.add(lists.data);
+        if (step % 997 === 0 || step === 19_999) {
+          for (let t = 0; t < 300; t++) {
+            const want = model.get(t);
+            assert.equal(lists.has(t), want !== undefined, `slot ${t} at step ${step}`);
+            if (!want) continue;
+            const at = lists.start[t]!;
+            assert.deepEqual([...lists.data.subarray(at, at + lists.count[t]!)], want, `slot ${t} at step ${step}`);
+          }
+        }
+      }
+      // Replacements leave garbage; the array was compacted rather than grown without bound.
+      assert.ok(dataArrays.size > 1);
+      assert.ok(lists.data.length <= 4 * 300 * 40);
     });
   });
 
