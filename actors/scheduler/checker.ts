@@ -115,9 +115,7 @@ interface Entry {
   ids?: Int32Array;
   /** Bloom filter of the name ids the expansion looked at (from the expander). */
   bloom?: Uint32Array;
-  /** Local source packages this one depends on. */
-  deps: string[];
-  /** Their numbers, in the same order. */
+  /** Local source packages this one depends on, by number, in the string order of their names. */
   depPids: Int32Array;
   state: PackageState;
   /** Quick key of the last check that found nothing to rebuild (OBS's `lastcheck`). */
@@ -492,7 +490,6 @@ export class IncrementalChecker {
       const entry: Entry = {
         info,
         pid,
-        deps: [],
         depPids: NO_PIDS,
         state: { code: PackageCode.Unknown, details: "" },
         rank: 0,
@@ -694,7 +691,8 @@ export class IncrementalChecker {
   }
 
   pkgdeps(name: string): readonly string[] {
-    return this.#pkgs.get(name)?.deps ?? [];
+    const e = this.#pkgs.get(name);
+    return e ? this.#namesOf(e.depPids) : [];
   }
 
   revdeps(name: string): string[] {
@@ -760,7 +758,6 @@ export class IncrementalChecker {
       const old = e.depPids;
       if (depPids.length !== old.length || depPids.some((d, i) => d !== old[i])) {
         e.depPids = depPids;
-        e.deps = this.#namesOf(depPids);
         this.#orderDirty = true;
       }
       e.quick = undefined;

@@ -397,6 +397,16 @@ class Run {
     return (this.cfgIgnore && this.cc.ignore.has(key)) || this.xignore.has(key);
   }
 
+  // Whether an ignore rule can apply to a dependency of the package in slot p at all.
+  private hasIgnoresFor(p: number): boolean {
+    if (this.globalIgnoreActive) return true;
+    const pn = this.ix.slotNameId[p]!;
+    const mask = this.cc.ignorePkgMask;
+    return (
+      (this.cfgIgnore && pn < mask.length && mask[pn] === 1) || (this.xignorePkg.size > 0 && this.xignorePkg.has(pn))
+    );
+  }
+
   private isIgnoredFor(p: number, key: number): boolean {
     const pn = this.ix.slotNameId[p]!;
     return (
@@ -723,7 +733,6 @@ class Run {
     const todo = this.todo;
     for (let li = 0; li < count; li++) {
       const p = list[li]!;
-      const pName = ix.slotName[p]!;
       let pIgn: Set<number> | undefined;
       let pXIgn: Set<number> | undefined;
       if (ignoreActive) {
@@ -734,8 +743,10 @@ class Run {
       }
       const checkIgnore = pIgn !== undefined || pXIgn !== undefined || globalIgnore;
       let naconf: Map<number, string> | undefined;
-      const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(pName) : undefined;
+      // The name only where a conflict needs it: reading it for every package costs a cache miss.
+      const cfgCon = cc.conflicts.size > 0 ? cc.conflicts.get(ix.slotName[p]!) : undefined;
       if (cfgCon) {
+        const pName = ix.slotName[p]!;
         naconf = new Map();
         for (const n of cfgCon) {
           const s = this.visible(n);
@@ -794,6 +805,7 @@ class Run {
       }
       let naobs: Map<number, string> | undefined;
       if (!this.ignoreConflicts && ix.slotConObs[p] === 1) {
+        const pName = ix.slotName[p]!;
         const cons = ix.slotCon[p]!;
         for (let i = 0; i < cons.length; i++) {
           const d = cons[i]!;
@@ -816,10 +828,12 @@ class Run {
         }
       }
       if (naconf && naconf.size > 0) {
+        const pName = ix.slotName[p]!;
         for (const n of this.installedOthers(naconf, p)) this.errors.push(`${pName} conflicts with ${n}`);
         this.mergeConflicts(naconf);
       }
       if (naobs && naobs.size > 0) {
+        const pName = ix.slotName[p]!;
         for (const n of this.installedOthers(naobs, p)) this.errors.push(`${pName} obsoletes ${n}`);
         this.mergeConflicts(naobs);
       }
@@ -866,7 +880,7 @@ class Run {
         if (sg >= 0) {
           if (inst[sg] === st) continue;
           if (
-            !(p >= 0 && this.ignoreActive) &&
+            !(p >= 0 && this.ignoreActive && this.hasIgnoresFor(p)) &&
             (this.aconflicts.size === 0 || !this.aconflicts.has(sg)) &&
             (this.ignoreConflicts || ix.slotConObs[sg] === 0)
           ) {
@@ -1397,7 +1411,8 @@ export function getDeps(
     }
     if (kept < all.length) {
       const packages = new Array<string>(kept);
-      const keptIds = rIds ? new Int32Array(kept) : undefined;
+      // The ids of a fresh expansion are this call's own: compacted in place.
+      const keptIds = rIds ? (cacheable ? rIds : new Int32Array(kept)) : undefined;
       for (let i = 0, w = 0; i < all.length; i++) {
         if (keep[i] === 0) continue;
         packages[w] = all[i]!;
@@ -1405,7 +1420,7 @@ export function getDeps(
         w++;
       }
       out = { ok: true, packages };
-      outIds = keptIds;
+      outIds = keptIds && keptIds.length > kept ? keptIds.subarray(0, kept) : keptIds;
     }
   }
   if (cacheable && entry) {
