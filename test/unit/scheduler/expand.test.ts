@@ -540,6 +540,47 @@ describe("actors/scheduler/expand", () => {
       assert.equal(cache.misses, 2);
     });
 
+    it("should notice changes of what installed packages depend on, levels down, and of reused slots", () => {
+      const index = new ProviderIndex([
+        repo({ X: { r: ["a"] }, a: { r: ["libb"] }, b: { p: ["libb"] }, c: {}, u: {} }),
+      ]);
+      const cache = new ExpansionCache();
+      const c = cfg();
+      const both = (): ExpandResult => {
+        const cached = expand(c, index, ["X"], { cache });
+        assert.deepEqual(cached, expand(c, index, ["X"]));
+        return cached;
+      };
+      assert.deepEqual(both(), ok("X", "a", "b"));
+      // b, two levels down, now needs c.
+      index.setPackages(0, [pkg("b", { p: ["libb"], r: ["c"] })]);
+      assert.deepEqual(both(), ok("X", "a", "b", "c"));
+      // A package nothing here looks at: the cached result stands.
+      const misses = cache.misses;
+      index.setPackages(0, [pkg("u", { v: "2" })]);
+      assert.deepEqual(both(), ok("X", "a", "b", "c"));
+      assert.equal(cache.misses, misses);
+      // c goes; then comes back needing d, in a slot another package may have had.
+      index.removePackages(0, ["c"]);
+      assert.deepEqual(both(), err("nothing provides c needed by b"));
+      index.setPackages(0, [pkg("d"), pkg("c", { r: ["d"] })]);
+      assert.deepEqual(both(), ok("X", "a", "b", "c", "d"));
+      index.setPackages(0, [pkg("d", { r: ["libe"] }), pkg("e", { p: ["libe"] })]);
+      assert.deepEqual(both(), ok("X", "a", "b", "c", "d", "e"));
+      // Many replacements: what the index remembers of replaced packages is dropped on the way.
+      const libs = Array.from({ length: 8 }, (_, i) => pkg(`l${i}`, { p: [`libl${i}`] }));
+      index.setPackages(0, [...libs, pkg("extra")]);
+      for (let round = 0; round < 400; round++) {
+        const needs = libs.filter((_, i) => (round >> i) & 1).map((l) => l.provides[0]!);
+        index.setPackages(0, [pkg("e", { p: ["libe"], r: needs, v: `${round}` })]);
+        both();
+        // A library below e changes what it needs.
+        const i = round % 8;
+        index.setPackages(0, [pkg(`l${i}`, { p: [`libl${i}`], r: round % 3 ? ["extra"] : [], v: `${round}` })]);
+        both();
+      }
+    });
+
     it("should give the same results as uncached expansion under random updates", () => {
       const gen = generateRepo({ seed: 7, names: 120, layers: 2 });
       const index = new ProviderIndex(gen.layers);
