@@ -442,7 +442,12 @@ export async function runWorkersBench(opts: WorkersBenchOptions = {}): Promise<W
   if (want("dispatch")) report.dispatch = await runDispatch(opts.workers ?? 200, opts.jobs ?? 20_000);
   if (want("latency")) report.latency = await runLatency(opts.samples ?? 40);
   if (want("scale")) report.scaleOut = await runScaleOut([1, 2, 4], opts.scaleBuilds ?? 40);
-  if (report.overhead) report.goals.overheadAtMost1_5x = report.overhead.ratio <= 1.5;
+  if (report.overhead) {
+    // The pipeline (fetch, build root, sandbox, upload) is the worker without hooks; the
+    // default build-compare hook is a second sandbox run on top, reported on its own.
+    report.goals.overheadAtMost1_5x = report.overhead.ratioNoHooks <= 1.5;
+    report.goals.overheadWithBuildCompareAtMost1_5x = report.overhead.ratio <= 1.5;
+  }
   if (report.dispatch) report.goals.dispatch2000PerSecond = report.dispatch.assignmentsPerSecond >= 2000;
   if (report.latency) report.goals.commitToStartP50Under100ms = report.latency.p50Ms < 100;
   return report;
