@@ -67,8 +67,6 @@ import { readRpmHeader } from "./rpm-header.ts";
 import { RepoState, type RepoLookups, type ResultInput } from "./repo-state.ts";
 import type { RepoApi, RepoEvent, RepoRequest, StoredBinary, UploadedFile } from "./protocol.ts";
 
-const projectOf = (o: Raw): string => projectField(o);
-const packageOf = (o: Raw): string => packageField(o);
 const where = (raw: unknown): { project: string; repository: string; arch: string } => {
   const o = obj(raw);
   return { project: projectField(o), repository: repositoryField(o), arch: archField(o) };
@@ -87,7 +85,7 @@ const validators: Validators<RepoApi> = {
     const o = obj(raw);
     return {
       ...where(raw),
-      package: packageOf(o),
+      package: packageField(o),
       jobId: str(o, "jobId", { max: 64 }),
       workerId: str(o, "workerId"),
       code: oneOf(o, "code", Object.values(BuildResultCode)),
@@ -106,12 +104,12 @@ const validators: Validators<RepoApi> = {
       endTime: int(o, "endTime", { min: 0 }),
     };
   },
-  "result.get": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
+  "result.get": (raw) => ({ ...where(raw), package: packageField(obj(raw)) }),
   "result.list": where,
   "result.wipe": (raw) => {
     const o = obj(raw);
-    const r: RepoApi["result.wipe"]["req"] = { project: projectOf(o) };
-    if (o.package !== undefined) r.package = packageOf(o);
+    const r: RepoApi["result.wipe"]["req"] = { project: projectField(o) };
+    if (o.package !== undefined) r.package = packageField(o);
     const repository = optField(o, "repository", repositoryField);
     if (repository !== undefined) r.repository = repository;
     const arch = optField(o, "arch", archField);
@@ -125,13 +123,13 @@ const validators: Validators<RepoApi> = {
     return { ...where(raw), ...(after !== undefined ? { after } : {}), ...limitOf(o) };
   },
   "pool.rebuild": (raw) => ({ ...where(raw), ...(bool(obj(raw), "deep", false) ? { deep: true } : {}) }),
-  "binaries.list": (raw) => ({ ...where(raw), package: packageOf(obj(raw)) }),
-  "history.build": (raw) => ({ ...where(raw), package: packageOf(obj(raw)), ...limitOf(obj(raw)) }),
+  "binaries.list": (raw) => ({ ...where(raw), package: packageField(obj(raw)) }),
+  "history.build": (raw) => ({ ...where(raw), package: packageField(obj(raw)), ...limitOf(obj(raw)) }),
   "history.jobs": (raw) => {
     const o = obj(raw);
-    return { ...where(raw), ...(o.package !== undefined ? { package: packageOf(o) } : {}), ...limitOf(o) };
+    return { ...where(raw), ...(o.package !== undefined ? { package: packageField(o) } : {}), ...limitOf(o) };
   },
-  "publish.project": (raw) => ({ project: projectOf(obj(raw)) }),
+  "publish.project": (raw) => ({ project: projectField(obj(raw)) }),
   "publish.select": (raw) => {
     const o = obj(raw);
     const after = optStr(o, "after", { max: 200 });

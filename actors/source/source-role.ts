@@ -67,10 +67,6 @@ import { MAX_SERVICE_OUTPUT_BYTES, PROJECT_PACKAGE, SourceServices } from "./sou
 import { ServiceRunKind } from "../service/service-xml.ts";
 import { ANONYMOUS_CALLER, Identities } from "./identities.ts";
 
-const project = (o: Raw): string => projectField(o);
-const pkg = (o: Raw): string => packageField(o);
-const repository = (o: Raw): string => repositoryField(o);
-const arch = (o: Raw): string => archField(o);
 const comment = (o: Raw): { comment?: string } => {
   const c = optStr(o, "comment", { max: 64 * 1024, allowEmpty: true });
   return c === undefined ? {} : { comment: c };
@@ -92,73 +88,81 @@ const passed = (v: unknown): PassedRequest => {
 
 const validators: Validators<SourceApi> = {
   "project.list": () => ({}),
-  "project.get-meta": (raw) => ({ project: project(obj(raw)) }),
-  "project.put-meta": (raw) => ({ project: project(obj(raw)), xml: xml(obj(raw)), ...comment(obj(raw)) }),
+  "project.get-meta": (raw) => ({ project: projectField(obj(raw)) }),
+  "project.put-meta": (raw) => ({ project: projectField(obj(raw)), xml: xml(obj(raw)), ...comment(obj(raw)) }),
   "project.get-config": (raw) => {
     const o = obj(raw);
     const rev = optInt(o, "rev", { min: 0 });
-    return { project: project(o), ...(rev === undefined ? {} : { rev }) };
+    return { project: projectField(o), ...(rev === undefined ? {} : { rev }) };
   },
   "project.put-config": (raw) => {
     const o = obj(raw);
-    return { project: project(o), text: str(o, "text", { max: 64 * 1024 * 1024, allowEmpty: true }), ...comment(o) };
+    return {
+      project: projectField(o),
+      text: str(o, "text", { max: 64 * 1024 * 1024, allowEmpty: true }),
+      ...comment(o),
+    };
   },
   "project.delete": (raw) => ({
-    project: project(obj(raw)),
+    project: projectField(obj(raw)),
     force: bool(obj(raw), "force", false),
     ...comment(obj(raw)),
   }),
-  "project.build-config": (raw) => ({ project: project(obj(raw)), repository: repository(obj(raw)) }),
+  "project.build-config": (raw) => ({ project: projectField(obj(raw)), repository: repositoryField(obj(raw)) }),
   "project.buildinfo": (raw) => ({
-    project: project(obj(raw)),
-    repository: repository(obj(raw)),
-    arch: arch(obj(raw)),
+    project: projectField(obj(raw)),
+    repository: repositoryField(obj(raw)),
+    arch: archField(obj(raw)),
   }),
-  "package.list": (raw) => ({ project: project(obj(raw)) }),
-  "package.get-meta": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)) }),
+  "package.list": (raw) => ({ project: projectField(obj(raw)) }),
+  "package.get-meta": (raw) => ({ project: projectField(obj(raw)), package: packageField(obj(raw)) }),
   "package.put-meta": (raw) => ({
-    project: project(obj(raw)),
-    package: pkg(obj(raw)),
+    project: projectField(obj(raw)),
+    package: packageField(obj(raw)),
     xml: xml(obj(raw)),
     ...comment(obj(raw)),
   }),
   "package.commit": (raw) => {
     const o = obj(raw);
     const files = arr(o, "files", commitEntry, { max: 1_000_000 });
-    return { project: project(o), package: pkg(o), files, ...comment(o) };
+    return { project: projectField(o), package: packageField(o), files, ...comment(o) };
   },
   "package.get": (raw) => {
     const o = obj(raw);
     const rev = optInt(o, "rev", { min: 0 });
-    return { project: project(o), package: pkg(o), ...(rev === undefined ? {} : { rev }) };
+    return { project: projectField(o), package: packageField(o), ...(rev === undefined ? {} : { rev }) };
   },
-  "package.history": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)) }),
-  "package.delete": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)), ...comment(obj(raw)) }),
+  "package.history": (raw) => ({ project: projectField(obj(raw)), package: packageField(obj(raw)) }),
+  "package.delete": (raw) => ({
+    project: projectField(obj(raw)),
+    package: packageField(obj(raw)),
+    ...comment(obj(raw)),
+  }),
   "package.buildinfo": (raw) => ({
-    project: project(obj(raw)),
-    package: pkg(obj(raw)),
-    repository: repository(obj(raw)),
-    arch: arch(obj(raw)),
+    project: projectField(obj(raw)),
+    package: packageField(obj(raw)),
+    repository: repositoryField(obj(raw)),
+    arch: archField(obj(raw)),
   }),
   "package.service-run": (raw) => {
     const o = obj(raw);
     return {
-      project: project(o),
-      package: pkg(o),
+      project: projectField(o),
+      package: packageField(o),
       ...(o.kind !== undefined ? { kind: oneOf(o, "kind", Object.values(ServiceRunKind)) } : {}),
     };
   },
-  "package.service-status": (raw) => ({ project: project(obj(raw)), package: pkg(obj(raw)) }),
+  "package.service-status": (raw) => ({ project: projectField(obj(raw)), package: packageField(obj(raw)) }),
   "package.service-job": (raw) => {
     const o = obj(raw);
-    return { project: project(o), package: pkg(o), runId: int(o, "runId", { min: 1 }) };
+    return { project: projectField(o), package: packageField(o), runId: int(o, "runId", { min: 1 }) };
   },
   "package.service-result": (raw) => {
     const o = obj(raw);
     const error = optStr(o, "error", { max: 64 * 1024, allowEmpty: true });
     return {
-      project: project(o),
-      package: pkg(o),
+      project: projectField(o),
+      package: packageField(o),
       runId: int(o, "runId", { min: 1 }),
       ok: bool(o, "ok", false),
       files: arr(o, "files", commitEntry, { max: 1_000_000 }),
@@ -199,12 +203,12 @@ const validators: Validators<SourceApi> = {
   "access.check": (raw) => {
     const o = obj(raw);
     const out: SourceApi["access.check"]["req"] = {
-      project: project(o),
+      project: projectField(o),
       need: oneOf(o, "need", Object.values(AccessNeed)),
     };
-    if (o.package !== undefined) out.package = pkg(o);
-    if (o.repository !== undefined) out.repository = repository(o);
-    if (o.arch !== undefined) out.arch = arch(o);
+    if (o.package !== undefined) out.package = packageField(o);
+    if (o.repository !== undefined) out.repository = repositoryField(o);
+    if (o.arch !== undefined) out.arch = archField(o);
     if (o.as !== undefined) out.as = passed(o.as);
     return out;
   },
@@ -216,7 +220,7 @@ const validators: Validators<SourceApi> = {
         "targets",
         (v) => {
           const t = obj(v);
-          return { project: project(t), ...(t.package !== undefined ? { package: pkg(t) } : {}) };
+          return { project: projectField(t), ...(t.package !== undefined ? { package: packageField(t) } : {}) };
         },
         { max: 10_000 }
       ),
@@ -231,7 +235,7 @@ const validators: Validators<SourceApi> = {
     const out: SourceApi["events.read"]["req"] = {};
     const after = optInt(o, "after", { min: 0 });
     if (after !== undefined) out.after = after;
-    if (o.project !== undefined) out.project = project(o);
+    if (o.project !== undefined) out.project = projectField(o);
     const max = optInt(o, "max", { min: 1, max: 1000 });
     if (max !== undefined) out.max = max;
     const waitMs = optInt(o, "waitMs", { min: 0, max: 30_000 });
@@ -338,6 +342,11 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
   const services = new SourceServices({ store, blobs, outbox, state });
   const identities = new Identities(store, log);
   for (const u of opts.serviceUsers ?? []) await identities.ensureService(u.name, u.pubkey);
+  /** Who sent the request another role passed on (authenticated here, nonce included). */
+  const passedCaller = (as: PassedRequest | undefined): Principal =>
+    as
+      ? identities.callerOf({ subject: as.subject, args: as.args, ...(as.auth ? { auth: as.auth } : {}) })
+      : ANONYMOUS_CALLER;
   const guard = new Guard(state);
   const grants = new UploadGrants(opts.uploadGrantMs ?? 3600_000);
   const configs = new ConfigCache();
@@ -680,9 +689,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "access.check":
         void answer(req.replyTo, () => {
           const a = req.args;
-          const inner = a.as
-            ? identities.callerOf({ subject: a.as.subject, args: a.as.args, ...(a.as.auth ? { auth: a.as.auth } : {}) })
-            : ANONYMOUS_CALLER;
+          const inner = passedCaller(a.as);
           let action: string | undefined;
           if (a.as) {
             try {
@@ -709,9 +716,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "access.filter":
         void answer(req.replyTo, () => {
           const a = req.args;
-          const inner = a.as
-            ? identities.callerOf({ subject: a.as.subject, args: a.as.args, ...(a.as.auth ? { auth: a.as.auth } : {}) })
-            : ANONYMOUS_CALLER;
+          const inner = passedCaller(a.as);
           // Jobs may outlive their package or project: an admin still sees (and may abort) them.
           const allowed = a.targets.map((t) => {
             if (inner.admin) return true;
