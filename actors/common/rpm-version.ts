@@ -49,12 +49,8 @@ export function rpmvercmp(a: string, b: string): number {
     if (i >= a.length || j >= b.length) break;
 
     const numeric = isDigit(a[i]!);
-    const take = (s: string, k: number): number => {
-      while (k < s.length && (numeric ? isDigit(s[k]!) : isAlpha(s[k]!))) k++;
-      return k;
-    };
-    const ie = take(a, i);
-    const je = take(b, j);
+    const ie = segmentEnd(a, i, numeric);
+    const je = segmentEnd(b, j, numeric);
     let sa = a.slice(i, ie);
     let sb = b.slice(j, je);
     // A numeric segment is newer than an alphabetic one.
@@ -70,6 +66,12 @@ export function rpmvercmp(a: string, b: string): number {
   }
   if (i >= a.length && j >= b.length) return 0;
   return i >= a.length ? -1 : 1;
+}
+
+/** Where the digit (or letter) run starting at `k` ends. */
+function segmentEnd(s: string, k: number, numeric: boolean): number {
+  while (k < s.length && (numeric ? isDigit(s[k]!) : isAlpha(s[k]!))) k++;
+  return k;
 }
 
 export interface Evr {

@@ -177,6 +177,11 @@ export function sccs(nodes: readonly string[], edges: (n: string) => readonly st
 const buildLists = new WeakMap<BuildConfig, { only: Set<string>; exclude: Set<string> }>();
 
 /** `BuildFlags: onlybuild:` / `excludebuild:` (OBS's package white- and blacklist). */
+/** A meta as compared for `rebuild="direct"`: without the indirect (`/`-joined) lines. */
+function stripMeta(meta: readonly string[], direct: boolean): string[] {
+  return direct ? meta.filter((l) => !l.includes("/")) : [...meta];
+}
+
 function excludedByBuildFlags(config: BuildConfig, pkg: string): string | undefined {
   let lists = buildLists.get(config);
   if (!lists) {
@@ -936,6 +941,23 @@ export class IncrementalChecker {
     return out;
   }
 
+  // Methods and fields, not closures made per package: tsx keeps function names, which costs a
+  // property definition for every closure it makes.
+  #setState(pkg: string, e: Entry, code: PackageCode, details = "", notReady = false): undefined {
+    if (e.state.code !== code || e.state.details !== details) e.state = { code, details };
+    this.#states.set(pkg, e.state);
+    this.#setReady(e.pid, pkg, !notReady);
+    return undefined;
+  }
+
+  // A failed build's sources never reached the pool: only a succeeded one says what did.
+  readonly #producerSource = (src: string): string | undefined => {
+    const r = this.#results.get(src);
+    return r?.code === "succeeded" ? r.srcmd5 : undefined;
+  };
+
+  readonly #binaryOf = (n: string): PoolBinary | undefined => this.#exp.binary(n)?.binary;
+
   #setReady(pid: number, pkg: string, ready: boolean): void {
     if (ready) {
       this.#notReady.delete(pkg);
@@ -982,22 +1004,16 @@ export class IncrementalChecker {
   /** Decides one package; returns the build it needs, if any. */
   #evaluate(pkg: string, e: Entry): NeededBuild | undefined {
     const p = e.info;
-    const set = (code: PackageCode, details = "", notReady = false): undefined => {
-      if (e.state.code !== code || e.state.details !== details) e.state = { code, details };
-      this.#states.set(pkg, e.state);
-      this.#setReady(e.pid, pkg, !notReady);
-      return undefined;
-    };
     this.#pending.delete(pkg);
     const bl = excludedByBuildFlags(this.#exp.config, pkg);
-    if (p.errorCode === "excluded" || bl) return set(PackageCode.Excluded, bl ?? "");
-    if (p.flags.lock) return set(PackageCode.Locked);
-    if (!p.flags.build || p.errorCode === "disabled") return set(PackageCode.Disabled);
-    if (p.errorCode === "broken") return set(PackageCode.Broken, p.error ?? "");
-    if (p.errorCode === "blocked") return set(PackageCode.Blocked, p.error ?? "", true);
+    if (p.errorCode === "excluded" || bl) return this.#setState(pkg, e, PackageCode.Excluded, bl ?? "");
+    if (p.flags.lock) return this.#setState(pkg, e, PackageCode.Locked);
+    if (!p.flags.build || p.errorCode === "disabled") return this.#setState(pkg, e, PackageCode.Disabled);
+    if (p.errorCode === "broken") return this.#setState(pkg, e, PackageCode.Broken, p.error ?? "");
+    if (p.errorCode === "blocked") return this.#setState(pkg, e, PackageCode.Blocked, p.error ?? "", true);
     const exp = e.exp;
-    if (!exp) return set(PackageCode.Broken, "no expansion");
-    if (!exp.ok) return set(PackageCode.Unresolvable, exp.error);
+    if (!exp) return this.#setState(pkg, e, PackageCode.Broken, "no expansion");
+    if (!exp.ok) return this.#setState(pkg, e, PackageCode.Unresolvable, exp.error);
     if (this.#block !== "never") {
       let blockers: string[] | undefined;
       const comp = e.rank;
@@ -1019,17 +1035,15 @@ export class IncrementalChecker {
           }
         }
       }
-      if (blockers) return set(PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
+      if (blockers)
+        return this.#setState(pkg, e, PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
     }
     const job = this.#jobs.get(pkg);
-    if (job && job.srcmd5 === p.verifymd5) return set(PackageCode.Scheduled, job.details ?? "", p.flags.useforbuild);
+    if (job && job.srcmd5 === p.verifymd5)
+      return this.#setState(pkg, e, PackageCode.Scheduled, job.details ?? "", p.flags.useforbuild);
     const last = this.#force.has(pkg) ? undefined : this.#results.get(pkg);
-    // A failed build's sources never reached the pool: only a succeeded one says what did.
-    const producerSource = (src: string): string | undefined => {
-      const r = this.#results.get(src);
-      return r?.code === "succeeded" ? r.srcmd5 : undefined;
-    };
-    const binary = (n: string): PoolBinary | undefined => this.#exp.binary(n)?.binary;
+    const producerSource = this.#producerSource;
+    const binary = this.#binaryOf;
     let reason: BuildReason | undefined;
     let digests: SignatureDigests | undefined;
     if (!last || (!last.meta && !last.digests)) reason = { explain: "new build", time: 0 };
@@ -1057,21 +1071,20 @@ export class IncrementalChecker {
         // A build from before signatures were recorded: compare metas as OBS does.
         const quick = this.#quickKey(p, exp.packages, last);
         if (quick !== e.quick) {
-          const strip = (m: readonly string[]): string[] =>
-            this.#rebuild === "direct" ? m.filter((l) => !l.includes("/")) : [...m];
-          const want = strip(this.#expectedMeta(p, exp.packages));
-          const had = strip(last.meta!);
+          const direct = this.#rebuild === "direct";
+          const want = stripMeta(this.#expectedMeta(p, exp.packages), direct);
+          const had = stripMeta(last.meta!, direct);
           if (want.length !== had.length || want.some((l, i) => l !== had[i])) {
             reason = { explain: "meta change", time: 0, packagechange: metaChanges(had, want) };
           } else e.quick = quick;
         }
       }
     }
-    if (!reason) return set(last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
+    if (!reason) return this.#setState(pkg, e, last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
     const located = this.#exp.buildDeps(p, exp.packages);
-    if (!located.ok) return set(PackageCode.Unresolvable, located.error);
+    if (!located.ok) return this.#setState(pkg, e, PackageCode.Unresolvable, located.error);
     const bdeps = located.bdeps;
-    set(PackageCode.Scheduled, "", p.flags.useforbuild);
+    this.#setState(pkg, e, PackageCode.Scheduled, "", p.flags.useforbuild);
     // Until a job is set, the package is decided again at every check.
     this.#pending.add(pkg);
     const depsig = dependencySignature(exp.packages, binary, producerSource);

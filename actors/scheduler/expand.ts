@@ -1069,7 +1069,10 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Arr
     }
     names.push(n);
   }
-  const add = (dn: Int32Array): void => {
+  // Loops written out rather than a local helper: tsx keeps function names, which costs a
+  // property definition for every closure made per expansion.
+  for (const d of trace.deps) {
+    const dn = view.namesOf(d);
     for (let i = 0; i < dn.length; i++) {
       const n = dn[i]!;
       if (n < seen.length) {
@@ -1078,8 +1081,7 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Arr
       }
       names.push(n);
     }
-  };
-  for (const d of trace.deps) add(view.namesOf(d));
+  }
   const slots = trace.slots;
   for (let j = 0; j < slots.length; j++) {
     const s = slots[j]!;

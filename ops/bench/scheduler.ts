@@ -25,6 +25,7 @@ import { parseBuildConfig, type BuildConfig } from "../../actors/common/prjconf.
 import { IncrementalChecker, signatureDigests, type LastBuild } from "../../actors/scheduler/checker.ts";
 import type { PackageBuildInfo } from "../../actors/source/protocol.ts";
 import { generateDistribution } from "./expand.ts";
+import { kilnNodeFlags } from "./util.ts";
 
 const md5 = (s: string): string => createHash("md5").update(s).digest("hex");
 const sha = (s: string): string => createHash("sha256").update(s).digest("hex");
@@ -252,7 +253,10 @@ function measure(data: Prepared): SchedulerBenchResult {
   };
 }
 
-/** Prepares the data here and measures in a fresh child process (its peak RSS is the scheduler's). */
+/**
+ * Prepares the data here and measures in a fresh child process (its peak RSS is the
+ * scheduler's), with the Node flags `kiln up` runs with.
+ */
 export function runSchedulerBench(sources = 15_000): SchedulerBenchResult {
   const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-bench-sched-"));
   try {
@@ -261,6 +265,7 @@ export function runSchedulerBench(sources = 15_000): SchedulerBenchResult {
     const r = spawnSync(
       process.execPath,
       [
+        ...kilnNodeFlags(),
         ...(process.env.KILN_BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.KILN_BENCH_PROFILE}`] : []),
         "--import",
         "tsx",
