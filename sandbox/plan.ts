@@ -374,6 +374,24 @@ export interface WrapperPlan {
 }
 
 /**
+ * The stage's mount points, relative to the run's directory: made by the caller (plain file
+ * system calls, no program started) before the wrapper runs. Directories come before the files
+ * in them.
+ */
+export function stageEntries(stageBinds: readonly StageBind[]): { dirs: string[]; files: string[] } {
+  const dirs = new Set<string>(["stage/usr", "stage/etc", "stage/empty", "stage/work", "stage/rpms"]);
+  const files: string[] = [];
+  for (const b of stageBinds) {
+    const at = `stage/${b.name}`;
+    if (b.file) {
+      dirs.add(at.replace(/\/[^/]*$/, ""));
+      files.push(at);
+    } else dirs.add(at);
+  }
+  return { dirs: [...dirs], files };
+}
+
+/**
  * The wrapper: runs with cwd = the job directory in a fresh private mount namespace and reports on
  * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, `disk <blocks> <bfree> <bsize> <files>
  * <ffree>`, `collect <rc>`. A missing `exit` line means set-up failed (details on stderr). The
@@ -387,38 +405,41 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   // per sandboxed step. prlimit only when fallback rlimits are wanted (no cgroups).
   const limit = plan.rlimits.length ? ["prlimit", ...plan.rlimits, "--"].join(" ") : "";
   const owner = plan.privileged ? `,uid=${plan.hostUid},gid=${plan.hostUid}` : "";
-  // Every line that runs a program costs a fork and exec on each build's path: directories are
-  // made in one go, and the binds and the work tmpfs are one `mount -a` over a generated fstab
-  // (read-only binds are remounted read-only by mount itself, util-linux ≥ 2.27).
-  const stageDirs = new Set<string>(["stage/usr", "stage/etc", "stage/empty", "stage/work", "stage/rpms"]);
-  const stageFiles: string[] = [];
-  const fstab: string[] = [];
+  // Every line that runs a program costs a fork and exec on each build's path. The stage's mount
+  // points are made beforehand (stageEntries); the stage itself (a bind onto itself, so that it
+  // can be moved), the binds, the work tmpfs and the directories in it are one `mount -a` over a
+  // generated fstab: read-only binds are remounted read-only by mount itself (util-linux ≥ 2.27)
+  // and X-mount.mkdir makes the work directories, as self-binds (under umask 0, for 1777).
   const abs = (p: string): string => (p.startsWith("/") ? p : `${plan.dir}/${p}`);
+  const fstab: string[] = [`${fstabEscape(abs("stage"))} ${fstabEscape(abs("stage"))} none bind 0 0`];
   for (const b of plan.stageBinds) {
     const at = `stage/${b.name}`;
-    if (b.file) {
-      stageDirs.add(at.replace(/\/[^/]*$/, ""));
-      stageFiles.push(at);
-    } else stageDirs.add(at);
     fstab.push(`${fstabEscape(abs(b.source))} ${fstabEscape(abs(at))} none ${b.writable ? "bind" : "bind,ro"} 0 0`);
   }
   fstab.push(
     `kiln-work ${fstabEscape(abs("stage/work"))} tmpfs size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner} 0 0`
   );
+  const workDirs: [string, string][] = [
+    ["tmp", "1777"],
+    ["vartmp", "1777"],
+    ["shm", "1777"],
+    // As root the home must belong to the sandbox's uid, which X-mount.mkdir cannot do.
+    ...(plan.privileged ? [] : ([["home", "0755"]] as [string, string][])),
+  ];
+  for (const [d, mode] of workDirs) {
+    const at = fstabEscape(abs(`stage/work/${d}`));
+    fstab.push(`${at} ${at} none bind,X-mount.mkdir=${mode} 0 0`);
+  }
   const L: string[] = [
     "set -eu",
     "umask 022",
     ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
     "ulimit -c 0",
-    "mount -n -t tmpfs -o mode=0755,size=16m,nr_inodes=16384 kiln-stage stage",
-    `mkdir -p ${[...stageDirs].map(shq).join(" ")}`,
-    ...stageFiles.map((f) => `: > ${shq(f)}`),
     `printf '%s\\n' ${fstab.map(shq).join(" ")} > stage.fstab`,
+    "umask 0",
     "mount -n -a -T stage.fstab",
-    "mkdir -m 1777 stage/work/tmp stage/work/vartmp stage/work/shm",
-    plan.privileged
-      ? `install -d -m 0755 -o ${plan.hostUid} -g ${plan.hostUid} stage/work/home`
-      : "mkdir -m 0755 stage/work/home",
+    "umask 022",
+    ...(plan.privileged ? [`install -d -m 0755 -o ${plan.hostUid} -g ${plan.hostUid} stage/work/home`] : []),
   ];
   L.push(`mount -n --move stage ${STAGE_DIR}`, `cd ${STAGE_DIR}`);
   if (plan.unpack) {
@@ -450,7 +471,8 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     "rc=$?",
     "set -e",
     'echo "exit $rc" >&3',
-    "echo \"disk $(stat -f -c '%b %f %S %c %d' work)\" >&3"
+    // stat writes the line itself: no subshell.
+    "stat -f -c 'disk %b %f %S %c %d' work >&3 || :"
   );
   if (plan.collect) {
     const c = plan.collect;

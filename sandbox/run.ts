@@ -4,7 +4,7 @@
  * post-build hook runners (network on or off, any base `/usr`, any read-only inputs).
  */
 import { randomInt } from "node:crypto";
-import { chown, lstat, mkdir, readdir, stat, statfs } from "node:fs/promises";
+import { chown, lstat, mkdir, readdir, stat, statfs, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import type { Logger } from "pino";
@@ -25,6 +25,7 @@ import {
   buildUnpackBwrapArgs,
   computeMasks,
   renderWrapperScript,
+  stageEntries,
   validateEnv,
 } from "./plan.ts";
 import type { CollectPlan, HiddenPath, SandboxBind, StageBind } from "./plan.ts";
@@ -261,7 +262,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if ((await readdir(dir)).length > 0)
     throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
-  // Independent of each other; the stage's mount point is made here rather than by the wrapper.
+  // Independent of each other.
   const outDirs = ["out", ...(rpms.length > 0 ? ["deps"] : [])];
   const [etcDir] = await Promise.all([
     // With network the host's resolv.conf is copied for each run (it may change at any time).
@@ -270,7 +271,6 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
           path.join(dir, "etc")
         )
       : preparedEtc({ hostname, alternatives: baseUsr === "/usr" }),
-    mkdir(path.join(dir, "stage"), { mode: 0o700 }),
     ...outDirs.map(async (d) => {
       await mkdir(path.join(dir, d), { mode: 0o755 });
       if (privileged) await chown(path.join(dir, d), hostUid, hostUid);
@@ -279,6 +279,11 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   stageBinds.push({ source: etcDir, name: "kiln-etc" });
   for (const d of outDirs) stageBinds.push({ source: d, name: d, writable: true });
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
+  // The stage's mount points: made here, not by programs the wrapper would start for it.
+  const stage = stageEntries(stageBinds);
+  await mkdir(path.join(dir, "stage"), { mode: 0o755 });
+  await Promise.all(stage.dirs.map((d) => mkdir(path.join(dir, d), { recursive: true, mode: 0o755 })));
+  await Promise.all(stage.files.map((f) => writeFile(path.join(dir, f), "", { mode: 0o644 })));
 
   const unpackArgs = buildUnpackBwrapArgs(unpackMasks);
   const bwrapArgs = buildBwrapArgs({

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { rpmbuildCommand } from "../../../sandbox/index.ts";
 import {
   SANDBOX_USER,
@@ -11,6 +14,7 @@ import {
   renderDefines,
   renderWrapperScript,
   shq,
+  stageEntries,
   substituteRelease,
 } from "../../../sandbox/plan.ts";
 import type { BwrapPlan, WrapperPlan } from "../../../sandbox/plan.ts";
@@ -279,10 +283,78 @@ describe("sandbox/plan", () => {
           `'kiln-work ${job}/stage/work tmpfs size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123 0 0'`
         )
       );
-      assert.match(s, /^mount -n -a -T stage\.fstab$/m);
-      assert.match(s, /^mkdir -p .*stage\/ro0 /m);
-      assert.match(s, /: > stage\/rpms\/00000-x.rpm/);
+      assert.match(s, /^umask 0\nmount -n -a -T stage\.fstab\numask 022$/m);
+      // The stage is a bind onto itself (so that it can be moved), mounted before what is in it.
+      assert.match(fstab, new RegExp(`^'${job}/stage ${job}/stage none bind 0 0' `));
+      // The work directories: self-binds that mount makes, world-writable but sticky.
+      for (const d of ["tmp", "vartmp", "shm"]) {
+        assert.match(
+          fstab,
+          new RegExp(`'${job}/stage/work/${d} ${job}/stage/work/${d} none bind,X-mount.mkdir=1777 0 0'`)
+        );
+      }
+      assert.doesNotMatch(fstab, /work\/home/);
+      assert.match(
+        /^printf '%s\\n' (.*) > stage\.fstab$/m.exec(renderWrapperScript({ ...base, privileged: false }))?.[1] ?? "",
+        new RegExp(`'${job}/stage/work/home ${job}/stage/work/home none bind,X-mount.mkdir=0755 0 0'`)
+      );
+      // No program runs for the mount points (stageEntries are made by the caller) or the disk line.
+      assert.doesNotMatch(s, /^mkdir |^mount -n -t tmpfs|\$\(stat/m);
+      assert.match(s, /^stat -f -c 'disk %b %f %S %c %d' work >&3/m);
       assert.match(s, /find "\$@" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
+    });
+
+    it("should list the stage's mount points, directories before the files in them", () => {
+      const { dirs, files } = stageEntries(base.stageBinds);
+      for (const d of [
+        "stage/usr",
+        "stage/etc",
+        "stage/empty",
+        "stage/work",
+        "stage/hostusr",
+        "stage/ro0",
+        "stage/out",
+      ])
+        assert.ok(dirs.includes(d), d);
+      assert.ok(dirs.includes("stage/rpms"));
+      assert.deepEqual(files, ["stage/rpms/00000-x.rpm"]);
+    });
+
+    it("should make the work directories with their modes when run", () => {
+      // The set-up lines, run for real in a private mount namespace (a user namespace too unless root).
+      const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-plan-"));
+      try {
+        const plan = { ...base, dir, privileged: false, stageBinds: [], unpack: false, collect: undefined };
+        const script = renderWrapperScript(plan as WrapperPlan);
+        const setup = script.split("\n");
+        const upTo = setup.findIndex((l) => l.startsWith("mount -n --move"));
+        const { dirs } = stageEntries([]);
+        for (const d of ["stage", ...dirs]) mkdirSync(path.join(dir, d), { recursive: true });
+        const out = execFileSync(
+          "unshare",
+          [
+            ...(process.getuid?.() === 0 ? [] : ["--user", "--map-root-user"]),
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            [...setup.slice(0, upTo).filter((l) => !l.includes("cgroup.procs")), "stat -c '%n %a' stage/work/*"].join(
+              "\n"
+            ),
+          ],
+          { cwd: dir, encoding: "utf8" }
+        );
+        assert.deepEqual(out.trim().split("\n").sort(), [
+          "stage/work/home 755",
+          "stage/work/shm 1777",
+          "stage/work/tmp 1777",
+          "stage/work/vartmp 1777",
+        ]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("should leave out unpacking and collecting when not asked for", () => {
