@@ -30,6 +30,8 @@ export interface EtcOptions {
    * `/usr/bin/awk` is a link to `/etc/alternatives/awk`): for a sandbox whose `/usr` is the host's.
    */
   alternatives?: boolean;
+  /** With `alternatives`: the links to write into it (otherwise it stays empty, for bwrap to fill). */
+  alternativeLinks?: readonly (readonly [string, string])[];
 }
 
 let hostAlternatives: Promise<[string, string][]> | undefined;
@@ -43,7 +45,7 @@ export function readHostAlternatives(): Promise<[string, string][]> {
     const links: [string, string][] = [];
     for (const name of await readdir("/etc/alternatives").catch(() => [] as string[])) {
       const target = await readlink(path.join("/etc/alternatives", name)).catch(() => "");
-      if (target.startsWith("/usr/") && !/\.(gz|xz)$/.test(name)) links.push([name, target]);
+      if (target.startsWith("/usr/") && !target.includes("\0") && !/\.(gz|xz)$/.test(name)) links.push([name, target]);
     }
     return links;
   })();
@@ -101,9 +103,17 @@ export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<vo
       )
     );
   }
-  // The links themselves are made by bwrap (plan.ts); /etc only needs the mount point.
+  // With links given they are written here (a prepared /etc, once per process); otherwise bwrap
+  // makes them for each run (plan.ts) and /etc only needs the mount point.
   if (opts.alternatives) {
-    writes.push(mkdir(path.join(dir, "alternatives")).then(() => chmod(path.join(dir, "alternatives"), 0o755)));
+    const alt = path.join(dir, "alternatives");
+    writes.push(
+      (async () => {
+        await mkdir(alt);
+        await chmod(alt, 0o755);
+        await Promise.all((opts.alternativeLinks ?? []).map(([name, target]) => symlink(target, path.join(alt, name))));
+      })()
+    );
   }
   if (opts.network) {
     writes.push(
@@ -150,11 +160,12 @@ function preparedRootDir(): Promise<string> {
 
 /**
  * A constructed /etc for runs without network, written once per process and bound read-only into
- * every run: writing it for each run cost ~10 ms of file-system work on every build's path. Keyed
+ * every run: writing it for each run cost ~10 ms of file-system work on every build's path. With
+ * `alternatives`, the host's links are in it, so bwrap need not make hundreds of them per run. Keyed
  * by the host's ld.so.cache too, so that an update of the host's libraries is seen; made again if
  * something (a tmp cleaner) removed it.
  */
-export async function preparedEtc(opts: Omit<EtcOptions, "network">): Promise<string> {
+export async function preparedEtc(opts: Omit<EtcOptions, "network" | "alternativeLinks">): Promise<string> {
   const cache = await stat("/etc/ld.so.cache").catch(() => undefined);
   const key = JSON.stringify([opts.hostname, opts.alternatives ?? false, cache?.mtimeMs, cache?.size]);
   const known = prepared.get(key);
@@ -169,7 +180,8 @@ export async function preparedEtc(opts: Omit<EtcOptions, "network">): Promise<st
     // Written aside and renamed: a run never binds a half-written /etc.
     const tmp = `${dir}.tmp`;
     await rm(tmp, { recursive: true, force: true });
-    await writeMinimalEtc(tmp, { ...opts, network: false });
+    const links = opts.alternatives ? await readHostAlternatives() : [];
+    await writeMinimalEtc(tmp, { ...opts, network: false, alternativeLinks: links });
     await rename(tmp, dir);
     return dir;
   })();

@@ -132,7 +132,8 @@ export interface BwrapPlan {
   hostname: string;
   /**
    * Links (name → target) shown in `/etc/alternatives`, which must exist (empty) in the /etc:
-   * made by bwrap on a tmpfs of its own, which costs far less than writing them for every run.
+   * made by bwrap on a tmpfs of its own, for runs whose /etc is written for each run (with
+   * network), where that costs far less than writing them. A prepared /etc has them already.
    */
   alternatives?: readonly (readonly [string, string])[];
 }
@@ -478,10 +479,11 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     const c = plan.collect;
     const from = posix.normalize(`${STAGE_DIR}/work/home/${c.dir}`).replace(/\/+$/, "");
     const copy = [
-      `cd ${shq(from)} || exit 0`,
+      `cd -P ${shq(from)} || exit 0`,
       // The copy runs in the wrapper's view of the host: a directory the build turned into a
-      // symlink would make it copy host files out. (Nothing of the build runs any more.)
-      `[ "$(pwd -P)" = ${shq(from)} ] || exit 1`,
+      // symlink would make it copy host files out. (Nothing of the build runs any more.) After
+      // `cd -P`, PWD is the physical path: no subshell for pwd -P.
+      `[ "$PWD" = ${shq(from)} ] || exit 1`,
       // One find (and one cp) for all paths: each program costs a fork and exec per build.
       "set --",
       `for p in ${c.paths.map(shq).join(" ")}; do if [ -d "$p" ] && [ ! -L "$p" ]; then set -- "$@" "./$p"; fi; done`,

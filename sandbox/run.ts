@@ -294,7 +294,8 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     roBinds,
     masks,
     hostname,
-    ...(baseUsr === "/usr" ? { alternatives: await readHostAlternatives() } : {}),
+    // Without network the prepared /etc has the links already.
+    ...(baseUsr === "/usr" && network ? { alternatives: await readHostAlternatives() } : {}),
   });
   const cgroups = await createRunCgroups(
     { memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD },

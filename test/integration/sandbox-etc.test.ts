@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { lstat, readFile, readlink, rm, stat } from "node:fs/promises";
+import { lstat, readFile, readdir, readlink, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { minimalEtc, preparedEtc, readHostAlternatives } from "../../sandbox/etc.ts";
 
@@ -19,6 +19,10 @@ describe("sandbox/etc (real files)", () => {
       } else assert.equal(await readlink(path.join(a, name)), content.link, name);
     }
     assert.equal((await stat(path.join(a, "alternatives"))).isDirectory(), true);
+    // The host's links are in it: bwrap need not make them for each run.
+    const links = await readHostAlternatives();
+    assert.deepEqual((await readdir(path.join(a, "alternatives"))).sort(), links.map(([n]) => n).sort());
+    for (const [name, target] of links) assert.equal(await readlink(path.join(a, "alternatives", name)), target, name);
     await assert.rejects(lstat(path.join(other, "alternatives")), { code: "ENOENT" });
     await assert.rejects(lstat(path.join(a, "resolv.conf")), { code: "ENOENT" }, "no network, no resolv.conf");
   });
