@@ -6,9 +6,14 @@
  * `cgroup.kill`), or no writable cgroups at all (unprivileged, containers). Each controller is
  * taken from whichever hierarchy offers it; what is missing is reported so the caller can fall
  * back to rlimits.
+ *
+ * The cgroup file system is read and written with synchronous calls: each is a few microseconds
+ * in the kernel, while an asynchronous one costs a thread-pool round trip, and a run makes about
+ * twenty of them on every build's path.
  */
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { accessSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 
@@ -129,7 +134,7 @@ export class RunCgroups {
   async listPids(): Promise<number[]> {
     const dir = this.#dirs[0];
     if (!dir) return [];
-    const text = await readFile(path.join(dir, "cgroup.procs"), "utf8").catch(() => "");
+    const text = readText(path.join(dir, "cgroup.procs")) ?? "";
     return text
       .split("\n")
       .filter(Boolean)
@@ -140,15 +145,15 @@ export class RunCgroups {
     const out: CgroupStats = { oomKills: 0, pidsLimitHits: 0 };
     if (this.memory) {
       const m = this.memory;
-      const peak = await readNumber(path.join(m.dir, m.version === "v2" ? "memory.peak" : "memory.max_usage_in_bytes"));
+      const peak = readNumber(path.join(m.dir, m.version === "v2" ? "memory.peak" : "memory.max_usage_in_bytes"));
       if (peak !== undefined) out.memoryPeakBytes = peak;
-      const cur = await readNumber(path.join(m.dir, m.version === "v2" ? "memory.current" : "memory.usage_in_bytes"));
+      const cur = readNumber(path.join(m.dir, m.version === "v2" ? "memory.current" : "memory.usage_in_bytes"));
       if (cur !== undefined) out.memoryCurrentBytes = cur;
-      const events = await readKeyed(path.join(m.dir, m.version === "v2" ? "memory.events" : "memory.oom_control"));
+      const events = readKeyed(path.join(m.dir, m.version === "v2" ? "memory.events" : "memory.oom_control"));
       out.oomKills = events.get("oom_kill") ?? 0;
     }
     if (this.pids) {
-      const events = await readKeyed(path.join(this.pids.dir, "pids.events"));
+      const events = readKeyed(path.join(this.pids.dir, "pids.events"));
       out.pidsLimitHits = events.get("max") ?? 0;
     }
     return out;
@@ -161,7 +166,7 @@ export class RunCgroups {
   async killAll(): Promise<void> {
     if (this.killDir) {
       try {
-        await writeFile(path.join(this.killDir, "cgroup.kill"), "1");
+        writeFileSync(path.join(this.killDir, "cgroup.kill"), "1");
         return;
       } catch {
         // Fall through to killing pid by pid.
@@ -186,7 +191,7 @@ export class RunCgroups {
     for (const dir of [...this.#dirs].reverse()) {
       for (;;) {
         try {
-          await rmdir(dir);
+          rmdirSync(dir);
           break;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
@@ -202,57 +207,67 @@ export class RunCgroups {
   }
 }
 
-async function readNumber(file: string): Promise<number | undefined> {
+/** A file's text, or `undefined` when it cannot be read. */
+function readText(file: string): string | undefined {
   try {
-    const t = (await readFile(file, "utf8")).trim();
-    const n = Number(t);
-    return Number.isFinite(n) ? n : undefined;
+    return readFileSync(file, "utf8");
   } catch {
     return undefined;
   }
 }
 
+function readNumber(file: string): number | undefined {
+  const t = readText(file);
+  if (t === undefined) return undefined;
+  const n = Number(t.trim());
+  return Number.isFinite(n) ? n : undefined;
+}
+
 /** Reads "key value" lines (memory.events, memory.oom_control, pids.events). */
-async function readKeyed(file: string): Promise<Map<string, number>> {
+function readKeyed(file: string): Map<string, number> {
   const out = new Map<string, number>();
-  try {
-    for (const line of (await readFile(file, "utf8")).split("\n")) {
-      const [k, v] = line.trim().split(/\s+/);
-      if (k && v !== undefined && /^\d+$/.test(v)) out.set(k, Number(v));
-    }
-  } catch {
-    // Missing file: the counter is not available here.
+  // A missing file: the counter is not available here.
+  for (const line of (readText(file) ?? "").split("\n")) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && /^\d+$/.test(v)) out.set(k, Number(v));
   }
   return out;
 }
 
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(
-    () => true,
-    () => false
-  );
+function exists(p: string): boolean {
+  try {
+    accessSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
-async function readWords(file: string): Promise<Set<string>> {
+function readWords(file: string): Set<string> {
+  return new Set((readText(file) ?? "").split(/\s+/).filter(Boolean));
+}
+
+/** Writes a cgroup file; false when the kernel refused. */
+function tryWrite(file: string, value: string): boolean {
   try {
-    return new Set((await readFile(file, "utf8")).split(/\s+/).filter(Boolean));
+    writeFileSync(file, value);
+    return true;
   } catch {
-    return new Set();
+    return false;
   }
 }
 
 /** Reads this process's cgroup layout from /proc. */
-export async function detectCgroups(): Promise<{ mounts: CgroupMounts; own: ProcCgroups }> {
-  const [mountinfo, own] = await Promise.all([
-    readFile("/proc/self/mountinfo", "utf8").catch(() => ""),
-    readFile("/proc/self/cgroup", "utf8").catch(() => ""),
-  ]);
-  return { mounts: parseCgroupMounts(mountinfo), own: parseProcCgroup(own) };
+export function detectCgroups(): { mounts: CgroupMounts; own: ProcCgroups } {
+  return {
+    mounts: parseCgroupMounts(readText("/proc/self/mountinfo") ?? ""),
+    own: parseProcCgroup(readText("/proc/self/cgroup") ?? ""),
+  };
 }
 
 /** The directories under which {@link createRunCgroups} may create run cgroups. */
 async function parentDirs(): Promise<string[]> {
-  const { mounts, own } = await detectCgroups();
+  const { mounts, own } = detectCgroups();
   const dirs: string[] = [];
   if (mounts.v2 && own.v2 !== undefined) {
     const ownDir = cgroupDir(mounts.v2, own.v2);
@@ -289,11 +304,11 @@ export async function removeStaleCgroups(log: Logger): Promise<string[]> {
       const dir = path.join(parent, name);
       const cg = new RunCgroups({
         dirs: [dir],
-        ...((await exists(path.join(dir, "cgroup.kill"))) ? { killDir: dir } : {}),
+        ...(exists(path.join(dir, "cgroup.kill")) ? { killDir: dir } : {}),
       });
       await cg.killAll();
       await cg.remove(log, 2000);
-      if (!(await exists(dir))) removed.push(dir);
+      if (!exists(dir)) removed.push(dir);
     }
   }
   if (removed.length > 0) log.info({ removed }, "stale sandbox cgroups removed");
@@ -304,8 +319,8 @@ export async function removeStaleCgroups(log: Logger): Promise<string[]> {
  * Creates the cgroups of one run and sets their limits. Never throws: controllers that cannot be
  * set up here are simply absent from the result (and logged), so the caller can fall back.
  */
-export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promise<RunCgroups> {
-  const { mounts, own } = await detectCgroups();
+export function createRunCgroups(limits: CgroupLimits, log: Logger): RunCgroups {
+  const { mounts, own } = detectCgroups();
   const name = `${CGROUP_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
   const dirs: string[] = [];
   let memory: Controller | undefined;
@@ -320,15 +335,13 @@ export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promi
     if (path.resolve(ownDir) !== path.resolve(mounts.v2.mountPoint)) candidates.push(path.dirname(ownDir));
     let best: { dir: string; ctrls: Set<string> } | undefined;
     for (const parent of candidates) {
-      let ctrls = await readWords(path.join(parent, "cgroup.subtree_control"));
+      let ctrls = readWords(path.join(parent, "cgroup.subtree_control"));
       if (!ctrls.has("memory") || !ctrls.has("pids")) {
-        const avail = await readWords(path.join(parent, "cgroup.controllers"));
+        const avail = readWords(path.join(parent, "cgroup.controllers"));
         const want = ["memory", "pids"].filter((c) => avail.has(c) && !ctrls.has(c));
         if (want.length > 0) {
-          await writeFile(path.join(parent, "cgroup.subtree_control"), want.map((c) => `+${c}`).join(" ")).catch(
-            () => undefined
-          );
-          ctrls = await readWords(path.join(parent, "cgroup.subtree_control"));
+          tryWrite(path.join(parent, "cgroup.subtree_control"), want.map((c) => `+${c}`).join(" "));
+          ctrls = readWords(path.join(parent, "cgroup.subtree_control"));
         }
       }
       const score = (ctrls.has("memory") ? 1 : 0) + (ctrls.has("pids") ? 1 : 0);
@@ -339,16 +352,16 @@ export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promi
     if (best) {
       const dir = path.join(best.dir, name);
       try {
-        await mkdir(dir);
+        mkdirSync(dir);
         dirs.push(dir);
-        if (await exists(path.join(dir, "cgroup.kill"))) killDir = dir;
+        if (exists(path.join(dir, "cgroup.kill"))) killDir = dir;
         if (best.ctrls.has("memory")) {
-          await writeFile(path.join(dir, "memory.max"), String(limits.memoryBytes));
-          await writeFile(path.join(dir, "memory.swap.max"), "0").catch(() => undefined);
+          writeFileSync(path.join(dir, "memory.max"), String(limits.memoryBytes));
+          tryWrite(path.join(dir, "memory.swap.max"), "0");
           memory = { version: "v2", dir };
         }
         if (best.ctrls.has("pids")) {
-          await writeFile(path.join(dir, "pids.max"), String(limits.pids));
+          writeFileSync(path.join(dir, "pids.max"), String(limits.pids));
           pids = { version: "v2", dir };
         }
       } catch (err) {
@@ -364,17 +377,15 @@ export async function createRunCgroups(limits: CgroupLimits, log: Logger): Promi
     if (!mount || ownPath === undefined) continue;
     const dir = path.join(cgroupDir(mount, ownPath), name);
     try {
-      await mkdir(dir);
+      mkdirSync(dir);
       dirs.push(dir);
       if (ctrl === "memory") {
-        await writeFile(path.join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
+        writeFileSync(path.join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
         // Without swap accounting this file is absent; with it, swap must not extend the limit.
-        await writeFile(path.join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes)).catch(
-          () => undefined
-        );
+        tryWrite(path.join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
         memory = { version: "v1", dir };
       } else {
-        await writeFile(path.join(dir, "pids.max"), String(limits.pids));
+        writeFileSync(path.join(dir, "pids.max"), String(limits.pids));
         pids = { version: "v1", dir };
       }
     } catch (err) {

@@ -375,24 +375,6 @@ export interface WrapperPlan {
 }
 
 /**
- * The stage's mount points, relative to the run's directory: made by the caller (plain file
- * system calls, no program started) before the wrapper runs. Directories come before the files
- * in them.
- */
-export function stageEntries(stageBinds: readonly StageBind[]): { dirs: string[]; files: string[] } {
-  const dirs = new Set<string>(["stage/usr", "stage/etc", "stage/empty", "stage/work", "stage/rpms"]);
-  const files: string[] = [];
-  for (const b of stageBinds) {
-    const at = `stage/${b.name}`;
-    if (b.file) {
-      dirs.add(at.replace(/\/[^/]*$/, ""));
-      files.push(at);
-    } else dirs.add(at);
-  }
-  return { dirs: [...dirs], files };
-}
-
-/**
  * The wrapper: runs with cwd = the job directory in a fresh private mount namespace and reports on
  * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, `disk <blocks> <bfree> <bsize> <files>
  * <ffree>`, `collect <rc>`. A missing `exit` line means set-up failed (details on stderr). The
@@ -406,31 +388,39 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   // per sandboxed step. prlimit only when fallback rlimits are wanted (no cgroups).
   const limit = plan.rlimits.length ? ["prlimit", ...plan.rlimits, "--"].join(" ") : "";
   const owner = plan.privileged ? `,uid=${plan.hostUid},gid=${plan.hostUid}` : "";
-  // Every line that runs a program costs a fork and exec on each build's path. The stage's mount
-  // points are made beforehand (stageEntries); the stage itself (a bind onto itself, so that it
-  // can be moved), the binds, the work tmpfs and the directories in it are one `mount -a` over a
-  // generated fstab: read-only binds are remounted read-only by mount itself (util-linux ≥ 2.27)
-  // and X-mount.mkdir makes the work directories, as self-binds (under umask 0, for 1777).
-  const abs = (p: string): string => (p.startsWith("/") ? p : `${plan.dir}/${p}`);
-  const fstab: string[] = [`${fstabEscape(abs("stage"))} ${fstabEscape(abs("stage"))} none bind 0 0`];
+  // Every line that runs a program costs a fork and exec on each build's path, and on many hosts
+  // every directory made on the job's disk costs a journal write. So the stage is a tmpfs, and it,
+  // the binds, the work tmpfs and the directories in both are one `mount -a` over a generated
+  // fstab: X-mount.mkdir makes each mount point (under umask 0, so that 1777 stays), directories
+  // that are not mount points are made as binds onto themselves, and read-only binds are
+  // remounted read-only by mount itself (util-linux ≥ 2.27). Files to bind (packages) need their
+  // mount points made by the shell in the stage first: a second `mount -a`.
+  const abs = (p: string): string => fstabEscape(p.startsWith("/") ? p : `${plan.dir}/${p}`);
+  const mkdirOpt = (mode = "0755"): string => `X-mount.mkdir=${mode}`;
+  const self = (at: string, mode?: string): string => `${abs(at)} ${abs(at)} none bind,${mkdirOpt(mode)} 0 0`;
+  const fstab: string[] = [
+    `kiln-stage ${abs("stage")} tmpfs mode=0755,size=16m,nr_inodes=16384,${mkdirOpt()} 0 0`,
+    // What bwrap binds over hidden directories.
+    self("stage/empty"),
+  ];
+  const fileBinds: StageBind[] = [];
   for (const b of plan.stageBinds) {
-    const at = `stage/${b.name}`;
-    fstab.push(`${fstabEscape(abs(b.source))} ${fstabEscape(abs(at))} none ${b.writable ? "bind" : "bind,ro"} 0 0`);
+    if (b.file) {
+      fileBinds.push(b);
+      continue;
+    }
+    fstab.push(`${abs(b.source)} ${abs(`stage/${b.name}`)} none ${b.writable ? "bind" : "bind,ro"},${mkdirOpt()} 0 0`);
   }
   fstab.push(
-    `kiln-work ${fstabEscape(abs("stage/work"))} tmpfs size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner} 0 0`
-  );
-  const workDirs: [string, string][] = [
-    ["tmp", "1777"],
-    ["vartmp", "1777"],
-    ["shm", "1777"],
+    `kiln-work ${abs("stage/work")} tmpfs size=${plan.workBytes},nr_inodes=${plan.workInodes},mode=0755${owner},${mkdirOpt()} 0 0`,
+    self("stage/work/tmp", "1777"),
+    self("stage/work/vartmp", "1777"),
+    self("stage/work/shm", "1777"),
     // As root the home must belong to the sandbox's uid, which X-mount.mkdir cannot do.
-    ...(plan.privileged ? [] : ([["home", "0755"]] as [string, string][])),
-  ];
-  for (const [d, mode] of workDirs) {
-    const at = fstabEscape(abs(`stage/work/${d}`));
-    fstab.push(`${at} ${at} none bind,X-mount.mkdir=${mode} 0 0`);
-  }
+    ...(plan.privileged ? [] : [self("stage/work/home")])
+  );
+  const fileDirs = [...new Set(fileBinds.map((b) => `stage/${b.name}`.replace(/\/[^/]*$/, "")))];
+  fstab.push(...fileDirs.filter((d) => d !== "stage").map((d) => self(d)));
   const L: string[] = [
     "set -eu",
     "umask 022",
@@ -440,8 +430,16 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     "umask 0",
     "mount -n -a -T stage.fstab",
     "umask 022",
-    ...(plan.privileged ? [`install -d -m 0755 -o ${plan.hostUid} -g ${plan.hostUid} stage/work/home`] : []),
   ];
+  if (fileBinds.length > 0) {
+    const files = fileBinds.map((b) => `${abs(b.source)} ${abs(`stage/${b.name}`)} none bind,ro 0 0`);
+    L.push(
+      ...fileBinds.map((b) => `: > ${shq(`stage/${b.name}`)}`),
+      `printf '%s\\n' ${files.map(shq).join(" ")} > files.fstab`,
+      "mount -n -a -T files.fstab"
+    );
+  }
+  if (plan.privileged) L.push(`install -d -m 0755 -o ${plan.hostUid} -g ${plan.hostUid} stage/work/home`);
   L.push(`mount -n --move stage ${STAGE_DIR}`, `cd ${STAGE_DIR}`);
   if (plan.unpack) {
     L.push(
@@ -461,7 +459,7 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   const overlay = (target: string, candidates: string[]): string[] => [
     "lower=",
     `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
-    `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro 0 0" ;; esac >> root.fstab`,
+    `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower,X-mount.mkdir 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro,X-mount.mkdir 0 0" ;; esac >> root.fstab`,
   ];
   L.push(
     ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),

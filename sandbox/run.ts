@@ -4,7 +4,9 @@
  * post-build hook runners (network on or off, any base `/usr`, any read-only inputs).
  */
 import { randomInt } from "node:crypto";
-import { chown, lstat, mkdir, readdir, stat, statfs, writeFile } from "node:fs/promises";
+import { chownSync, lstatSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import type { Dirent } from "node:fs";
+import { statfs } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import type { Logger } from "pino";
@@ -25,7 +27,6 @@ import {
   buildUnpackBwrapArgs,
   computeMasks,
   renderWrapperScript,
-  stageEntries,
   validateEnv,
 } from "./plan.ts";
 import type { CollectPlan, HiddenPath, SandboxBind, StageBind } from "./plan.ts";
@@ -138,34 +139,41 @@ function checkReadable(p: string, mode: number, dir: boolean): void {
   }
 }
 
-async function isDir(p: string): Promise<boolean> {
-  return stat(p).then(
-    (s) => s.isDirectory(),
-    () => false
-  );
+// Set-up uses synchronous file-system calls: each is microseconds of metadata work on a local
+// file system, while an asynchronous one costs a thread-pool round trip, and a run makes a few
+// dozen of them on every build's path.
+
+function isDir(p: string): boolean {
+  return statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
-async function hiddenEntries(paths: readonly string[]): Promise<HiddenPath[]> {
+function hiddenEntries(paths: readonly string[]): HiddenPath[] {
   const out: HiddenPath[] = [];
   for (const p of paths) {
     const abs = checkAbsolute(p, "hidden path");
-    const st = await lstat(abs).catch(() => undefined);
+    const st = lstatSync(abs, { throwIfNoEntry: false });
     if (st && !st.isSymbolicLink()) out.push({ path: abs, isDir: st.isDirectory() });
   }
   return out;
 }
 
 /** Regular files under `dir`, recursively, never following symlinks. */
-async function regularFiles(dir: string): Promise<string[]> {
+function regularFiles(dir: string): string[] {
   const out: string[] = [];
-  const walk = async (d: string): Promise<void> => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+  const walk = (d: string): void => {
+    let entries: Dirent[] = [];
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      // Gone or unreadable: nothing to collect there.
+    }
+    for (const e of entries) {
       const p = path.join(d, e.name);
-      if (e.isDirectory()) await walk(p);
+      if (e.isDirectory()) walk(p);
       else if (e.isFile()) out.push(p);
     }
   };
-  await walk(dir);
+  walk(dir);
   return out.sort();
 }
 
@@ -200,7 +208,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   const layers = (opts.root?.layers ?? []).map((l) => checkAbsolute(l, "root layer"));
   const rpms = (opts.root?.rpms ?? []).map((r) => checkAbsolute(r, "package path"));
   for (const r of rpms) {
-    const st = await stat(r).catch(() => undefined);
+    const st = statSync(r, { throwIfNoEntry: false });
     if (!st?.isFile()) throw new InvalidInputError(`package ${r} is not a file`, { data: { path: r } });
     if (privileged) checkReadable(r, st.mode, false);
   }
@@ -209,7 +217,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     target: checkAbsolute(b.target, "bind target"),
   }));
   for (const b of binds) {
-    const st = await stat(b.source).catch(() => undefined);
+    const st = statSync(b.source, { throwIfNoEntry: false });
     if (!st) throw new InvalidInputError(`bind source ${b.source} does not exist`, { data: { path: b.source } });
     if (privileged) checkReadable(b.source, st.mode, st.isDirectory());
   }
@@ -228,12 +236,12 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   stageBinds.push({ source: "/usr", name: "hostusr" });
   if (baseUsr === "/usr") usrLayers.push("hostusr");
   for (const [i, l] of layers.entries()) {
-    if (await isDir(path.join(l, "usr"))) {
+    if (isDir(path.join(l, "usr"))) {
       stageBinds.push({ source: path.join(l, "usr"), name: `layer${i}usr` });
       usrLayers.push(`layer${i}usr`);
       visible.push({ source: path.join(l, "usr"), target: "/usr" });
     }
-    if (await isDir(path.join(l, "etc"))) {
+    if (isDir(path.join(l, "etc"))) {
       stageBinds.push({ source: path.join(l, "etc"), name: `layer${i}etc` });
       etcLayers.push(`layer${i}etc`);
       visible.push({ source: path.join(l, "etc"), target: "/etc" });
@@ -245,45 +253,36 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   }
   visible.push({ source: baseUsr, target: "/usr" });
   for (const [i, b] of binds.entries()) {
-    stageBinds.push({ source: b.source, name: `ro${i}`, file: !(await isDir(b.source)) });
+    stageBinds.push({ source: b.source, name: `ro${i}`, file: !isDir(b.source) });
     roBinds.push({ source: `${STAGE_DIR}/ro${i}`, target: b.target });
     visible.push(b);
   }
-  if (network && (await isDir("/etc/ssl/certs"))) {
+  if (network && isDir("/etc/ssl/certs")) {
     stageBinds.push({ source: "/etc/ssl/certs", name: "sslcerts" });
     roBinds.push({ source: `${STAGE_DIR}/sslcerts`, target: "/etc/ssl/certs" });
     visible.push({ source: "/etc/ssl/certs", target: "/etc/ssl/certs" });
   }
-  const hidden = await hiddenEntries(opts.hiddenPaths ?? []);
+  const hidden = hiddenEntries(opts.hiddenPaths ?? []);
   const masks = computeMasks(hidden, visible);
   const unpackMasks = computeMasks(hidden, [{ source: "/usr", target: "/usr" }]);
 
   // The run's directory: fresh, with kiln's /etc, the unpack target and out/.
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  if ((await readdir(dir)).length > 0)
-    throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
-  // Independent of each other.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (readdirSync(dir).length > 0) throw new InvalidInputError(`sandbox dir ${dir} is not empty`, { data: { dir } });
   const outDirs = ["out", ...(rpms.length > 0 ? ["deps"] : [])];
-  const [etcDir] = await Promise.all([
-    // With network the host's resolv.conf is copied for each run (it may change at any time).
-    network
-      ? writeMinimalEtc(path.join(dir, "etc"), { hostname, network, alternatives: baseUsr === "/usr" }).then(() =>
-          path.join(dir, "etc")
-        )
-      : preparedEtc({ hostname, alternatives: baseUsr === "/usr" }),
-    ...outDirs.map(async (d) => {
-      await mkdir(path.join(dir, d), { mode: 0o755 });
-      if (privileged) await chown(path.join(dir, d), hostUid, hostUid);
-    }),
-  ]);
+  for (const d of outDirs) {
+    mkdirSync(path.join(dir, d), { mode: 0o755 });
+    if (privileged) chownSync(path.join(dir, d), hostUid, hostUid);
+  }
+  // With network the host's resolv.conf is copied for each run (it may change at any time).
+  const etcDir = network
+    ? await writeMinimalEtc(path.join(dir, "etc"), { hostname, network, alternatives: baseUsr === "/usr" }).then(() =>
+        path.join(dir, "etc")
+      )
+    : await preparedEtc({ hostname, alternatives: baseUsr === "/usr" });
   stageBinds.push({ source: etcDir, name: "kiln-etc" });
   for (const d of outDirs) stageBinds.push({ source: d, name: d, writable: true });
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
-  // The stage's mount points: made here, not by programs the wrapper would start for it.
-  const stage = stageEntries(stageBinds);
-  await mkdir(path.join(dir, "stage"), { mode: 0o755 });
-  await Promise.all(stage.dirs.map((d) => mkdir(path.join(dir, d), { recursive: true, mode: 0o755 })));
-  await Promise.all(stage.files.map((f) => writeFile(path.join(dir, f), "", { mode: 0o644 })));
 
   const unpackArgs = buildUnpackBwrapArgs(unpackMasks);
   const bwrapArgs = buildBwrapArgs({
@@ -297,7 +296,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     // Without network the prepared /etc has the links already.
     ...(baseUsr === "/usr" && network ? { alternatives: await readHostAlternatives() } : {}),
   });
-  const cgroups = await createRunCgroups(
+  const cgroups = createRunCgroups(
     { memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD },
     log
   );
@@ -525,7 +524,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
     return { type: "sandbox.killed", reason: KillReason.Pids, signal: "SIGKILL", stats };
   }
   const collectOk = opts.collect ? lines.get("collect") === "0" : true;
-  const files = opts.collect ? await regularFiles(path.join(a.dir, "out")) : [];
+  const files = opts.collect ? regularFiles(path.join(a.dir, "out")) : [];
   if (opts.collect && !collectOk) log.warn({ stderr: stderrTail }, "sandbox collecting results failed");
   return { type: "sandbox.exited", code, files, collectOk, stats };
 }

@@ -63,7 +63,7 @@ export async function sandboxSelfTest(
   if (missing.length > 0) return { ok: false, reason: `missing programs: ${missing.join(", ")}` };
 
   await removeStaleCgroups(log);
-  const cg = await createRunCgroups({ memoryBytes: 64 * 1024 * 1024, pids: 64 }, log);
+  const cg = createRunCgroups({ memoryBytes: 64 * 1024 * 1024, pids: 64 }, log);
   const cgroupInfo = { memory: cg.memory?.version ?? "rlimit", pids: cg.pids?.version ?? "rlimit" };
   await cg.remove(log);
   if (!cg.memory || !cg.pids) log.warn(cgroupInfo, "sandbox cgroups unavailable, falling back to rlimits");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { rpmbuildCommand } from "../../../sandbox/index.ts";
@@ -14,7 +14,6 @@ import {
   renderDefines,
   renderWrapperScript,
   shq,
-  stageEntries,
   substituteRelease,
 } from "../../../sandbox/plan.ts";
 import type { BwrapPlan, WrapperPlan } from "../../../sandbox/plan.ts";
@@ -275,83 +274,102 @@ describe("sandbox/plan", () => {
       const s = renderWrapperScript(base);
       const fstab = /^printf '%s\\n' (.*) > stage\.fstab$/m.exec(s)?.[1] ?? "";
       const job = "/var/cache/kiln/jobs/j\\\\0401/build";
-      assert.match(fstab, new RegExp(`'/srv/my\\\\040sources ${job}/stage/ro0 none bind,ro 0 0'`));
-      assert.match(fstab, new RegExp(`'${job}/out ${job}/stage/out none bind 0 0'`));
+      const mk = "X-mount.mkdir";
+      assert.match(fstab, new RegExp(`'/srv/my\\\\040sources ${job}/stage/ro0 none bind,ro,${mk}=0755 0 0'`));
+      assert.match(fstab, new RegExp(`'${job}/out ${job}/stage/out none bind,${mk}=0755 0 0'`));
       assert.match(
         fstab,
         new RegExp(
-          `'kiln-work ${job}/stage/work tmpfs size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123 0 0'`
+          `'kiln-work ${job}/stage/work tmpfs size=67108864,nr_inodes=16384,mode=0755,uid=1500000123,gid=1500000123,${mk}=0755 0 0'`
         )
       );
       assert.match(s, /^umask 0\nmount -n -a -T stage\.fstab\numask 022$/m);
-      // The stage is a bind onto itself (so that it can be moved), mounted before what is in it.
-      assert.match(fstab, new RegExp(`^'${job}/stage ${job}/stage none bind 0 0' `));
-      // The work directories: self-binds that mount makes, world-writable but sticky.
-      for (const d of ["tmp", "vartmp", "shm"]) {
-        assert.match(
-          fstab,
-          new RegExp(`'${job}/stage/work/${d} ${job}/stage/work/${d} none bind,X-mount.mkdir=1777 0 0'`)
-        );
+      // The stage is a tmpfs, mounted before what is in it.
+      assert.match(
+        fstab,
+        new RegExp(`^'kiln-stage ${job}/stage tmpfs mode=0755,size=16m,nr_inodes=16384,${mk}=0755 0 0' `)
+      );
+      // Directories that are no mount point of their own: binds onto themselves that mount makes.
+      for (const [d, mode] of [
+        ["empty", "0755"],
+        ["rpms", "0755"],
+        ["work/tmp", "1777"],
+        ["work/vartmp", "1777"],
+        ["work/shm", "1777"],
+      ]) {
+        assert.match(fstab, new RegExp(`'${job}/stage/${d} ${job}/stage/${d} none bind,${mk}=${mode} 0 0'`), d);
       }
       assert.doesNotMatch(fstab, /work\/home/);
       assert.match(
         /^printf '%s\\n' (.*) > stage\.fstab$/m.exec(renderWrapperScript({ ...base, privileged: false }))?.[1] ?? "",
-        new RegExp(`'${job}/stage/work/home ${job}/stage/work/home none bind,X-mount.mkdir=0755 0 0'`)
+        new RegExp(`'${job}/stage/work/home ${job}/stage/work/home none bind,${mk}=0755 0 0'`)
       );
-      // No program runs for the mount points (stageEntries are made by the caller) or the disk line.
+      // A file to bind: its mount point is made by the shell, then a second mount -a binds it.
+      assert.match(s, /^: > stage\/rpms\/00000-x\.rpm$/m);
+      assert.match(
+        s,
+        new RegExp(
+          `^printf '%s\\\\n' '/srv/x.rpm ${job}/stage/rpms/00000-x.rpm none bind,ro 0 0' > files\\.fstab\\nmount -n -a -T files\\.fstab$`,
+          "m"
+        )
+      );
+      // No program runs for directories or the disk line.
       assert.doesNotMatch(s, /^mkdir |^mount -n -t tmpfs|\$\(stat/m);
       assert.match(s, /^stat -f -c 'disk %b %f %S %c %d' work >&3/m);
       assert.match(s, /find "\$@" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
     });
 
-    it("should list the stage's mount points, directories before the files in them", () => {
-      const { dirs, files } = stageEntries(base.stageBinds);
-      for (const d of [
-        "stage/usr",
-        "stage/etc",
-        "stage/empty",
-        "stage/work",
-        "stage/hostusr",
-        "stage/ro0",
-        "stage/out",
-      ])
-        assert.ok(dirs.includes(d), d);
-      assert.ok(dirs.includes("stage/rpms"));
-      assert.deepEqual(files, ["stage/rpms/00000-x.rpm"]);
-    });
-
-    it("should make the work directories with their modes when run", () => {
-      // The set-up lines, run for real in a private mount namespace (a user namespace too unless root).
+    it("should set the stage up for real: binds read-only or writable, files, work directories", () => {
+      // The set-up lines up to the move, run in a private mount namespace (and a user namespace
+      // unless root), on a plan with real sources.
       const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-plan-"));
       try {
-        const plan = { ...base, dir, privileged: false, stageBinds: [], unpack: false, collect: undefined };
-        const script = renderWrapperScript(plan as WrapperPlan);
-        const setup = script.split("\n");
+        for (const d of ["src", "out"]) mkdirSync(path.join(dir, d));
+        writeFileSync(path.join(dir, "src", "a.txt"), "A\n");
+        writeFileSync(path.join(dir, "pkg.rpm"), "RPM\n");
+        const plan: WrapperPlan = {
+          ...base,
+          dir: path.join(dir, "run"),
+          privileged: false,
+          stageBinds: [
+            { source: path.join(dir, "src"), name: "ro0" },
+            { source: path.join(dir, "out"), name: "out", writable: true },
+            { source: path.join(dir, "pkg.rpm"), name: "rpms/00000-pkg.rpm", file: true },
+          ],
+          unpack: false,
+        };
+        delete plan.collect;
+        mkdirSync(plan.dir);
+        const setup = renderWrapperScript(plan).split("\n");
         const upTo = setup.findIndex((l) => l.startsWith("mount -n --move"));
-        const { dirs } = stageEntries([]);
-        for (const d of ["stage", ...dirs]) mkdirSync(path.join(dir, d), { recursive: true });
+        const check = [
+          "stat -c '%n %a' stage/work/* stage/empty",
+          "cat stage/ro0/a.txt stage/rpms/00000-pkg.rpm",
+          "touch stage/ro0/x 2>/dev/null && echo ro0-writable || echo ro0-read-only",
+          "touch stage/out/y && echo out-writable",
+        ];
         const out = execFileSync(
           "unshare",
           [
             ...(process.getuid?.() === 0 ? [] : ["--user", "--map-root-user"]),
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-c",
-            [...setup.slice(0, upTo).filter((l) => !l.includes("cgroup.procs")), "stat -c '%n %a' stage/work/*"].join(
-              "\n"
-            ),
+            ...["--mount", "--propagation", "private", "--", "/bin/sh", "-c"],
+            [...setup.slice(0, upTo).filter((l) => !l.includes("cgroup.procs")), ...check].join("\n"),
           ],
-          { cwd: dir, encoding: "utf8" }
+          { cwd: plan.dir, encoding: "utf8" }
         );
-        assert.deepEqual(out.trim().split("\n").sort(), [
+        assert.deepEqual(out.trim().split("\n"), [
           "stage/work/home 755",
           "stage/work/shm 1777",
           "stage/work/tmp 1777",
           "stage/work/vartmp 1777",
+          "stage/empty 755",
+          "A",
+          "RPM",
+          "ro0-read-only",
+          "out-writable",
         ]);
+        // Nothing of the stage is left on the host's disk but the empty mount point.
+        assert.deepEqual(readdirSync(path.join(plan.dir, "stage")), []);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
