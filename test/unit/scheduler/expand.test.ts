@@ -437,6 +437,25 @@ describe("actors/scheduler/expand", () => {
     });
   });
 
+  describe("ProviderIndex.sortByName", () => {
+    it("should give any set of visible packages in name order", () => {
+      // Enough names for many bitmap words, in an order unlike their names' (and interned late).
+      const names = Array.from({ length: 700 }, (_, i) => `p${((i * 7919) % 700).toString(36)}-${i % 3}`);
+      const index = new ProviderIndex([names.map((n) => pkg(n))]);
+      const slots = new Map(names.map((n) => [n, index.slotOf(n)!] as const));
+      const rng = new Rng(7);
+      for (let round = 0; round < 50; round++) {
+        const pick = names.filter(() => rng.next() < 0.2 + (round % 5) * 0.2);
+        const want = [...pick].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        assert.deepEqual(index.sortByName(pick.map((n) => slots.get(n)!)), want);
+      }
+      // The same set twice in a row: nothing of the previous call is left over.
+      const all = names.map((n) => slots.get(n)!);
+      assert.equal(index.sortByName(all).length, names.length);
+      assert.deepEqual(index.sortByName([slots.get(names[5]!)!]), [names[5]]);
+    });
+  });
+
   describe("getDeps / expandBuild / getBuild", () => {
     const pool = repo({
       tool: { r: ["mylib"] },
