@@ -9,7 +9,8 @@
  * what the sender announced.
  *
  * Verbs (served by every role that stores blobs, under its own subject space):
- * `blob.stat`, `blob.read`, `upload.begin`, `upload.chunk`, `upload.commit`, `upload.abort`.
+ * `blob.stat`, `blob.read`, `upload.begin`, `upload.chunk`, `upload.commit`, `upload.abort`, and
+ * `upload.put` (a blob of one chunk in one request).
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
@@ -58,6 +59,8 @@ export type BlobApi = {
   "upload.chunk": { req: { uploadId: string; offset: number; data: Uint8Array }; res: null };
   "upload.commit": { req: { uploadId: string }; res: BlobInfo };
   "upload.abort": { req: { uploadId: string }; res: null };
+  /** A whole blob of at most {@link CHUNK_BYTES} in one request: begin, chunk and commit at once. */
+  "upload.put": { req: BlobExpectation & { data: Uint8Array }; res: BlobInfo };
 };
 
 export const BLOB_VERBS: ReadonlySet<string> = new Set([
@@ -67,6 +70,7 @@ export const BLOB_VERBS: ReadonlySet<string> = new Set([
   "upload.chunk",
   "upload.commit",
   "upload.abort",
+  "upload.put",
 ]);
 
 function field<T>(args: unknown, name: string, check: (v: unknown) => v is T, what: string): T {
@@ -77,6 +81,15 @@ function field<T>(args: unknown, name: string, check: (v: unknown) => v is T, wh
 const isStr = (v: unknown): v is string => typeof v === "string";
 const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isBytes = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
+
+function expectationOf(args: unknown): BlobExpectation {
+  const a = (args ?? {}) as BlobExpectation;
+  const expect: BlobExpectation = {};
+  if (a.size !== undefined) expect.size = field(a, "size", isInt, "a size");
+  if (a.sha256 !== undefined) expect.sha256 = field(a, "sha256", isStr, "a string");
+  if (a.md5 !== undefined) expect.md5 = field(a, "md5", isStr, "a string");
+  return expect;
+}
 
 /** Request handler for the blob verbs, backed by a store that reads (and maybe writes). */
 export function blobHandler(reader: BlobReader, writer?: BlobWriter): RequestHandler {
@@ -91,13 +104,21 @@ export function blobHandler(reader: BlobReader, writer?: BlobWriter): RequestHan
     }
     if (!writer) throw new NotFoundError(`this role does not accept uploads`);
     switch (meta.type) {
-      case "upload.begin": {
-        const a = (args ?? {}) as BlobExpectation;
-        const expect: BlobExpectation = {};
-        if (a.size !== undefined) expect.size = field(a, "size", isInt, "a size");
-        if (a.sha256 !== undefined) expect.sha256 = field(a, "sha256", isStr, "a string");
-        if (a.md5 !== undefined) expect.md5 = field(a, "md5", isStr, "a string");
-        return { uploadId: await writer.begin(expect) };
+      case "upload.begin":
+        return { uploadId: await writer.begin(expectationOf(args)) };
+      case "upload.put": {
+        const data = field(args, "data", isBytes, "bytes");
+        if (data.length > CHUNK_BYTES) {
+          throw new InvalidInputError(`upload.put takes at most ${CHUNK_BYTES} bytes; larger blobs go in chunks`);
+        }
+        const uploadId = await writer.begin(expectationOf(args));
+        try {
+          await writer.write(uploadId, 0, data);
+        } catch (err) {
+          await writer.abort(uploadId);
+          throw err;
+        }
+        return writer.commit(uploadId);
       }
       case "upload.chunk":
         await writer.write(
@@ -165,13 +186,43 @@ export async function uploadStream(
   }
 }
 
-/** Uploads a file from disk. */
+async function readAtMost(file: string, max: number): Promise<Uint8Array> {
+  const fh = await openFile(file, "r");
+  try {
+    const buf = Buffer.alloc(max);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, max - n, n);
+      if (bytesRead === 0 || (n += bytesRead) === max) break;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Uploads a file from disk. A file whose expected size fits in one chunk goes in one request
+ * (`upload.put`): a build's log, meta and small packages cost one round trip each, not three.
+ */
 export async function uploadFile(
   client: RoleClient<BlobApi>,
   file: string,
   expect: BlobExpectation = {},
   opts: TransferOptions = {}
 ): Promise<BlobInfo> {
+  if (expect.size !== undefined && expect.size <= CHUNK_BYTES) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    // At most one byte more than a chunk is read; a file that changed since is refused, here when
+    // it grew and by the receiver when it shrank.
+    const data = await readAtMost(file, CHUNK_BYTES + 1);
+    if (data.length > expect.size) {
+      throw new IntegrityError(`${file} changed: it has more than the announced ${expect.size} bytes`);
+    }
+    const info = await client.call("upload.put", { ...expect, data }, { timeoutMs: 60_000 });
+    opts.onProgress?.(info.size, info.size);
+    return info;
+  }
   return uploadStream(client, createReadStream(file, { highWaterMark: CHUNK_BYTES }), expect, opts);
 }
 

@@ -141,6 +141,7 @@ const validators: Validators<RepoApi> = {
   "upload.chunk": noBlobArgs,
   "upload.commit": noBlobArgs,
   "upload.abort": noBlobArgs,
+  "upload.put": noBlobArgs,
 };
 
 export interface RepoRoleOptions {
@@ -441,6 +442,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "upload.chunk":
       case "upload.commit":
       case "upload.abort":
+      case "upload.put":
         return answer(msg.replyTo, noBlobArgs);
       default:
         assertNever(msg);

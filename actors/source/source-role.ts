@@ -248,6 +248,7 @@ const validators: Validators<SourceApi> = {
   "upload.chunk": blobVerb,
   "upload.commit": blobVerb,
   "upload.abort": blobVerb,
+  "upload.put": blobVerb,
 };
 
 /** What each change is called in refusals. */
@@ -298,9 +299,13 @@ class UploadGrants {
   ended(uploadId: string, info?: BlobInfo): void {
     const u = this.#uploads.get(uploadId);
     this.#uploads.delete(uploadId);
-    if (!u || !info) return;
-    let m = this.#byUser.get(u.user);
-    if (!m) this.#byUser.set(u.user, (m = new Map()));
+    if (u && info) this.granted(u.user, info);
+  }
+
+  /** `user` stored this content and may use it. */
+  granted(user: string, info: BlobInfo): void {
+    let m = this.#byUser.get(user);
+    if (!m) this.#byUser.set(user, (m = new Map()));
     m.set(info.md5, Date.now() + this.#ttlMs);
   }
 
@@ -549,6 +554,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "upload.chunk":
       case "upload.commit":
       case "upload.abort":
+      case "upload.put":
         return answer(msg.replyTo, () => {
           throw new InvalidInputError(`${msg.type} is not a project request`);
         });
@@ -784,7 +790,8 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
   const blobsWithAuth: RequestHandler = async (args, meta) => {
     const id = (args as { uploadId?: unknown } | null)?.uploadId;
     switch (meta.type) {
-      case "upload.begin": {
+      case "upload.begin":
+      case "upload.put": {
         const caller = identities.callerOf({
           subject: meta.subject,
           args,
@@ -793,6 +800,11 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         });
         if (caller.anonymous) {
           throw new UnauthenticatedError("uploads must be signed by a registered user (kiln --identity FILE)");
+        }
+        if (meta.type === "upload.put") {
+          const info = (await blobs0(args, meta)) as BlobInfo;
+          grants.granted(caller.user, info);
+          return info;
         }
         const r = (await blobs0(args, meta)) as { uploadId: string };
         grants.started(r.uploadId, caller.user);

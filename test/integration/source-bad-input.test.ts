@@ -4,7 +4,7 @@
  * unchanged afterwards.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import {
   CHUNK_BYTES,
@@ -250,6 +250,14 @@ describe("source/bad input (integration)", function () {
         "ERR_UNAUTHENTICATED",
         /uploads must be signed by a registered user/
       );
+      const data = new TextEncoder().encode("anonymous\n");
+      await refused(
+        h.client().call("upload.put", { size: data.length, data }),
+        "ERR_UNAUTHENTICATED",
+        /uploads must be signed by a registered user/
+      );
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      assert.equal(await h.client(h.admin).call("blob.stat", { sha256 }), null);
     });
   });
 

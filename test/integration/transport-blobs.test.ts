@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pino from "pino";
@@ -164,6 +164,43 @@ describe("transport/blobs across processes", function () {
     const after = await repo.call("test.state", {});
     assert.equal(after.records, before.records + 1);
     assert.equal(after.objects, before.objects + 1);
+  });
+
+  it("should store a blob of one chunk in one request, and refuse what does not match or is too big", async () => {
+    const data = randomBytes(CHUNK_BYTES);
+    const sha256 = createHash("sha256").update(data).digest("hex");
+    const md5 = createHash("md5").update(data).digest("hex");
+    const file = path.join(dir, "one-chunk.bin");
+    await writeFile(file, data);
+    const before = await repo.call("test.state", {});
+    // uploadFile takes the one-request path for a file announced at one chunk or less.
+    const calls: string[] = [];
+    const counting = new RoleClient<TestApi>(new RpcClient(nc, { backoff: backoff([]) }), (t) => {
+      calls.push(t);
+      return subjects.rpc(Role.Repo, t);
+    });
+    assert.deepEqual(await uploadFile(counting, file, { size: data.length, md5 }), { sha256, md5, size: data.length });
+    assert.deepEqual(calls, ["upload.put"]);
+    assert.deepEqual(await repo.call("blob.stat", { sha256 }), { sha256, md5, size: data.length });
+    const after = await repo.call("test.state", {});
+    assert.equal(after.objects, before.objects + 1);
+    assert.equal(after.tmp, before.tmp);
+
+    // What does not match what was announced, or does not fit in one chunk, leaves nothing.
+    const other = randomBytes(100);
+    await assert.rejects(repo.call("upload.put", { data: other, size: 99 }), { code: ErrorCode.TooLarge });
+    await assert.rejects(repo.call("upload.put", { data: other, size: 101 }), { code: ErrorCode.Integrity });
+    await assert.rejects(repo.call("upload.put", { data: other, md5 }), { code: ErrorCode.Integrity });
+    await assert.rejects(repo.call("upload.put", { data: new Uint8Array(CHUNK_BYTES + 1) }), {
+      code: ErrorCode.InvalidInput,
+    });
+    await assert.rejects(repo.call("upload.put", { data: "text" } as never), { code: ErrorCode.InvalidInput });
+    assert.equal(await repo.call("blob.stat", { sha256: createHash("sha256").update(other).digest("hex") }), null);
+    assert.deepEqual(await repo.call("test.state", {}), after);
+    // A file that grew after its size was announced is refused too.
+    await writeFile(file, Buffer.concat([data.subarray(0, 10), data]));
+    await assert.rejects(uploadFile(repo, file, { size: 10 }), { code: ErrorCode.Integrity });
+    assert.deepEqual(await repo.call("test.state", {}), after);
   });
 
   it("should keep nothing of an upload whose client was killed mid-way, and keep working", async () => {
