@@ -382,8 +382,6 @@ export class ProviderIndex {
   private nameRank = new Int32Array(0);
   private rankName = new Int32Array(0);
   private ranksDirty = true;
-  /** Scratch of {@link sortedNameIds}: one bit per rank, all clear between calls. */
-  private rankBits = new Uint32Array(1);
   /** @internal cache owned by the expander (compiled configs). */
   readonly compiled = new WeakMap<object, unknown>();
 
@@ -587,42 +585,11 @@ export class ProviderIndex {
   sortedNameIds(slots: ArrayLike<number>, n: number): Int32Array {
     if (this.ranksDirty) this.rebuildRanks();
     const ranks = new Int32Array(n);
-    const nameRank = this.nameRank;
-    const slotNameId = this.slotNameId;
-    // Ranks are dense and an expansion holds about a hundred of them: a bitmap scanned in order
-    // (cleared as it is read) sorts them in a few thousand word reads, faster than comparing.
-    const bits = this.rankBits;
-    let lo = bits.length;
-    let hi = -1;
-    let i = 0;
-    for (; i < n; i++) {
-      const r = nameRank[slotNameId[slots[i]!]!]!;
-      if (r < 0) break;
-      const w = r >>> 5;
-      bits[w]! |= 1 << (r & 31);
-      if (w < lo) lo = w;
-      if (w > hi) hi = w;
-    }
-    const rankName = this.rankName;
-    let k = 0;
-    // A slot without a rank (none in practice) takes the plain sort below; the bits are cleared.
-    const complete = i === n;
-    for (let w = lo; w <= hi; w++) {
-      let x = bits[w]!;
-      if (x === 0) continue;
-      bits[w] = 0;
-      const base = w << 5;
-      while (x !== 0) {
-        const low = x & -x;
-        ranks[k++] = rankName[base + 31 - Math.clz32(low)]!;
-        x ^= low;
-      }
-    }
-    if (complete && k === n) return ranks;
-    // Two slots of one name (never among visible slots): the plain sort keeps both.
-    for (let i = 0; i < n; i++) ranks[i] = nameRank[slotNameId[slots[i]!]!]!;
+    for (let i = 0; i < n; i++) ranks[i] = this.nameRank[this.slotNameId[slots[i]!]!]!;
+    // A typed array's sort of a hundred integers beats a bitmap of ranks scanned in order (the
+    // ranks of one expansion spread over all of them).
     ranks.sort();
-    for (let i = 0; i < n; i++) ranks[i] = rankName[ranks[i]!]!;
+    for (let i = 0; i < n; i++) ranks[i] = this.rankName[ranks[i]!]!;
     return ranks;
   }
 
@@ -645,7 +612,6 @@ export class ProviderIndex {
     });
     this.nameRank = new Int32Array(this.strs.length).fill(-1);
     this.rankName = Int32Array.from(names);
-    this.rankBits = new Uint32Array((names.length >>> 5) + 1);
     names.forEach((n, i) => (this.nameRank[n] = i));
     this.ranksDirty = false;
   }
