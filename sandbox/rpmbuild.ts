@@ -2,7 +2,8 @@
  * {@link runRpmBuild}: `rpmbuild -ba` of one spec in the sandbox, with the job's dependency
  * packages unpacked over the host's /usr, and {@link cleanBuildRoot} to remove what it left.
  */
-import { chmod, lstat, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmod, lstat, readdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
@@ -98,20 +99,21 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
 
   let spec = await readFile(specPath, "utf8");
   if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
+  // Synchronous, as the sandbox's own set-up: small metadata calls on every build's path.
   const specDir = path.join(job.jobDir, "spec");
-  await mkdir(specDir, { recursive: true });
-  await chmod(specDir, 0o755);
-  await writeFile(path.join(specDir, job.specFile), spec);
-  await chmod(path.join(specDir, job.specFile), 0o644);
+  mkdirSync(specDir, { recursive: true });
+  chmodSync(specDir, 0o755);
+  writeFileSync(path.join(specDir, job.specFile), spec, { mode: 0o644 });
+  chmodSync(path.join(specDir, job.specFile), 0o644);
 
   const layers: string[] = [];
   if (job.macros !== undefined && job.macros.trim() !== "") {
     const layer = path.join(job.jobDir, "layer");
     const rpmEtc = path.join(layer, "etc", "rpm");
-    await mkdir(rpmEtc, { recursive: true });
-    for (const d of [layer, path.join(layer, "etc"), rpmEtc]) await chmod(d, 0o755);
-    await writeFile(path.join(rpmEtc, "macros.kiln"), job.macros.endsWith("\n") ? job.macros : `${job.macros}\n`);
-    await chmod(path.join(rpmEtc, "macros.kiln"), 0o644);
+    mkdirSync(rpmEtc, { recursive: true });
+    for (const d of [layer, path.join(layer, "etc"), rpmEtc]) chmodSync(d, 0o755);
+    writeFileSync(path.join(rpmEtc, "macros.kiln"), job.macros.endsWith("\n") ? job.macros : `${job.macros}\n`);
+    chmodSync(path.join(rpmEtc, "macros.kiln"), 0o644);
     layers.push(layer);
   }
 
