@@ -19,7 +19,7 @@ import type { BuildConfig } from "../common/prjconf.ts";
 import { depMetaLines, genMeta } from "../common/build-meta.ts";
 import { PackageCode, RepoCode, type BuildDep, type BuildResultCode, type PoolBinary } from "../common/model.ts";
 import type { PackageBuildInfo } from "../source/protocol.ts";
-import { bloomHas } from "./expand.ts";
+import type { TraceFilter } from "./expand.ts";
 import { RepoExpansion, type Expansion, type PoolLayer } from "./expansion.ts";
 import type { BuildReason } from "./protocol.ts";
 
@@ -113,8 +113,8 @@ interface Entry {
   exp?: Expansion;
   /** Ids of `exp.packages` in the expansion's index (`RepoExpansion.nameId`), in the same order. */
   ids?: Int32Array;
-  /** Bloom filter of the name ids the expansion looked at (from the expander). */
-  bloom?: Uint32Array;
+  /** Filter of the name ids the expansion looked at (from the expander). */
+  bloom?: TraceFilter;
   /** Local source packages this one depends on, by number, in the string order of their names. */
   depPids: Int32Array;
   state: PackageState;
@@ -432,6 +432,8 @@ export class IncrementalChecker {
   /** Stamps of a dedupe pass over packages (bumped per package), by package number. */
   #stamp = 0;
   #pidMark = new Uint32Array(0);
+  /** Where {@link makeFilters} goes on. */
+  #filtersFrom = 0;
   #scratch = new Int32Array(1024);
   /** The entries as an array, for loops over all packages; dropped when packages come or go. */
   #list: Entry[] | undefined;
@@ -502,6 +504,7 @@ export class IncrementalChecker {
       this.#pkgs.set(info.package, entry);
       this.#byPid[pid] = entry;
       this.#list = undefined;
+      this.#filtersFrom = 0;
       this.#orderDirty = true;
     }
     if (before.join("\0") !== info.subpacks.join("\0")) this.#redeclare(info.package, before, info.subpacks);
@@ -515,6 +518,7 @@ export class IncrementalChecker {
     this.#pkgs.delete(name);
     this.#byPid[e.pid] = undefined;
     this.#list = undefined;
+    this.#filtersFrom = 0;
     this.#states.delete(name);
     this.#force.delete(name);
     this.#setReady(e.pid, name, true);
@@ -659,6 +663,29 @@ export class IncrementalChecker {
     if (this.#pkgs.has(pkg)) this.#stateDirty.add(pkg);
   }
 
+  /**
+   * Makes the expansions' filters a check left to be made (see `TraceFilter`), for at most about
+   * `budgetMs`; true when some are still to be made. Meant for idle time after a check, so that
+   * the first change after a cold start does not wait for all of them.
+   */
+  makeFilters(budgetMs = Infinity): boolean {
+    const deadline = performance.now() + budgetMs;
+    const list = (this.#list ??= [...this.#pkgs.values()]);
+    for (let i = this.#filtersFrom; i < list.length; i++) {
+      const f = list[i]!.bloom;
+      if (f && !f.made) {
+        f.bits();
+        // Checking the clock costs more than a filter: every 64 of them.
+        if ((i & 63) === 0 && performance.now() > deadline) {
+          this.#filtersFrom = i + 1;
+          return true;
+        }
+      }
+    }
+    this.#filtersFrom = 0;
+    return false;
+  }
+
   #markIds(ids: readonly number[]): void {
     // An indexed loop over an array: this runs over every package after every pool change.
     const list = (this.#list ??= [...this.#pkgs.values()]);
@@ -668,7 +695,7 @@ export class IncrementalChecker {
       const bloom = e.bloom;
       if (bloom === undefined) continue;
       for (let k = 0; k < n; k++) {
-        if (bloomHas(bloom, ids[k]!)) {
+        if (bloom.has(ids[k]!)) {
           this.#expandDirty.add(e.info.package);
           break;
         }
@@ -769,6 +796,8 @@ export class IncrementalChecker {
       stateWork.add(p);
     }
     this.#indexVersion = version;
+    // New expansions left filters to be made (makeFilters looks at every package again).
+    if (toExpand.length) this.#filtersFrom = 0;
 
     const tOrder = performance.now();
     // 3. Build order.

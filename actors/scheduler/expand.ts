@@ -64,11 +64,11 @@ export interface ExpandOptions {
   /** Reuse results of earlier identical expansions while the index has not changed under them. */
   cache?: ExpansionCache;
   /**
-   * With a cache: given the Bloom filter of the name ids the expansion looked at, so a caller can
-   * tell which results a change of the index can affect ({@link bloomHas} with the ids of
+   * With a cache: given the filter of the name ids the expansion looked at, so a caller can tell
+   * which results a change of the index can affect ({@link TraceFilter.has} with the ids of
    * `ProviderIndex.changedIdsSince`).
    */
-  onTraced?: (bloom: Uint32Array) => void;
+  onTraced?: (filter: TraceFilter) => void;
   /** Return the cached result object itself (the caller promises not to change it). */
   shareResult?: boolean;
   /**
@@ -239,6 +239,9 @@ function compile(ix: ProviderIndex, config: ExpandConfig): Compiled {
 function stripOps(r: string): string {
   return r.replace(/\s*[<=>]{1,2}.*$/, "");
 }
+
+/** What a {@link TraceFilter} is made from. */
+type TraceLists = Pick<Trace, "deps" | "names" | "slots">;
 
 /** Dependency ids consulted by one expansion, for result caching. */
 interface Trace {
@@ -1056,10 +1059,48 @@ function mix32(x: number): number {
   return h >>> 0;
 }
 
-/** The dependency ids and names an expansion looked at, as a small Bloom filter and as a list. */
-function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Array {
+/**
+ * The names an expansion looked at, as a Bloom filter (no false negatives) made when first asked
+ * for: a cold check of a whole repository need not wait for the filters of every expansion,
+ * which only matter once the index changes. Until then it keeps what it is made from: the
+ * expansion's own lookups and its installed packages. Made after the index changed, it takes the
+ * installed packages' names from the index as it is then: a package that changed (or went) has
+ * changed names, which were looked at to pick it, so the expansion is affected either way.
+ */
+export class TraceFilter {
+  #bits: Uint32Array | undefined;
+  #from: { ix: ProviderIndex; view: ProviderView; trace: TraceLists } | undefined;
+
+  constructor(ix: ProviderIndex, view: ProviderView, trace: TraceLists) {
+    this.#from = { ix, view, trace };
+  }
+
+  /** Whether it is made already. */
+  get made(): boolean {
+    return this.#bits !== undefined;
+  }
+
+  /** Whether the expansion may have looked at name id `n`. */
+  has(n: number): boolean {
+    return bloomHas(this.bits(), n);
+  }
+
+  /** The filter's words (made now if not yet). */
+  bits(): Uint32Array {
+    if (this.#bits === undefined) {
+      const f = this.#from!;
+      this.#bits = bloomOf(f.ix, f.view, f.trace);
+      this.#from = undefined;
+    }
+    return this.#bits;
+  }
+}
+
+/** The dependency ids and names an expansion looked at, as a small Bloom filter. */
+function bloomOf(ix: ProviderIndex, view: ProviderView, trace: TraceLists): Uint32Array {
   const seen = ix.traceNameStamp;
-  const mark = trace.mark;
+  // A fresh mark: the filter may be made long after the expansion.
+  const mark = ix.nextTraceMark();
   const names = bloomNames;
   names.n = 0;
   for (const n of trace.names) {
@@ -1085,6 +1126,8 @@ function bloomOf(ix: ProviderIndex, view: ProviderView, trace: Trace): Uint32Arr
   const slots = trace.slots;
   for (let j = 0; j < slots.length; j++) {
     const s = slots[j]!;
+    // A package gone since: its names changed, and one of them picked it.
+    if (ix.slotPkg[s] === undefined) continue;
     view.slotNamesOf(s);
     const lists = view.slotNames;
     const all = lists.data;
@@ -1127,7 +1170,7 @@ export function bloomHas(bloom: Uint32Array, n: number): boolean {
 
 interface CacheEntry {
   version: number;
-  bloom: Uint32Array;
+  filter: TraceFilter;
   result: ExpandResult;
   /** String ids of a successful result's packages. */
   ids?: Int32Array;
@@ -1157,7 +1200,7 @@ export class ExpansionCache {
     if (!e) return undefined;
     if (e.version !== ix.version) {
       const changed = ix.changedIdsSince(e.version);
-      if (!changed || changed.some((n) => bloomHas(e.bloom, n))) return undefined;
+      if (!changed || changed.some((n) => e.filter.has(n))) return undefined;
       e.version = ix.version;
     }
     return e;
@@ -1238,7 +1281,9 @@ function expandEntry(
     run.release();
     return ids ? { result, ids } : { result };
   }
-  const entry: CacheEntry = { version, bloom: bloomOf(index, cc.view, trace), result };
+  // The installed packages are in a work list the next expansion reuses: copied.
+  const lists: TraceLists = { deps: trace.deps, names: trace.names, slots: trace.slots.slice() };
+  const entry: CacheEntry = { version, filter: new TraceFilter(index, cc.view, lists), result };
   run.release();
   if (ids) entry.ids = ids;
   if (store) {
@@ -1350,7 +1395,7 @@ export function getDeps(
     const hit = cache.lookup(index, config, key);
     if (hit) {
       cache.hits++;
-      opts.onTraced?.(hit.bloom);
+      opts.onTraced?.(hit.filter);
       if (hit.ids) opts.onIds?.(hit.ids);
       return opts.shareResult ? hit.result : cloneResult(hit.result);
     }
@@ -1428,14 +1473,14 @@ export function getDeps(
   if (cacheable && entry) {
     const e: CacheEntry = {
       version: entry.version,
-      bloom: entry.bloom,
+      filter: entry.filter,
       // Shared results are the cache's own: no copy needed for the caller.
       result: opts.shareResult ? out : cloneResult(out),
     };
     if (out.ok && outIds) e.ids = outIds;
     cache.set(index, config, key, e);
   }
-  if (entry) opts.onTraced?.(entry.bloom);
+  if (entry) opts.onTraced?.(entry.filter);
   if (out.ok && outIds) opts.onIds?.(outIds);
   return out;
 }

@@ -9,7 +9,7 @@
  */
 import type { BuildConfig } from "../common/prjconf.ts";
 import type { BuildDep, PoolBinary } from "../common/model.ts";
-import { ExpansionCache, getBuild, getDeps, type BuildResult } from "./expand.ts";
+import { ExpansionCache, getBuild, getDeps, type BuildResult, type TraceFilter } from "./expand.ts";
 import { ProviderIndex } from "./provider-index.ts";
 
 export interface PoolLayer {
@@ -142,11 +142,11 @@ export class RepoExpansion {
   }
 
   /**
-   * The edeps of a package (`get_deps`). `onTraced` gets a Bloom filter of the names the expansion
+   * The edeps of a package (`get_deps`). `onTraced` gets a filter of the names the expansion
    * depended on, so the caller can tell which packages a change of the index affects; `onIds` the
    * ids of the packages ({@link nameId}, {@link binaryById}).
    */
-  edeps(p: ExpandablePackage, onTraced?: (bloom: Uint32Array) => void, onIds?: (ids: Int32Array) => void): Expansion {
+  edeps(p: ExpandablePackage, onTraced?: (filter: TraceFilter) => void, onIds?: (ids: Int32Array) => void): Expansion {
     const r = getDeps(this.#config, p.subpacks, p.buildRequires, this.index, {
       cache: this.cache,
       shareResult: true,

@@ -84,6 +84,8 @@ interface Prp {
    */
   pending?: ((checker: IncrementalChecker) => Promise<void> | void)[];
   lastCheckMs?: number;
+  /** The checker whose expansion filters are being made in idle time. */
+  filtering?: IncrementalChecker;
 }
 
 type CheckMsg = { type: "prp.check" };
@@ -392,6 +394,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     );
   };
 
+  // A check leaves the filters of its new expansions to be made (IncrementalChecker.makeFilters):
+  // they are made here, a few milliseconds at a time between other work, so that the first
+  // change after a cold start does not wait for them all.
+  let stopped = false;
+  const makeFiltersWhenIdle = (prp: Prp, checker: IncrementalChecker): void => {
+    if (prp.filtering === checker) return;
+    prp.filtering = checker;
+    const step = (): void => {
+      if (!stopped && prp.checker === checker && checker.makeFilters(5)) setImmediate(step);
+      else if (prp.filtering === checker) prp.filtering = undefined;
+    };
+    setImmediate(step);
+  };
+
   const check = async (prp: Prp): Promise<void> => {
     if (!prps.has(prpKey(prp.project, prp.repository))) return;
     while (prp.reload || !prp.checker) await loadPrp(prp);
@@ -406,6 +422,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     for (const b of out.builds) await submitJob(prp, checker, b);
     // The jobs just submitted are not in this check's output: check again to show them.
     if (out.builds.length) checker.check();
+    makeFiltersWhenIdle(prp, checker);
     log.debug(
       {
         project: prp.project,
@@ -779,6 +796,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   return {
     role,
     async stop(): Promise<void> {
+      stopped = true;
       stopPing();
       await sub.drain();
       await consumer.stop();

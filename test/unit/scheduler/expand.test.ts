@@ -622,6 +622,44 @@ describe("actors/scheduler/expand", () => {
       }
       assert.ok(cache.hits > 0 && cache.misses > requests.length * 2);
     });
+
+    it("should notice changes made before an entry's filter is made (several between lookups)", () => {
+      // A filter is made when first asked for, from the index as it is then: up to three changes
+      // (replacements, removals, new packages in reused slots) land before each lookup.
+      const gen = generateRepo({ seed: 21, names: 120, layers: 2 });
+      const index = new ProviderIndex(gen.layers);
+      const cache = new ExpansionCache();
+      const rng = new Rng(5);
+      const requests = Array.from({ length: 30 }, () => randomRequest(gen, rng));
+      let changed = 0;
+      for (let round = 0; round < 15; round++) {
+        for (const req of requests) {
+          assert.deepEqual(
+            getDeps(gen.config, [req[0]!], req, index, { cache }),
+            getDeps(gen.config, [req[0]!], req, index),
+            `round ${round}`
+          );
+        }
+        for (let k = rng.int(3) + 1; k > 0; k--) {
+          const victim = rng.pick(gen.layers[1]!);
+          switch (rng.int(4)) {
+            case 0:
+              index.setPackages(1, [{ ...victim, requires: rng.chance(0.5) ? [] : [rng.pick(gen.names)] }]);
+              break;
+            case 1:
+              index.setPackages(0, [{ ...victim, provides: [rng.pick(gen.capabilities)] }]);
+              break;
+            case 2:
+              index.removePackages(rng.int(2), [rng.pick(gen.names)]);
+              break;
+            default:
+              index.setPackages(0, [{ ...victim, name: `new${round}-${k}`, requires: [rng.pick(gen.names)] }]);
+          }
+          changed++;
+        }
+      }
+      assert.ok(changed > 20 && cache.hits > 0 && cache.misses > requests.length * 2);
+    });
   });
 
   describe("SlotLists", () => {
