@@ -234,9 +234,17 @@ export async function downloadBlob(
   client: RoleClient<BlobApi>,
   sha256: string,
   dest: string,
-  opts: TransferOptions = {}
+  opts: TransferOptions & { size?: number } = {}
 ): Promise<BlobInfo> {
-  const info = await client.call("blob.stat", { sha256 }, { idempotent: true });
+  // With the size known (a job lists it) no `blob.stat` is needed: a blob of another size fails
+  // the chunk length or the hash below.
+  if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size < 0)) {
+    throw new InvalidInputError(`bad blob size ${opts.size}`);
+  }
+  const info =
+    opts.size !== undefined
+      ? { sha256, size: opts.size }
+      : await client.call("blob.stat", { sha256 }, { idempotent: true });
   if (!info) throw new NotFoundError(`no blob ${sha256}`);
   const window = opts.window ?? DEFAULT_WINDOW;
   const part = `${dest}.part`;

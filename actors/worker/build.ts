@@ -133,10 +133,14 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
   };
   const emit = (text: string): void => onLog(Buffer.from(text));
 
-  const fetch = async (client: RoleClient<BlobApi>, sha256: string, dest: string): Promise<void> => {
+  // `size` when the job says it: the download then needs no `blob.stat` first.
+  const fetch = async (client: RoleClient<BlobApi>, sha256: string, dest: string, size?: number): Promise<void> => {
     let downloaded = false;
     const cached = await env.cache.get(sha256, async (p) => {
-      const info = await downloadBlob(client, sha256, p, { signal: r.abort.signal });
+      const info = await downloadBlob(client, sha256, p, {
+        signal: r.abort.signal,
+        ...(size !== undefined ? { size } : {}),
+      });
       env.cache.noteMd5(sha256, info.md5);
       stats.download.bytes += info.size;
       downloaded = true;
@@ -169,7 +173,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
     const fetchSources = Promise.all(
       job.files.map(async (f) => {
         const dest = path.join(srcDir, f.name);
-        await fetch(env.source, f.sha256, dest);
+        await fetch(env.source, f.sha256, dest, f.size);
         const md5 = await env.cache.md5Of(f.sha256);
         if (md5 !== f.md5) throw new IntegrityError(`source file ${f.name} has md5 ${md5}, expected ${f.md5}`);
         await chmod(dest, 0o644).catch(() => undefined);
@@ -195,7 +199,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       job.bdeps.map(async (d, i) => {
         const p = path.join(depDir, `${String(i).padStart(5, "0")}-${d.name.replace(/[^A-Za-z0-9._+-]/g, "_")}.rpm`);
         depPaths[i] = p;
-        await fetch(env.repo, d.sha256, p);
+        await fetch(env.repo, d.sha256, p, d.size);
         const st = await stat(p);
         if (st.size !== d.size)
           throw new IntegrityError(`dependency ${d.name} has ${st.size} bytes, expected ${d.size}`);

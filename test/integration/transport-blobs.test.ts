@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { open, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -201,6 +201,33 @@ describe("transport/blobs across processes", function () {
     await writeFile(file, Buffer.concat([data.subarray(0, 10), data]));
     await assert.rejects(uploadFile(repo, file, { size: 10 }), { code: ErrorCode.Integrity });
     assert.deepEqual(await repo.call("test.state", {}), after);
+  });
+
+  it("should download with the size known and no stat first, and refuse a wrong size", async () => {
+    const data = randomBytes(CHUNK_BYTES + 1000);
+    const file = path.join(dir, "sized.bin");
+    await writeFile(file, data);
+    const info = await uploadFile(repo, file, { size: data.length });
+    const calls: string[] = [];
+    const counting = new RoleClient<TestApi>(new RpcClient(nc, { backoff: backoff([]) }), (t) => {
+      calls.push(t);
+      return subjects.rpc(Role.Repo, t);
+    });
+    const dest = path.join(dir, "sized.out");
+    assert.deepEqual(await downloadBlob(counting, info.sha256, dest, { size: data.length }), info);
+    assert.deepEqual(calls, ["blob.read", "blob.read"]);
+    assert.equal(Buffer.compare(readFileSync(dest), data), 0);
+    for (const size of [data.length - 1, data.length + 1, 10]) {
+      const wrong = path.join(dir, `sized-${size}.out`);
+      await assert.rejects(downloadBlob(repo, info.sha256, wrong, { size }), { code: ErrorCode.Integrity });
+      assert.equal(existsSync(wrong) || existsSync(`${wrong}.part`), false);
+    }
+    await assert.rejects(downloadBlob(repo, info.sha256, path.join(dir, "never"), { size: -1 }), {
+      code: ErrorCode.InvalidInput,
+    });
+    await assert.rejects(downloadBlob(repo, "0".repeat(64), path.join(dir, "never"), { size: 10 }), {
+      code: ErrorCode.NotFound,
+    });
   });
 
   it("should keep nothing of an upload whose client was killed mid-way, and keep working", async () => {
