@@ -49,6 +49,8 @@ export interface BlobWriter {
   write(uploadId: string, offset: number, data: Uint8Array): Promise<void>;
   commit(uploadId: string): Promise<BlobInfo>;
   abort(uploadId: string): Promise<void>;
+  /** A whole small blob at once (`upload.put`); without it, begin, write and commit serve. */
+  put?(data: Uint8Array, expect: BlobExpectation): Promise<BlobInfo>;
 }
 
 /** The blob verbs as an Api map, to be merged into a role's Api. */
@@ -111,6 +113,7 @@ export function blobHandler(reader: BlobReader, writer?: BlobWriter): RequestHan
         if (data.length > CHUNK_BYTES) {
           throw new InvalidInputError(`upload.put takes at most ${CHUNK_BYTES} bytes; larger blobs go in chunks`);
         }
+        if (writer.put) return writer.put(data, expectationOf(args));
         const uploadId = await writer.begin(expectationOf(args));
         try {
           await writer.write(uploadId, 0, data);
