@@ -116,6 +116,12 @@ function eventsScenario(setup: () => Promise<Setup>): void {
     );
     await ackedUpTo(durable, await lastSeq());
     await first.kill("SIGKILL");
+    // The consumer's leader may sit on another node than the dead client's. Until the route
+    // tells it that the client's inbox is gone, it would deliver new events into the dead pull
+    // request, and they would come back only after ack_wait (60 s).
+    await check(async () => (await jsm.consumers.info(EVENT_STREAM, durable)).num_waiting === 0, {
+      name: "dead pull request dropped",
+    });
 
     const batch2 = await publishN(10);
     const second = await startChild(durable);
