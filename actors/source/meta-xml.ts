@@ -1111,3 +1111,37 @@ export function findPathLoop(
   }
   return undefined;
 }
+
+/**
+ * The expanded path of `project`/`repository` as OBS's scheduler and source server build it
+ * (`expandsearchpath`): the repository itself, then its path entries in order, and then, again
+ * and again, the path of whatever is last in the list so far. Only the last component is
+ * followed: the paths of earlier entries are not part of the result (a project that builds
+ * against `a/x` and `b/y` gets `b/y`'s base, not `a/x`'s). Each repository appears once, at its
+ * first place; a repository is expanded at most once, which also ends loops. Repositories
+ * `getRepos` does not know are kept and expand to nothing.
+ */
+export function expandRepositoryPath(
+  getRepos: (project: string) => readonly RepositoryMeta[] | undefined,
+  project: string,
+  repository: string
+): PathEntry[] {
+  const pathOf = (p: string, r: string): readonly PathEntry[] => getRepos(p)?.find((x) => x.name === r)?.paths ?? [];
+  const out: PathEntry[] = [];
+  const listed = new Set<string>();
+  const expanded = new Set<string>();
+  const queue: PathEntry[] = [{ project, repository }, ...pathOf(project, repository)];
+  for (let i = 0; i < queue.length; i++) {
+    const e = queue[i]!;
+    const k = `${e.project}\u0000${e.repository}`;
+    if (!listed.has(k)) {
+      listed.add(k);
+      out.push({ project: e.project, repository: e.repository });
+    }
+    if (i !== queue.length - 1) continue;
+    if (expanded.has(k)) break;
+    expanded.add(k);
+    queue.push(...pathOf(e.project, e.repository));
+  }
+  return out;
+}

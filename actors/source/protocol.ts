@@ -180,7 +180,10 @@ export interface BuildConfigView {
   repository: string;
   text: string;
   layers: { project: string; repository: string; text: string }[];
-  /** Repository path expanded transitively, this repository first. */
+  /**
+   * The repository path expanded as OBS does (this repository, its path, then recursively the path
+   * of the last entry only), this repository first.
+   */
   path: { project: string; repository: string }[];
 }
 

@@ -12,6 +12,7 @@ import { validateFileName, validatePackageName, validateProjectName, validateRep
 import type { SourceFile } from "../common/model.ts";
 import { isHidden, sourcesHidden, type Principal } from "./access.ts";
 import {
+  expandRepositoryPath,
   findPathLoop,
   normaliseProjectMeta,
   parsePackageMeta,
@@ -135,23 +136,9 @@ export class SourceState {
     return c;
   }
 
-  /**
-   * The repository path of P/R expanded as OBS does: R itself, then each path entry followed by
-   * its own expanded path, each repository once.
-   */
+  /** The repository path of P/R expanded as OBS does ({@link expandRepositoryPath}). */
   expandedPath(project: string, repository: string): { project: string; repository: string }[] {
-    const out: { project: string; repository: string }[] = [];
-    const seen = new Set<string>();
-    const visit = (p: string, r: string): void => {
-      const k = `${p}\u0000${r}`;
-      if (seen.has(k)) return;
-      seen.add(k);
-      out.push({ project: p, repository: r });
-      const repo = this.project(p)?.meta.repositories.find((x) => x.name === r);
-      for (const e of repo?.paths ?? []) visit(e.project, e.repository);
-    };
-    visit(project, repository);
-    return out;
+    return expandRepositoryPath((p) => this.project(p)?.meta.repositories, project, repository);
   }
 
   /**

@@ -137,6 +137,38 @@ describe("source/role (integration)", function () {
         ["base", "top"]
       );
     });
+
+    it("should expand a path as OBS does: only the last entry's own path is followed", async () => {
+      const src = h.client(h.admin);
+      for (const [p, r, paths] of [
+        ["pc", "z", []],
+        ["pd", "w", []],
+        ["pa", "x", [["pc", "z"]]],
+        ["pb", "y", [["pd", "w"]]],
+        [
+          "ptop",
+          "t",
+          [
+            ["pa", "x"],
+            ["pb", "y"],
+          ],
+        ],
+      ] as [string, string, [string, string][]][]) {
+        await src.call("project.put-meta", { project: p, xml: projectXml(p, { repos: [{ name: r, paths }] }) });
+        await src.call("project.put-config", { project: p, text: `BuildFlags: from-${p}\n` });
+      }
+      const view = await src.call("project.build-config", { project: "ptop", repository: "t" });
+      assert.deepEqual(
+        view.path.map((e) => `${e.project}/${e.repository}`),
+        ["ptop/t", "pa/x", "pb/y", "pd/w"]
+      );
+      assert.deepEqual(
+        view.layers.map((l) => l.project),
+        ["pd", "pb", "pa", "ptop"]
+      );
+      assert.doesNotMatch(view.text, /from-pc/, "pa's own path is not part of ptop's");
+      assert.match(view.text, /from-pd[\s\S]*from-pb[\s\S]*from-pa[\s\S]*from-ptop/);
+    });
   });
 
   describe("sources and revisions", () => {

@@ -4,6 +4,7 @@ import { FLAG_NAMES } from "../../../actors/common/flags.ts";
 import type { FlagEntry, Flags } from "../../../actors/common/flags.ts";
 import {
   MAX_META_XML_BYTES,
+  expandRepositoryPath,
   findPathLoop,
   normalisePackageMeta,
   normaliseProjectMeta,
@@ -1420,6 +1421,52 @@ describe("actors/source/meta-xml", () => {
       );
       const getRepos = (p: string) => (p === "a" ? proposedA.repositories : stored[p as keyof typeof stored]);
       assert.equal(findPathLoop(getRepos, "a", "r"), "repository path loop: a/r -> b/s -> a/r");
+    });
+  });
+
+  describe("expandRepositoryPath (OBS expandsearchpath)", () => {
+    const repo = (name: string, ...paths: string[]): RepositoryMeta => ({
+      name,
+      downloads: [],
+      archs: [],
+      paths: paths.map((p) => {
+        const [project, repository] = p.split("/");
+        return { project: project!, repository: repository! };
+      }),
+    });
+    const world = (projects: Record<string, RepositoryMeta[]>) => (p: string) => projects[p];
+    const expand = (w: ReturnType<typeof world>, p: string, r: string): string =>
+      expandRepositoryPath(w, p, r)
+        .map((e) => `${e.project}/${e.repository}`)
+        .join(" ");
+
+    it("should follow only the last entry's path, not the paths of earlier entries", () => {
+      const w = world({
+        top: [repo("t", "a/x", "b/y")],
+        a: [repo("x", "c/z")],
+        b: [repo("y", "d/w")],
+        c: [repo("z")],
+        d: [repo("w")],
+      });
+      assert.equal(expand(w, "top", "t"), "top/t a/x b/y d/w");
+    });
+
+    it("should follow a chain of single entries to its end", () => {
+      const w = world({ top: [repo("t", "mid/m")], mid: [repo("m", "base/std")], base: [repo("std")] });
+      assert.equal(expand(w, "top", "t"), "top/t mid/m base/std");
+    });
+
+    it("should list a repository once, and still expand a last entry that was listed before", () => {
+      // b/y's path names a/x again: a/x is not listed twice, but being last it is expanded.
+      const w = world({ top: [repo("t", "a/x", "b/y")], a: [repo("x", "c/z")], b: [repo("y", "a/x")], c: [repo("z")] });
+      assert.equal(expand(w, "top", "t"), "top/t a/x b/y c/z");
+    });
+
+    it("should end on a loop and keep repositories it does not know", () => {
+      const w = world({ a: [repo("r", "b/s")], b: [repo("s", "a/r")] });
+      assert.equal(expand(w, "a", "r"), "a/r b/s");
+      assert.equal(expand(world({ a: [repo("r", "gone/x")] }), "a", "r"), "a/r gone/x");
+      assert.equal(expand(world({}), "a", "r"), "a/r");
     });
   });
 });
