@@ -193,7 +193,14 @@ type WherePkg = { project: string; package: string };
 export type SourceApi = BlobApi & {
   "project.list": { req: Record<string, never>; res: { name: string; title: string }[] };
   "project.get-meta": { req: Where; res: { xml: string; meta: ProjectMeta } };
-  "project.put-meta": { req: Where & { xml: string; comment?: string }; res: { xml: string; created: boolean } };
+  /**
+   * Creates or replaces a project's meta. Removing a repository that other projects build
+   * against is refused unless `force`.
+   */
+  "project.put-meta": {
+    req: Where & { xml: string; comment?: string; force?: boolean };
+    res: { xml: string; created: boolean };
+  };
   "project.get-config": { req: Where & { rev?: number }; res: ConfigRevision };
   "project.put-config": { req: Where & { text: string; comment?: string }; res: { rev: number } };
   "project.delete": { req: Where & { force?: boolean; comment?: string }; res: null };

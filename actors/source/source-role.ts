@@ -89,7 +89,12 @@ const passed = (v: unknown): PassedRequest => {
 const validators: Validators<SourceApi> = {
   "project.list": () => ({}),
   "project.get-meta": (raw) => ({ project: projectField(obj(raw)) }),
-  "project.put-meta": (raw) => ({ project: projectField(obj(raw)), xml: xml(obj(raw)), ...comment(obj(raw)) }),
+  "project.put-meta": (raw) => ({
+    project: projectField(obj(raw)),
+    xml: xml(obj(raw)),
+    force: bool(obj(raw), "force", false),
+    ...comment(obj(raw)),
+  }),
   "project.get-config": (raw) => {
     const o = obj(raw);
     const rev = optInt(o, "rev", { min: 0 });
@@ -481,7 +486,8 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "project.put-meta":
         return answer(msg.replyTo, () => {
           guard.checkPutProject(caller, msg.args.project);
-          return state.putProjectMeta(msg.args.project, msg.args.xml, caller, visibleTo(caller));
+          const a = msg.args;
+          return state.putProjectMeta(a.project, a.xml, caller, visibleTo(caller), a.force ?? false);
         });
       case "project.get-config":
         return answer(msg.replyTo, () => {

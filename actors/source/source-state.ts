@@ -174,7 +174,8 @@ export class SourceState {
     name: string,
     xml: string,
     caller: Principal,
-    visible: (project: string) => boolean = () => true
+    visible: (project: string) => boolean = () => true,
+    force = false
   ): Promise<{ xml: string; created: boolean }> {
     validateProjectName(name);
     let meta = parseProjectMeta(xml, name);
@@ -184,6 +185,7 @@ export class SourceState {
     }
     this.#checkPaths(meta, visible);
     if (prev) this.#checkHiding(prev, meta);
+    if (prev && !force) this.#checkRemovedRepositories(prev, meta);
     const rendered = renderProjectMeta(meta);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
     const now = Date.now();
@@ -250,6 +252,26 @@ export class SourceState {
   }
 
   /**
+   * OBS refuses to remove a repository that other projects' repositories build against (their
+   * paths would name nothing); `force` removes it anyway and leaves those paths dangling, as
+   * deleting a whole project with `--force` does.
+   */
+  #checkRemovedRepositories(prev: ProjectRecord, meta: ProjectMeta): void {
+    const kept = new Set(meta.repositories.map((r) => r.name));
+    const removed = prev.meta.repositories.filter((r) => !kept.has(r.name)).map((r) => r.name);
+    if (removed.length === 0) return;
+    const gone = new Set(removed);
+    const users = this.dependentsOf(prev.name).filter((u) => gone.has(u.target));
+    if (users.length === 0) return;
+    const used = [...new Set(users.map((u) => u.target))];
+    const what = `${used.length === 1 ? "repository" : "repositories"} ${used.map((r) => `'${r}'`).join(", ")}`;
+    throw new ConflictError(
+      `project '${prev.name}': cannot remove ${what}, used by ${users.map((u) => `'${u.project}/${u.repository}'`).join(", ")}; change with --force to break them`,
+      { data: { project: prev.name, repositories: used } }
+    );
+  }
+
+  /**
    * OBS allows hiding only at creation: what was public may already have been read, so hiding it
    * later would only pretend. A project cannot turn `access` off, and sources that were readable
    * (a package with revisions) cannot be hidden by `sourceaccess`.
@@ -290,16 +312,25 @@ export class SourceState {
     return { rev };
   }
 
-  /** Projects whose repositories build against `project`. */
-  dependentsOf(project: string): string[] {
-    return this.listProjects()
-      .filter((p) => p.name !== project && p.meta.repositories.some((r) => r.paths.some((e) => e.project === project)))
-      .map((p) => p.name);
+  /**
+   * The repositories of other projects that build against `project`: each with the repository of
+   * `project` (`target`) its path names.
+   */
+  dependentsOf(project: string): { project: string; repository: string; target: string }[] {
+    const out: { project: string; repository: string; target: string }[] = [];
+    for (const p of this.listProjects()) {
+      if (p.name === project) continue;
+      for (const r of p.meta.repositories) {
+        const targets = new Set(r.paths.filter((e) => e.project === project).map((e) => e.repository));
+        for (const target of targets) out.push({ project: p.name, repository: r.name, target });
+      }
+    }
+    return out;
   }
 
   async deleteProject(project: string, force: boolean, user: string): Promise<void> {
     const prj = this.requireProject(project);
-    const users = this.dependentsOf(project);
+    const users = [...new Set(this.dependentsOf(project).map((u) => u.project))];
     if (users.length && !force) {
       throw new ConflictError(
         `project '${project}' is used by ${users.map((u) => `'${u}'`).join(", ")}; delete with --force to break them`

@@ -70,7 +70,7 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     async (
       project: string,
       pkg: string | undefined,
-      o: { file?: string; edit?: boolean; message?: string }
+      o: { file?: string; edit?: boolean; message?: string; force?: boolean }
     ): Promise<void> => {
       if (kind === "pkg" && !pkg) throw new InvalidInputError("meta pkg needs PROJECT PACKAGE");
       await withClients(cenv, async (c) => {
@@ -81,7 +81,10 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
         };
         const put = async (text: string): Promise<string> => {
           const comment = o.message ? { comment: o.message } : {};
-          if (kind === "prj") return (await c.source.call("project.put-meta", { project, xml: text, ...comment })).xml;
+          if (kind === "prj") {
+            const force = o.force ? { force: true } : {};
+            return (await c.source.call("project.put-meta", { project, xml: text, ...comment, ...force })).xml;
+          }
           if (kind === "pkg")
             return (await c.source.call("package.put-meta", { project, package: pkg!, xml: text, ...comment })).xml;
           const r = await c.source.call("project.put-config", { project, text, ...comment });
@@ -120,13 +123,16 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     ["pkg", "package _meta"],
     ["prjconf", "project build config (_config)"],
   ] as const) {
-    meta
+    const cmd = meta
       .command(kind === "pkg" ? `${kind} <project> <package>` : `${kind} <project>`)
       .description(`print, set (-F FILE, - for stdin) or edit (-e) the ${desc}`)
       .option("-F, --file <file>", "read the new content from FILE")
       .option("-e, --edit", "edit in $EDITOR")
-      .option("-m, --message <text>", "comment for the change")
-      .action(kind === "pkg" ? metaAction(kind) : (p: string, o: object) => metaAction(kind)(p, undefined, o));
+      .option("-m, --message <text>", "comment for the change");
+    if (kind === "prj") {
+      cmd.option("--force", "remove repositories even when other projects build against them");
+    }
+    cmd.action(kind === "pkg" ? metaAction(kind) : (p: string, o: object) => metaAction(kind)(p, undefined, o));
   }
 
   program

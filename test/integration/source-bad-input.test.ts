@@ -161,6 +161,19 @@ describe("source/bad input (integration)", function () {
         /repository path loop: good\/std -> other\/o -> good\/std/
       );
     });
+
+    it("should refuse to remove a repository that another project builds against", async () => {
+      await h.client(h.admin).call("project.put-meta", {
+        project: "user",
+        xml: projectXml("user", { repos: [{ name: "u", paths: [["good", "std"]] }] }),
+      });
+      stored = await h.digest();
+      await refused(
+        putMeta(projectXml("good", { repos: [{ name: "next" }] })),
+        "ERR_CONFLICT",
+        /project 'good': cannot remove repository 'std', used by '(other\/o', 'user\/u|user\/u', 'other\/o)'; change with --force/
+      );
+    });
   });
 
   describe("names", () => {

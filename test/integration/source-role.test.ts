@@ -138,6 +138,33 @@ describe("source/role (integration)", function () {
       );
     });
 
+    it("should remove a repository others build against only when forced", async () => {
+      const src = h.client(h.admin);
+      await src.call("project.put-meta", { project: "lib", xml: projectXml("lib", { repos: [{ name: "std" }] }) });
+      await src.call("project.put-meta", {
+        project: "user",
+        xml: projectXml("user", { repos: [{ name: "u", paths: [["lib", "std"]] }] }),
+      });
+      const kept = projectXml("lib", { repos: [{ name: "other", archs: ["aarch64"] }] });
+      await refused(
+        src.call("project.put-meta", { project: "lib", xml: kept }),
+        "ERR_CONFLICT",
+        /project 'lib': cannot remove repository 'std', used by 'user\/u'; change with --force/
+      );
+      assert.match((await src.call("project.get-meta", { project: "lib" })).xml, /<repository name="std">/);
+      // Adding a repository removes nothing.
+      await src.call("project.put-meta", {
+        project: "lib",
+        xml: projectXml("lib", { repos: [{ name: "std" }, { name: "more" }] }),
+      });
+      const c = await cursor();
+      await src.call("project.put-meta", { project: "lib", xml: kept, force: true });
+      const [e] = await eventsSince(c, 1);
+      assert.equal(e?.event.type, "project.meta-changed");
+      assert.deepEqual(e.event.repositories, [{ name: "other", archs: ["aarch64"] }]);
+      assert.doesNotMatch((await src.call("project.get-meta", { project: "lib" })).xml, /name="std"/);
+    });
+
     it("should expand a path as OBS does: only the last entry's own path is followed", async () => {
       const src = h.client(h.admin);
       for (const [p, r, paths] of [
