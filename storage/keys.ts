@@ -26,6 +26,7 @@
  *   ["pkgstate", project, repo, package]          → package state, build decision, last job
  *   ["repostate", project, repo]                  → repository state
  *   ["jobsig", jobId]                             → the dependency signature a job recorded
+ *   ["reason", project, repo, package]            → why the package's latest job was made (OBS `reason`)
  * repo
  *   ["result", project, repo, arch, package]      → stored build result
  *   ["pool", project, repo, arch, binaryName]     → pool entry: which package's binary (compact tuple)
@@ -96,6 +97,7 @@ export const keys = {
     repo === undefined ? ["pkgstate", project] : ["pkgstate", project, repo],
   repoState: (project: string, repo: string): Key => ["repostate", project, repo],
   jobSignature: (jobId: string): Key => ["jobsig", jobId],
+  buildReason: (project: string, repo: string, pkg: string): Key => ["reason", project, repo, pkg],
 
   // repo
   result: (project: string, repo: string, arch: string, pkg: string): Key => ["result", project, repo, arch, pkg],

@@ -69,7 +69,6 @@ interface Prp {
   meta: RepositoryMeta;
   checker?: IncrementalChecker;
   path: { project: string; repository: string }[];
-  reasons: Map<string, BuildReason>;
   repoCode: RepoResult["code"];
   /** Something changed since the last check. */
   dirty: boolean;
@@ -303,7 +302,6 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           repository: r.name,
           meta: r,
           path: [{ project, repository: r.name }],
-          reasons: new Map(),
           repoCode: RepoCode.Unknown,
           dirty: true,
           queued: false,
@@ -381,13 +379,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     const jobId = createHash("md5").update(encode(body)).digest("hex");
     const job: BuildJob = { ...body, jobId, readyTime: Date.now() };
     // Recorded before the job exists anywhere else: its result is always compared against it.
-    await store.db.put(keys.jobSignature(jobId), {
-      depsig: build.depsig,
-      digests: build.digests,
-    } satisfies JobSignature);
+    // The reason (with the changed dependencies) is kept as OBS keeps a package's `reason` file:
+    // `kiln reason` reads it, also after a restart.
+    await store.transact(() => {
+      void store.db.put(keys.jobSignature(jobId), {
+        depsig: build.depsig,
+        digests: build.digests,
+      } satisfies JobSignature);
+      void store.db.put(keys.buildReason(prp.project, prp.repository, build.package), {
+        ...build.reason,
+        time: job.readyTime,
+      } satisfies BuildReason);
+    });
     await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
     checker.setJob(build.package, { jobId, srcmd5: info.verifymd5 });
-    prp.reasons.set(build.package, { ...build.reason, time: job.readyTime });
     log.info(
       { project: prp.project, repository: prp.repository, package: build.package, reason: build.reason.explain, jobId },
       "job created"
@@ -594,7 +599,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
         if (!prp) return;
-        // Wiped packages have no build any more, so they are built again.
+        // Wiped packages have no build any more, so they are built again; their reasons go with
+        // the builds, as OBS's `reason` file goes with the package's directory.
+        await store.transact(() => {
+          for (const k of ev.packages) void store.db.remove(keys.buildReason(ev.project, ev.repository, k));
+        });
         await update(prp, (checker) => {
           for (const k of ev.packages) checker.setResult(k, undefined);
         });
@@ -686,9 +695,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       case "reason.get":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          const known = requirePrp(a.project, a.repository).reasons.get(a.package);
+          if (!prps.has(prpKey(a.project, a.repository)))
+            throw new NotFoundError(`no repository ${a.project}/${a.repository} builds for ${arch}`);
+          const known = store.get<BuildReason>(keys.buildReason(a.project, a.repository, a.package));
           if (known) return known;
-          // After a restart: the reason the last build's job carried.
+          // A build whose job this scheduler's store did not record: the reason its job carried.
           const r = await repo.call(
             "result.get",
             { project: a.project, repository: a.repository, arch, package: a.package },

@@ -41,6 +41,7 @@ const EXPECTED: [keyof typeof keys, Key, Key][] = [
   ["packageStatesOf", ["p", "r"], ["pkgstate", "p", "r"]],
   ["repoState", ["p", "r"], ["repostate", "p", "r"]],
   ["jobSignature", ["j1"], ["jobsig", "j1"]],
+  ["buildReason", ["p", "r", "k"], ["reason", "p", "r", "k"]],
   ["result", ["p", "r", "x86_64", "k"], ["result", "p", "r", "x86_64", "k"]],
   ["resultsOf", ["p"], ["result", "p"]],
   ["resultsOf", ["p", "r"], ["result", "p", "r"]],

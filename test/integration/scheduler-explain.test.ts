@@ -1,0 +1,91 @@
+/**
+ * The scheduler's explaining commands against real roles and real builds: `kiln reason`,
+ * `kiln buildinfo`, `kiln builddepinfo` and `kiln rebuild`, through the RPC API and through the
+ * real `kiln` command line.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { RepoResult } from "../../actors/index.ts";
+import { check } from "../helpers/check.ts";
+import { kilnOk, type KilnEnv } from "../helpers/kiln.ts";
+import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
+
+const WAIT = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
+
+/** Waits until the scheduler has nothing left to do for the project, and returns the codes. */
+async function settle(c: RoleCluster, project: string): Promise<Record<string, string>> {
+  let last: RepoResult[] = [];
+  await check(
+    async () => {
+      last = await c.sched().call("results.get", { project });
+      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !WAIT.has(p.code)));
+    },
+    { timeoutMs: 180_000, intervalMs: 100, name: `settle ${project}` }
+  );
+  return Object.fromEntries(last.flatMap((r) => r.packages.map((p) => [p.package, p.code])));
+}
+
+const META = (name: string, extra = ""): string =>
+  `<project name="${name}"><title/><description/><repository name="r"${extra}><arch>x86_64</arch></repository></project>`;
+
+describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles, real builds)", function () {
+  this.timeout(600_000);
+  let c: RoleCluster;
+  let tmp: string;
+  /** For the real `kiln` command: the cluster's NATS and its admin identity. */
+  let cli: KilnEnv;
+
+  const result = (project: string, pkg: string) =>
+    c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
+
+  before(async () => {
+    c = await startRoleCluster({ workers: 2, logLevel: process.env.TEST_LOG_LEVEL ?? "warn" });
+    tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-explain-"));
+    const cliDir = path.join(tmp, "cli");
+    mkdirSync(cliDir);
+    writeFileSync(path.join(cliDir, "admin.identity"), c.admin.seed() + "\n", { mode: 0o600 });
+    cli = { dataDir: cliDir, natsUrl: c.server.url };
+  });
+  after(async () => {
+    await c?.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("should keep why a package was rebuilt, with the changed dependencies, across a scheduler restart", async () => {
+    await c.source.call("project.put-meta", { project: "why", xml: META("why") });
+    await c.commitDir("why", "base", writeSpec(tmp, "base", { provides: ["libbase = 1"] }));
+    await c.commitDir("why", "mid", writeSpec(tmp, "mid", { buildRequires: ["libbase"], embeds: ["base"] }));
+    assert.deepEqual(await settle(c, "why"), { base: "succeeded", mid: "succeeded" });
+    assert.equal(
+      (await c.sched().call("reason.get", { project: "why", repository: "r", package: "mid" }))?.explain,
+      "new build"
+    );
+    const base1 = (await result("why", "base"))!;
+
+    await c.commitDir("why", "base", writeSpec(tmp, "base", { version: "2.0", provides: ["libbase = 2"] }));
+    assert.deepEqual(await settle(c, "why"), { base: "succeeded", mid: "succeeded" });
+    const mid2 = (await result("why", "mid"))!;
+
+    await c.stopRole("scheduler:x86_64");
+    await c.startScheduler();
+    // Asked before the restarted scheduler has read the repository: the reason is stored.
+    const base = await c.sched().call("reason.get", { project: "why", repository: "r", package: "base" });
+    assert.equal(base?.explain, "source change");
+    assert.equal(base?.oldsource, base1.verifymd5);
+    const mid = await c.sched().call("reason.get", { project: "why", repository: "r", package: "mid" });
+    assert.equal(mid?.explain, "meta change");
+    assert.deepEqual(mid?.packagechange, [{ change: "md5sum", key: "base" }]);
+    assert.ok(mid!.time >= mid2.readyTime - 1000 && mid!.time <= mid2.readyTime + 1000, "the time of mid's job");
+
+    // The restart decided nothing new: the stored reasons are still those of the last jobs.
+    assert.deepEqual(await settle(c, "why"), { base: "succeeded", mid: "succeeded" });
+    assert.equal((await result("why", "mid"))!.jobId, mid2.jobId);
+    const text = await kilnOk(cli, ["reason", "why", "r", "x86_64", "mid"]);
+    assert.match(text, /^meta change \(\d{4}-\d\d-\d\dT/);
+    assert.match(text, /\n {2}md5sum +base$/);
+    const baseText = await kilnOk(cli, ["reason", "why", "r", "x86_64", "base"]);
+    assert.match(baseText, new RegExp(`^source change .*\\n {2}previous sources: ${base1.verifymd5}$`));
+  });
+});
