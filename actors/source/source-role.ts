@@ -502,7 +502,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "project.delete":
         return answer(msg.replyTo, async () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
-          await state.deleteProject(msg.args.project, msg.args.force ?? false, caller.user);
+          await state.deleteProject(msg.args.project, msg.args.force ?? false, caller.user, visibleTo(caller));
           return null;
         });
       case "project.build-config":

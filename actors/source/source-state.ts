@@ -67,6 +67,21 @@ export interface CommitHooks {
   prepare(files: readonly SourceFile[]): Promise<(revision: Revision) => void>;
 }
 
+/**
+ * Names for a refusal: those in projects the caller may see, quoted; the rest only counted, so a
+ * refusal does not reveal hidden projects (`kind` is the singular and plural of what is counted).
+ */
+function listNames(
+  items: readonly { name: string; project: string }[],
+  visible: (project: string) => boolean,
+  kind: readonly [string, string]
+): string {
+  const shown = items.filter((i) => visible(i.project)).map((i) => `'${i.name}'`);
+  const hidden = items.length - shown.length;
+  if (hidden > 0) shown.push(`${hidden} ${hidden === 1 ? kind[0] : kind[1]} you cannot see`);
+  return shown.join(", ");
+}
+
 export class SourceState {
   readonly #store: RoleStore;
   readonly #blobs: BlobStore;
@@ -185,7 +200,7 @@ export class SourceState {
     }
     this.#checkPaths(meta, visible);
     if (prev) this.#checkHiding(prev, meta);
-    if (prev && !force) this.#checkRemovedRepositories(prev, meta);
+    if (prev && !force) this.#checkRemovedRepositories(prev, meta, visible);
     const rendered = renderProjectMeta(meta);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
     const now = Date.now();
@@ -256,7 +271,7 @@ export class SourceState {
    * paths would name nothing); `force` removes it anyway and leaves those paths dangling, as
    * deleting a whole project with `--force` does.
    */
-  #checkRemovedRepositories(prev: ProjectRecord, meta: ProjectMeta): void {
+  #checkRemovedRepositories(prev: ProjectRecord, meta: ProjectMeta, visible: (project: string) => boolean): void {
     const kept = new Set(meta.repositories.map((r) => r.name));
     const removed = prev.meta.repositories.filter((r) => !kept.has(r.name)).map((r) => r.name);
     if (removed.length === 0) return;
@@ -266,7 +281,11 @@ export class SourceState {
     const used = [...new Set(users.map((u) => u.target))];
     const what = `${used.length === 1 ? "repository" : "repositories"} ${used.map((r) => `'${r}'`).join(", ")}`;
     throw new ConflictError(
-      `project '${prev.name}': cannot remove ${what}, used by ${users.map((u) => `'${u.project}/${u.repository}'`).join(", ")}; change with --force to break them`,
+      `project '${prev.name}': cannot remove ${what}, used by ${listNames(
+        users.map((u) => ({ name: `${u.project}/${u.repository}`, project: u.project })),
+        visible,
+        ["repository of a project", "repositories of projects"]
+      )}; change with --force to break them`,
       { data: { project: prev.name, repositories: used } }
     );
   }
@@ -328,13 +347,25 @@ export class SourceState {
     return out;
   }
 
-  async deleteProject(project: string, force: boolean, user: string): Promise<void> {
+  /**
+   * Deletes a project with its packages and configs. Refused while other projects build against
+   * it, unless `force`; the refusal names only the projects `visible` says the caller may see.
+   */
+  async deleteProject(
+    project: string,
+    force: boolean,
+    user: string,
+    visible: (project: string) => boolean = () => true
+  ): Promise<void> {
     const prj = this.requireProject(project);
     const users = [...new Set(this.dependentsOf(project).map((u) => u.project))];
     if (users.length && !force) {
-      throw new ConflictError(
-        `project '${project}' is used by ${users.map((u) => `'${u}'`).join(", ")}; delete with --force to break them`
+      const names = listNames(
+        users.map((u) => ({ name: u, project: u })),
+        visible,
+        ["project", "projects"]
       );
+      throw new ConflictError(`project '${project}' is used by ${names}; delete with --force to break them`);
     }
     const packages = this.listPackages(project);
     await this.#store.transact(() => {

@@ -123,6 +123,39 @@ describe("source/access (integration)", function () {
       assert.deepEqual(await read(outsider), ["project.config-changed public"]);
       assert.deepEqual(await read(), ["project.config-changed public"]);
     });
+
+    it("should not name hidden projects when refusing to delete what they build against", async () => {
+      const mine = h.client(outsider);
+      const admin = h.client(h.admin);
+      await mine.call("project.put-meta", {
+        project: "home:outsider",
+        xml: projectXml("home:outsider", { repos: [{ name: "r" }] }),
+      });
+      const on = (name: string, extra = "") => ({
+        project: name,
+        xml: projectXml(name, { extra, repos: [{ name: "u", paths: [["home:outsider", "r"]] }] }),
+      });
+      await admin.call("project.put-meta", on("hidden-user", `<access><disable/></access>`));
+      await admin.call("project.put-meta", on("open-user"));
+      const e1 = await refused(
+        mine.call("project.delete", { project: "home:outsider" }),
+        "ERR_CONFLICT",
+        /^project 'home:outsider' is used by 'open-user', 1 project you cannot see; delete with --force/
+      );
+      const e2 = await refused(
+        mine.call("project.put-meta", { project: "home:outsider", xml: projectXml("home:outsider") }),
+        "ERR_CONFLICT",
+        /cannot remove repository 'r', used by 'open-user\/u', 1 repository of a project you cannot see;/
+      );
+      for (const e of [e1, e2]) assert.doesNotMatch(JSON.stringify({ m: e.message, d: e.data }), /hidden-user/);
+      // Those who may see it are told its name.
+      await refused(
+        admin.call("project.delete", { project: "home:outsider" }),
+        "ERR_CONFLICT",
+        /used by 'hidden-user', 'open-user';/
+      );
+      for (const p of ["hidden-user", "open-user", "home:outsider"]) await admin.call("project.delete", { project: p });
+    });
   });
 
   describe("sourceaccess disabled", () => {
