@@ -11,7 +11,7 @@ import { open as openFile, rm, link, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from "../transport/index.ts";
+import { ConflictError, IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from "../transport/index.ts";
 import type { BlobExpectation, BlobInfo, BlobReader, BlobWriter } from "../transport/index.ts";
 import type { RoleStore } from "./db.ts";
 import { keys } from "./keys.ts";
@@ -263,17 +263,44 @@ export class BlobStore implements BlobReader, BlobWriter {
     return s;
   }
 
+  /**
+   * Moves an uploaded file into place and indexes it. Commits name files by md5, so the md5 index
+   * must never change what an md5 stands for: the first content stored under an md5 keeps it, and
+   * different content with the same md5 (a collision) is refused and not stored. The refusal does
+   * not name the stored content's sha256, which would let the uploader read it.
+   */
   async #place(tmpPath: string, info: BlobInfo): Promise<void> {
+    const collides = (): boolean => {
+      const known = this.#store.get<string>(keys.md5(info.md5));
+      return known !== undefined && known !== info.sha256;
+    };
+    const refuse = (): never => {
+      throw new ConflictError(
+        `content with md5 ${info.md5} is already stored and differs from this upload (an md5 collision); kiln names files by md5 and keeps the first content`,
+        { data: { md5: info.md5, sha256: info.sha256, size: info.size } }
+      );
+    };
+    if (collides()) {
+      rmSync(tmpPath, { force: true });
+      refuse();
+    }
     const dest = this.pathOf(info.sha256);
     // Synchronous: three metadata calls, each cheaper than a thread-pool round trip.
     mkdirSync(path.dirname(dest), { recursive: true });
     if (existsSync(dest)) rmSync(tmpPath, { force: true });
     else renameSync(tmpPath, dest);
     if (!this.#store.get(keys.blob(info.sha256))) {
-      await this.#store.transact(() => {
-        void this.#store.db.put(keys.blob(info.sha256), { md5: info.md5, size: info.size, time: Date.now() });
-        void this.#store.db.put(keys.md5(info.md5), info.sha256);
-      });
+      try {
+        await this.#store.transact(() => {
+          // Again inside the write transaction: another upload may have indexed the md5 meanwhile.
+          if (collides()) refuse();
+          void this.#store.db.put(keys.blob(info.sha256), { md5: info.md5, size: info.size, time: Date.now() });
+          void this.#store.db.put(keys.md5(info.md5), info.sha256);
+        });
+      } catch (err) {
+        if (!this.#store.get(keys.blob(info.sha256))) rmSync(dest, { force: true });
+        throw err;
+      }
     }
   }
 

@@ -31,6 +31,7 @@ import {
   type SourceHarness,
   type StoreDigest,
 } from "../helpers/source-role.ts";
+import { MD5_COLLISION } from "../helpers/md5-collision.ts";
 import { refused } from "../helpers/refused.ts";
 
 describe("source/bad input (integration)", function () {
@@ -233,6 +234,22 @@ describe("source/bad input (integration)", function () {
       assert.deepEqual(await src.call("package.commit", { project: "good", package: "pkg", files: [claimed] }), {
         missing: [claimed],
       });
+    });
+
+    it("should keep what an md5 names when content colliding in md5 is uploaded", async () => {
+      const [first, second] = MD5_COLLISION;
+      const src = h.client(h.admin);
+      const r = await commitFiles(src, "good", "collide", { "block.bin": first });
+      stored = await h.digest();
+      await refused(
+        uploadStream(src, Readable.from([second]), { md5: md5Of(second), size: second.length }),
+        "ERR_CONFLICT",
+        /content with md5 [0-9a-f]{32} is already stored and differs from this upload \(an md5 collision\)/
+      );
+      // A commit naming the md5 still gets the first content.
+      const again = await commitFiles(src, "good", "collide", { "block.bin": second });
+      assert.equal(again.uploadedFiles, 0);
+      assert.deepEqual(again.revision, r.revision);
     });
 
     it("should leave nothing behind of an interrupted upload", async () => {
