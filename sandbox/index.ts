@@ -46,6 +46,6 @@ export type { SelfTestOptions } from "./self-test.ts";
 export { describeResult } from "./outcome.ts";
 export { removeStaleCgroups as removeStaleSandboxCgroups } from "./cgroup.ts";
 export type { FailureDescription } from "./outcome.ts";
-export { SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
-export type { SandboxBind, CollectPlan } from "./plan.ts";
+export { PERSONALITIES, SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
+export type { SandboxBind, CollectPlan, Personality } from "./plan.ts";
 export { SandboxErrorCode, SandboxSetupError, SandboxUnavailableError } from "./errors.ts";

@@ -372,7 +372,17 @@ export interface WrapperPlan {
   unpackArgs: readonly string[];
   bwrapArgs: readonly string[];
   collect?: CollectPlan;
+  /**
+   * Personality the command runs under (OBS's helper from BSCando: `linux32` makes an x86_64 host
+   * look like i686 to `uname` and rpm, for i586/i686 builds). Set by `setarch` in front of bwrap,
+   * so the command cannot see or skip it; no extra program for native builds.
+   */
+  personality?: Personality;
 }
+
+/** Personalities `setarch` gives a sandboxed command (OBS's helpers of the same names). */
+export const PERSONALITIES = ["linux32", "linux64"] as const;
+export type Personality = (typeof PERSONALITIES)[number];
 
 /**
  * The wrapper: runs with cwd = the job directory in a fresh private mount namespace and reports on
@@ -461,12 +471,16 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
     `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower,X-mount.mkdir 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro,X-mount.mkdir 0 0" ;; esac >> root.fstab`,
   ];
+  if (plan.personality !== undefined && !PERSONALITIES.includes(plan.personality)) {
+    throw new InvalidInputError(`unknown personality "${String(plan.personality)}"`);
+  }
+  const setarch = plan.personality ? `setarch ${plan.personality}` : "";
   L.push(
     ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),
     ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
     "mount -n -a -T root.fstab",
     "set +e",
-    [dropTo, limit, "bwrap", ...plan.bwrapArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&- </dev/null",
+    [dropTo, limit, setarch, "bwrap", ...plan.bwrapArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&- </dev/null",
     "rc=$?",
     "set -e",
     'echo "exit $rc" >&3',

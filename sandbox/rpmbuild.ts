@@ -10,6 +10,7 @@ import { InvalidInputError } from "../transport/index.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { describeResult } from "./outcome.ts";
 import { SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
+import type { Personality } from "./plan.ts";
 import { runSandboxed } from "./run.ts";
 
 /** One package build, as the worker hands it over. */
@@ -40,6 +41,13 @@ export interface RpmBuildJob {
   log: Logger;
   /** Host paths that must never be visible to the build (kiln's data directory, the worker cache). */
   hiddenPaths?: string[];
+  /**
+   * rpm's build target (`rpmbuild --target`): the cpu the packages are built for when it is not
+   * the host's (`i586` on an x86_64 host). @default what rpm detects
+   */
+  target?: string;
+  /** Personality rpmbuild runs under (`linux32` for i586/i686 on x86_64, as OBS runs its build). */
+  personality?: Personality;
 }
 
 /** Measurements of one build. */
@@ -59,12 +67,28 @@ export type BuildOutcome =
 
 const TOPDIR = `${SANDBOX_USER.home}/rpmbuild`;
 
+/** Options of {@link rpmbuildCommand}. */
+export interface RpmbuildCommandOptions {
+  /** `--target` (a cpu such as `i586`, or a platform such as `i586-suse-linux`). */
+  target?: string;
+}
+
+const TARGET = /^[A-Za-z0-9_]+(-[A-Za-z0-9_.]+)*$/;
+
 /** The rpmbuild command line (inside the sandbox) for a spec and the job's macros. */
-export function rpmbuildCommand(specFile: string, defines: Readonly<Record<string, string>>): string[] {
+export function rpmbuildCommand(
+  specFile: string,
+  defines: Readonly<Record<string, string>>,
+  opts: RpmbuildCommandOptions = {}
+): string[] {
+  if (opts.target !== undefined && !TARGET.test(opts.target)) {
+    throw new InvalidInputError(`invalid build target "${opts.target}"`, { data: { target: opts.target } });
+  }
   return [
     "rpmbuild",
     "-ba",
     "--nodeps",
+    ...(opts.target !== undefined ? [`--target=${opts.target}`] : []),
     ...renderDefines(defines),
     // After the job's macros, so that the layout the results are collected from cannot be moved.
     ...renderDefines({
@@ -95,7 +119,7 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   const specPath = path.join(job.sourcesDir, job.specFile);
   const st = await lstat(specPath).catch(() => undefined);
   if (!st?.isFile()) throw new InvalidInputError(`spec ${job.specFile} not found in sources`, { data: { specPath } });
-  const command = rpmbuildCommand(job.specFile, job.defines);
+  const command = rpmbuildCommand(job.specFile, job.defines, job.target !== undefined ? { target: job.target } : {});
 
   let spec = await readFile(specPath, "utf8");
   if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
@@ -131,6 +155,7 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
     log: job.log,
     ...(job.signal ? { signal: job.signal } : {}),
     ...(job.hiddenPaths ? { hiddenPaths: job.hiddenPaths } : {}),
+    ...(job.personality ? { personality: job.personality } : {}),
   });
 
   const s = result.stats;

@@ -29,7 +29,7 @@ import {
   renderWrapperScript,
   validateEnv,
 } from "./plan.ts";
-import type { CollectPlan, HiddenPath, SandboxBind, StageBind } from "./plan.ts";
+import type { CollectPlan, HiddenPath, Personality, SandboxBind, StageBind } from "./plan.ts";
 import { descendantsOf, readProcessTable, signalAll } from "./process-tree.ts";
 
 /** What the sandbox's root is made of. */
@@ -76,6 +76,8 @@ export interface SandboxRunOptions {
   graceMs?: number;
   /** Host uid the sandbox runs as when the worker is root. @default a fresh one per run */
   hostUid?: number;
+  /** Personality of the command (`linux32` for i586/i686 builds on x86_64). @default the host's */
+  personality?: Personality;
 }
 
 /** Why the sandbox killed a run (timeouts are reported as `sandbox.timedOut`). */
@@ -320,6 +322,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
       unpackArgs,
       bwrapArgs,
       ...(opts.collect ? { collect: opts.collect } : {}),
+      ...(opts.personality ? { personality: opts.personality } : {}),
     });
     return await supervise({ opts, limits, dir, script, privileged, cgroups, graceMs });
   } finally {

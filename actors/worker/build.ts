@@ -43,6 +43,7 @@ import { computeSrcmd5 } from "../source/srcmd5.ts";
 import { DEFAULT_SERVICES_DIR, runServices, useServiceFileNames } from "../service/runner.ts";
 import type { ContentCache } from "./cache.ts";
 import { HookStage, hooksForJob, runHook, writeJobFile, type HookConfig, type HookVerdict } from "./hooks.ts";
+import { archBuild } from "./build-arch.ts";
 import { jobLimits } from "./job-limits.ts";
 import { jobMeta } from "./job-meta.ts";
 import { readHdrMd5 } from "./rpm-sig.ts";
@@ -67,6 +68,8 @@ export interface BuildEnv {
   servicesDir?: string;
   /** What the worker announced (limits raised by constraints stay within it). */
   hardware: { memoryMb: number; diskMb: number };
+  /** The host's arch as rpm names it: jobs of other archs build under a personality and --target. */
+  hostArch: string;
   /** Test seam: called as a file's upload progresses. */
   onUploadProgress?: (name: string, done: number, total: number) => void;
 }
@@ -162,6 +165,13 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
     }
     emit(`[kiln] building ${job.package} for ${job.project}/${job.repository}/${job.arch} on ${env.workerId}\n`);
     emit(`[kiln] reason: ${job.reason}; release ${job.release}; job ${job.jobId}\n`);
+    const arch = archBuild(env.hostArch, job.arch);
+    if (arch.type === "arch.unsupported") throw new Rejected(arch.reason, false);
+    if (arch.type === "arch.foreign") {
+      emit(
+        `[kiln] ${job.arch} on a ${env.hostArch} host: rpmbuild --target=${arch.target}${arch.personality ? ` under setarch ${arch.personality}` : ""}\n`
+      );
+    }
 
     // ---- 1. sources and dependencies ----------------------------------------------------------
     const t0 = Date.now();
@@ -322,6 +332,8 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       signal: r.abort.signal,
       log,
       hiddenPaths: env.hiddenPaths,
+      ...(arch.type === "arch.foreign" ? { target: arch.target } : {}),
+      ...(arch.type === "arch.foreign" && arch.personality ? { personality: arch.personality } : {}),
     });
     stats.times.mainMs = Date.now() - tb;
     if (outcome.stats.peakMemoryBytes !== undefined) stats.peakMemoryBytes = outcome.stats.peakMemoryBytes;

@@ -164,6 +164,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     hooks,
     ...(opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
     hardware: { memoryMb: registration.memoryMb, diskMb: registration.diskMb },
+    hostArch: host,
     ...(opts.onUploadProgress ? { onUploadProgress: opts.onUploadProgress } : {}),
   };
   const running = new Map<string, RunningJob>();

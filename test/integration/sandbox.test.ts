@@ -57,6 +57,8 @@ async function build(
     onLog?: (chunk: Buffer) => void;
     keepOutput?: boolean;
     macros?: string;
+    target?: string;
+    personality?: "linux32";
   } = {}
 ): Promise<Built> {
   const jobDir = path.join(root, `job-${++jobs}`);
@@ -77,6 +79,8 @@ async function build(
   if (opts.signal) job.signal = opts.signal;
   if (opts.macros) job.macros = opts.macros;
   if (opts.hiddenPaths) job.hiddenPaths = opts.hiddenPaths;
+  if (opts.target) job.target = opts.target;
+  if (opts.personality) job.personality = opts.personality;
   const outcome = await runRpmBuild(job);
   return { outcome, output, jobDir };
 }
@@ -181,6 +185,47 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     for (const [i, b] of builds.entries()) {
       const ok = succeeded(b);
       assert.equal(await rpmQuery(ok.rpms[0]!, "%{RELEASE}"), String(i + 1));
+    }
+  });
+
+  it("should build for the target arch under a 32-bit personality, as OBS builds i586 and i686 on x86_64", async () => {
+    const sources = path.join(root, "arch-src");
+    await mkdir(sources, { recursive: true });
+    // No BuildArch: the package takes the arch the build is for.
+    await writeFile(
+      path.join(sources, "archful.spec"),
+      [
+        "Name: kiln-archful",
+        "Version: 1.0",
+        "Release: 1",
+        "Summary: a package of the build's arch",
+        "License: MIT",
+        "%description",
+        "Records the machine it was built on.",
+        "%install",
+        'echo "MACHINE=$(uname -m) ARCH=%{_arch} TARGET=%{_target_cpu}"',
+        "mkdir -p %{buildroot}/usr/share/kiln-archful",
+        "uname -m > %{buildroot}/usr/share/kiln-archful/machine",
+        "%files",
+        "/usr/share/kiln-archful/machine",
+        "",
+      ].join("\n")
+    );
+    const native = succeeded(await build("archful.spec", { sourcesDir: sources }));
+    assert.deepEqual(
+      native.rpms.map((f) => path.basename(f)),
+      ["kiln-archful-1.0-1.x86_64.rpm"]
+    );
+    for (const target of ["i586", "i686"]) {
+      const b = await build("archful.spec", { sourcesDir: sources, target, personality: "linux32" });
+      const ok = succeeded(b);
+      assert.deepEqual(
+        ok.rpms.map((f) => path.basename(f)),
+        [`kiln-archful-1.0-1.${target}.rpm`]
+      );
+      assert.match(b.output, new RegExp(`^MACHINE=i686 ARCH=i386 TARGET=${target}$`, "m"));
+      assert.equal(await rpmQuery(ok.rpms[0]!, "%{ARCH}"), target);
+      assert.equal(await rpmQuery(ok.srpms[0]!, "%{NAME}"), "kiln-archful");
     }
   });
 

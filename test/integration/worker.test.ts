@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import type { NatsConnection } from "nats";
 import pino from "pino";
-import type { BuildJob, RunningRole } from "../../actors/index.ts";
+import type { BuildJob, RunningRole, StoredResult } from "../../actors/index.ts";
 import { connectNats, downloadBlob, readBlobBytes, subjects } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { ARCH, startStack, trivialSpec, type Stack } from "../helpers/worker-stack.ts";
@@ -28,6 +28,41 @@ function hookProgram(dir: string, name: string, body: string): string {
   writeFileSync(p, `#!/bin/bash\n${body}\n`);
   chmodSync(p, 0o755);
   return p;
+}
+
+/** A spec without BuildArch: its package takes the arch it is built for. */
+function archSpec(name: string): string {
+  return trivialSpec(name, { build: 'echo "MACHINE=$(uname -m)"' }).replace("BuildArch: noarch\n", "");
+}
+
+/** A job as a scheduler would submit it, for a committed revision (the test sets what it needs). */
+function jobFor(
+  rev: { srcmd5: string; rev: number; files: BuildJob["files"] },
+  over: Partial<BuildJob> & Pick<BuildJob, "project" | "package" | "specFile">
+): BuildJob {
+  const j: Omit<BuildJob, "jobId"> = {
+    name: `${over.project}::standard::${over.package}-${rev.srcmd5}`,
+    repository: "standard",
+    arch: ARCH,
+    srcmd5: rev.srcmd5,
+    verifymd5: rev.srcmd5,
+    rev: rev.rev,
+    files: rev.files,
+    versrel: "1.0-1",
+    bcnt: 1,
+    release: "1.1",
+    reason: "new build",
+    needed: 0,
+    readyTime: Date.now(),
+    debuginfo: false,
+    disturl: `obs://kiln/${over.project}/standard/${rev.srcmd5}-${over.package}`,
+    subpacks: [over.package],
+    bdeps: [],
+    path: [{ project: over.project, repository: "standard" }],
+    constraints: { prjconf: [], recipe: [] },
+    ...over,
+  };
+  return { ...j, jobId: createHash("md5").update(JSON.stringify(j)).digest("hex") };
 }
 
 describe("worker/ (through the whole service)", function () {
@@ -157,6 +192,54 @@ describe("worker/ (through the whole service)", function () {
     assert.match(buildLog, /\[kiln\] postbuild hook rpmlint/);
     assert.match(buildLog, /linted\.noarch: W: no-url-tag/);
     assert.match(buildLog, /\[kiln\] rpmlint exited with \d+/);
+  });
+
+  /** Commits a package the scheduler never builds (build disabled), for jobs the test submits itself. */
+  const commitUnscheduled = async (
+    project: string,
+    pkg: string,
+    files: Record<string, string>
+  ): Promise<{ srcmd5: string; rev: number; files: BuildJob["files"] }> => {
+    await s.source.call("package.put-meta", {
+      project,
+      package: pkg,
+      xml: `<package name="${pkg}" project="${project}"><title/><description/><build><disable/></build></package>`,
+    });
+    await s.commit(project, pkg, files);
+    return s.source.call("package.get", { project, package: pkg });
+  };
+
+  /** Submits a job and waits for its stored result. */
+  const runJob = async (job: BuildJob): Promise<{ stored: StoredResult; log: string }> => {
+    await s.dispatcher.call("job.submit", { job });
+    const q = { project: job.project, repository: job.repository, arch: job.arch, package: job.package };
+    const stored = await check(
+      async () => {
+        const r = await s.repo.call("result.get", q, { idempotent: true });
+        return r?.jobId === job.jobId ? r : undefined;
+      },
+      { timeoutMs: 60_000, name: `${job.package} (${job.arch}) reported` }
+    );
+    const text = stored.logSha256 ? (await readBlobBytes(s.repo, stored.logSha256, 16 << 20)).toString() : "";
+    return { stored, log: text };
+  };
+
+  it("should build an i586 job as OBS does on x86_64: under linux32, for i586, giving .i586.rpm", async () => {
+    await s.project("arch32", {
+      meta: `<project name="arch32"><title/><description/><repository name="standard"><arch>x86_64</arch><arch>i586</arch></repository></project>`,
+    });
+    const rev = await commitUnscheduled("arch32", "archful", { "archful.spec": archSpec("archful") });
+    const { stored, log: buildLog } = await runJob(
+      jobFor(rev, { project: "arch32", package: "archful", specFile: "archful.spec", arch: "i586" })
+    );
+    assert.equal(stored.code, "succeeded", buildLog);
+    assert.match(buildLog, /\[kiln\] i586 on a x86_64 host: rpmbuild --target=i586 under setarch linux32/);
+    assert.match(buildLog, /^MACHINE=i686$/m);
+    const rpms = stored.binaries.filter((b) => !b.isSource).map((b) => b.filename);
+    assert.deepEqual(rpms, ["archful-1.0-1.1.i586.rpm"]);
+    const file = path.join(tmp, rpms[0]!);
+    await downloadBlob(s.repo, stored.binaries.find((b) => b.filename === rpms[0])!.sha256, file);
+    assert.equal(await rpmQuery(file, "%{ARCH}"), "i586");
   });
 
   it("should verify sources against the srcmd5 and dependencies against their checksums", async () => {

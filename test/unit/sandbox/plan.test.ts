@@ -383,6 +383,22 @@ describe("sandbox/plan", () => {
     it("should refuse to overlay a dependency tree whose usr or etc is a symlink", () => {
       assert.match(renderWrapperScript(base), /for d in deps\/usr deps\/etc; do if \[ -L \$d \]/);
     });
+
+    it("should run only the command's bwrap under the personality, after dropping privileges", () => {
+      const plain = renderWrapperScript(base);
+      assert.doesNotMatch(plain, /setarch/);
+      const s = renderWrapperScript({ ...base, rlimits: ["--as=1000"], personality: "linux32" });
+      const bwraps = s.split("\n").filter((l) => /(^| )bwrap /.test(l));
+      assert.equal(bwraps.length, 2);
+      // The unpack step runs as the host is; the command under setarch, which it cannot skip.
+      assert.doesNotMatch(bwraps[0]!, /setarch/);
+      assert.match(bwraps[1]!, /^setpriv .* -- prlimit --as=1000 -- setarch linux32 bwrap /);
+      execFileSync("/bin/sh", ["-n", "-c", s]);
+      assert.throws(
+        () => renderWrapperScript({ ...base, personality: "linux32; id" as "linux32" }),
+        /unknown personality/
+      );
+    });
   });
 
   describe("rpmbuildCommand", () => {
@@ -403,6 +419,17 @@ describe("sandbox/plan", () => {
         "_specdir /home/abuild/rpmbuild/SPECS",
         "/home/abuild/rpmbuild/SPECS/hello.spec",
       ]);
+    });
+
+    it("should name the build target right after the mode, and refuse one that is not a platform name", () => {
+      const cmd = rpmbuildCommand("hello.spec", { release: "1" }, { target: "i586" });
+      assert.deepEqual(cmd.slice(0, 4), ["rpmbuild", "-ba", "--nodeps", "--target=i586"]);
+      assert.equal(cmd.filter((a) => a.startsWith("--target")).length, 1);
+      assert.ok(rpmbuildCommand("x.spec", {}, { target: "i686-suse-linux" }).includes("--target=i686-suse-linux"));
+      assert.ok(!rpmbuildCommand("x.spec", {}).some((a) => a.startsWith("--target")));
+      for (const bad of ["", "i586 --define=x", "-i586", "i586\n", "../x"]) {
+        assert.throws(() => rpmbuildCommand("x.spec", {}, { target: bad }), /invalid build target/, bad);
+      }
     });
   });
 });
