@@ -45,10 +45,13 @@ export type SchedulerApi = {
   "reason.get": { req: { project: string; repository: string; package: string }; res: BuildReason | null };
   "buildinfo.get": { req: { project: string; repository: string; package: string }; res: BuildInfoView };
   "builddepinfo.get": { req: { project: string; repository: string }; res: BuildDepInfoView };
-  /** `kiln rebuild`: forget the meta of matching packages so the next check rebuilds them. */
+  /**
+   * `kiln rebuild`: forget the meta of matching packages so the next check rebuilds them.
+   * `kept` of them have a queued or running job of their current sources: it stays (as in OBS).
+   */
   "rebuild.request": {
     req: { project: string; package?: string; repository?: string; code?: string };
-    res: { packages: number };
+    res: { packages: number; kept: number };
   };
 };
 

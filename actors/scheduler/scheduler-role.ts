@@ -759,6 +759,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         return answer(msg.replyTo, () => {
           const a = msg.args;
           let n = 0;
+          let kept = 0;
           for (const prp of forProject(a.project)) {
             if (a.repository && prp.repository !== a.repository) continue;
             const c = prp.checker;
@@ -766,14 +767,17 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             for (const i of [...c.packages()]) {
               if (a.package && i.package !== a.package) continue;
               if (a.code && c.states().get(i.package)?.code !== a.code) continue;
-              c.forceRebuild(i.package);
               n++;
+              // As OBS (BSSched::BuildJob::create finds the job of the current sources and stays
+              // `scheduled`): a queued or running job of the current sources is that rebuild.
+              if (c.job(i.package)?.srcmd5 === i.verifymd5) kept++;
+              else c.forceRebuild(i.package);
             }
             markDirty(prp);
           }
           if (a.package && n === 0 && !a.code)
             throw new InvalidInputError(`no package ${a.package} in ${a.project} for ${arch}`);
-          return { packages: n };
+          return { packages: n, kept };
         });
       default:
         assertNever(msg);

@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import type { PackageResult, RepoResult } from "../../actors/index.ts";
+import { repoFileClient, type PackageResult, type RepoResult } from "../../actors/index.ts";
 import {
   InvalidInputError,
   NotFoundError,
@@ -85,6 +85,20 @@ const unfinished = (rs: RepoResult[]): boolean =>
 
 const failedCodes = new Set<string>(["failed", "broken", "unresolvable"]);
 
+/** What `rebuild --code` can select: the codes the scheduler decides (a job's own codes are `scheduled` there). */
+const REBUILD_CODES: readonly string[] = [
+  "succeeded",
+  "failed",
+  "unresolvable",
+  "broken",
+  "blocked",
+  "scheduled",
+  "disabled",
+  "excluded",
+  "locked",
+  "unknown",
+];
+
 function renderResults(rs: RepoResult[]): string {
   const rows: string[][] = [];
   for (const r of rs) {
@@ -160,7 +174,8 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         }
         const r = await c.repo.call("result.get", { project, repository, arch, package: pkg });
         if (!r?.logSha256) throw new NotFoundError(`no build log of ${pkg} in ${project}/${repository}/${arch}`);
-        process.stdout.write(await readBlobBytes(c.repo, r.logSha256, 1024 ** 3));
+        const file = repoFileClient(c.repo, { project, repository, arch, package: pkg });
+        process.stdout.write(await readBlobBytes(file, r.logSha256, 1024 ** 3));
       });
     });
 
@@ -170,13 +185,15 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     .option("-o, --out <dir>", "download into DIR")
     .action(async (project: string, repository: string, arch: string, pkg: string, o: { out?: string }) => {
       await withClients(cenv, async (c) => {
-        const list = await c.repo.call("binaries.list", { project, repository, arch, package: pkg });
+        const where = { project, repository, arch, package: pkg };
+        const list = await c.repo.call("binaries.list", where);
         if (o.out) {
           mkdirSync(o.out, { recursive: true });
           for (const b of list) {
             if (b.filename.includes("/") || b.filename.startsWith("."))
               throw new InvalidInputError(`refusing file name ${b.filename}`);
-            await downloadBlob(c.repo, b.sha256, path.join(o.out, b.filename), {
+            await downloadBlob(repoFileClient(c.repo, where), b.sha256, path.join(o.out, b.filename), {
+              size: b.size,
               onProgress: (d, t) => progress(`${b.filename}: ${formatBytes(d)} / ${formatBytes(t)}`),
             });
             progressDone();
@@ -200,9 +217,12 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     .option("-a, --arch <arch>", "only this arch")
     .option("--code <code>", "only packages with this code (e.g. failed)")
     .action(async (project: string, pkg: string | undefined, o: { repo?: string; arch?: string; code?: string }) => {
+      if (o.code !== undefined && !REBUILD_CODES.includes(o.code))
+        throw new InvalidInputError(`unknown package code '${o.code}' (one of ${REBUILD_CODES.join(", ")})`);
       await withClients(cenv, async (c) => {
         const targets = await targetsOf(c, project, o.repo, o.arch);
         let n = 0;
+        let kept = 0;
         for (const a of [...new Set(targets.map((t) => t.arch))]) {
           const r = await c.sched(a).call("rebuild.request", {
             project,
@@ -211,9 +231,13 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
             ...(o.code ? { code: o.code } : {}),
           });
           n += r.packages;
+          kept += r.kept;
         }
-        if (cenv.json()) return printJson({ packages: n });
-        print(`rebuild triggered for ${n} package build${n === 1 ? "" : "s"}`);
+        if (cenv.json()) return printJson({ packages: n, kept });
+        print(
+          `rebuild triggered for ${n} package build${n === 1 ? "" : "s"}` +
+            (kept ? ` (${kept} already queued or building with the current sources: that build is kept)` : "")
+        );
       });
     });
 

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import type { RepoResult } from "../../actors/index.ts";
 import { check } from "../helpers/check.ts";
-import { kilnOk, type KilnEnv } from "../helpers/kiln.ts";
+import { kiln, kilnOk, type KilnEnv } from "../helpers/kiln.ts";
 import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
 
 const WAIT = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
@@ -25,6 +25,32 @@ async function settle(c: RoleCluster, project: string): Promise<Record<string, s
     { timeoutMs: 180_000, intervalMs: 100, name: `settle ${project}` }
   );
   return Object.fromEntries(last.flatMap((r) => r.packages.map((p) => [p.package, p.code])));
+}
+
+/** A noarch package whose %build runs `build` (to fail, or to take a while). */
+function writeBuildSpec(root: string, name: string, build: string, version = "1.0"): string {
+  const dir = path.join(root, name);
+  mkdirSync(dir, { recursive: true });
+  const spec = [
+    `Name: ${name}`,
+    `Version: ${version}`,
+    "Release: 1",
+    `Summary: ${name}`,
+    "License: MIT",
+    "BuildArch: noarch",
+    "%description",
+    name,
+    "%build",
+    build,
+    "%install",
+    `mkdir -p %{buildroot}/usr/share/${name}`,
+    `echo ${version} > %{buildroot}/usr/share/${name}/version`,
+    "%files",
+    `/usr/share/${name}`,
+    "",
+  ];
+  writeFileSync(path.join(dir, `${name}.spec`), spec.join("\n"));
+  return dir;
 }
 
 const META = (name: string, extra = ""): string =>
@@ -87,5 +113,54 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
     assert.match(text, /\n {2}md5sum +base$/);
     const baseText = await kilnOk(cli, ["reason", "why", "r", "x86_64", "base"]);
     assert.match(baseText, new RegExp(`^source change .*\\n {2}previous sources: ${base1.verifymd5}$`));
+  });
+
+  it("should rebuild only the failed packages with --code failed", async () => {
+    await c.source.call("project.put-meta", { project: "redo", xml: META("redo") });
+    await c.commitDir("redo", "ok", writeSpec(tmp, "ok"));
+    await c.commitDir("redo", "bad", writeBuildSpec(tmp, "bad", "echo this build fails; exit 1"));
+    assert.deepEqual(await settle(c, "redo"), { bad: "failed", ok: "succeeded" });
+    const ok1 = (await result("redo", "ok"))!;
+    const bad1 = (await result("redo", "bad"))!;
+
+    const out = await kilnOk(cli, ["rebuild", "redo", "--code", "failed"]);
+    assert.equal(out, "rebuild triggered for 1 package build");
+    await check(async () => (await result("redo", "bad"))!.jobId !== bad1.jobId, {
+      timeoutMs: 120_000,
+      name: "bad built again",
+    });
+    assert.deepEqual(await settle(c, "redo"), { bad: "failed", ok: "succeeded" });
+    const bad2 = (await result("redo", "bad"))!;
+    assert.equal(bad2.code, "failed");
+    assert.equal(bad2.reason, "new build");
+    assert.equal((await result("redo", "ok"))!.jobId, ok1.jobId, "ok was rebuilt");
+
+    // A code that does not exist is refused, not silently matched by nothing.
+    const bad = await kiln(cli, ["rebuild", "redo", "--code", "faild"]);
+    assert.notEqual(bad.exitCode, 0);
+    assert.match(bad.stderr, /unknown package code 'faild'/);
+  });
+
+  it("should keep a running build of the current sources on rebuild, as OBS does", async () => {
+    await c.source.call("project.put-meta", { project: "busy", xml: META("busy") });
+    await c.commitDir("busy", "slow", writeBuildSpec(tmp, "slow", "sleep 8"));
+    const job = await check(
+      async () => (await c.dispatcher.call("job.list", { project: "busy" })).find((j) => j.code === "building"),
+      { timeoutMs: 120_000, name: "slow building" }
+    );
+    const r = await c.sched().call("rebuild.request", { project: "busy", package: "slow" });
+    assert.deepEqual(r, { packages: 1, kept: 1 });
+    // Once the scheduler has checked again, the running job is still the one.
+    await check(async () => !(await c.sched().call("results.get", { project: "busy" }))[0]!.dirty, {
+      name: "busy checked",
+    });
+    assert.deepEqual(
+      (await c.dispatcher.call("job.list", { project: "busy" })).map((j) => [j.jobId, j.code]),
+      [[job.jobId, "building"]]
+    );
+    assert.deepEqual(await settle(c, "busy"), { slow: "succeeded" });
+    const done = (await result("busy", "slow"))!;
+    assert.equal(done.jobId, job.jobId);
+    assert.equal(done.bcnt, 1);
   });
 });
