@@ -36,6 +36,7 @@ import { cando } from "../dispatcher/worker-info.ts";
 import type { RepoApi } from "../repo/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
+import { archBuild } from "./build-arch.ts";
 import { runJob, type BuildEnv, type RunningJob } from "./build.ts";
 import { ContentCache } from "./cache.ts";
 import { checkHooks, defaultHooks, type HookConfig } from "./hooks.ts";
@@ -84,9 +85,14 @@ export function hostArch(): string {
   return m[os.arch()] ?? os.arch();
 }
 
-/** Archs a host can build natively or with a personality helper (OBS BSCando). */
+/**
+ * Archs a host can build natively or with a personality helper (OBS BSCando), leaving out those
+ * whose helper kiln cannot apply (it would refuse their jobs).
+ */
 export function buildableArchs(host: string): string[] {
-  return cando(host).map((e) => e.arch);
+  return cando(host)
+    .filter((e) => archBuild(host, e.arch).type !== "arch.unsupported")
+    .map((e) => e.arch);
 }
 
 const validators: Validators<WorkerApi> = {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { archBuild } from "../../../actors/worker/build-arch.ts";
+import { buildableArchs } from "../../../actors/worker/worker-role.ts";
 
 describe("worker/build-arch", () => {
   it("should build the host's own arch as it is", () => {
@@ -29,5 +30,11 @@ describe("worker/build-arch", () => {
       (r as { reason: string }).reason,
       /mips64 host cannot build mips: kiln has no personality helper mips32/
     );
+  });
+
+  it("should announce by default what BSCando lists for the host, less what it would refuse", () => {
+    assert.deepEqual(buildableArchs("x86_64"), ["x86_64", "i586", "i686"]);
+    assert.deepEqual(buildableArchs("mips64"), ["mips64"]);
+    assert.deepEqual(buildableArchs("unknown"), ["unknown"]);
   });
 });
