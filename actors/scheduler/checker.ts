@@ -197,6 +197,19 @@ function excludedByBuildFlags(config: BuildConfig, pkg: string): string | undefi
   return undefined;
 }
 
+/**
+ * Errors the source role finds before it reads the recipe (no sources, a service run): OBS
+ * keeps them on the package and checks them before the build flag; the recipe's own errors
+ * (no recipe, a bad one, `ExclusiveArch`) after it.
+ */
+function packageLevelError(p: PackageBuildInfo): boolean {
+  const c = p.errorCode;
+  if (c === "disabled" || c === "blocked") return true;
+  if (c !== "broken") return false;
+  const err = p.error ?? "";
+  return err === "no source uploaded" || err.startsWith("service error");
+}
+
 /** The release number from the prjconf template (default `<CI_CNT>.<B_CNT>`). */
 export function releaseOf(config: BuildConfig, rev: number, bcnt: number): string {
   const tpl = config.release && config.release.length ? config.release : "<CI_CNT>.<B_CNT>";
@@ -846,14 +859,17 @@ export class IncrementalChecker {
       if (wasReady !== isReady) for (const r of this.#revByPid[pid] ?? []) queue.push(this.#byPid[r]!.rank, r);
     }
 
+    // OBS: building while a job exists, blocked while a package waits for a dependency (one that
+    // waits for its own sources does not count), else finished.
     let repoCode: RepoCode = RepoCode.Finished;
     let blocked = false;
-    for (const s of this.#states.values()) {
-      if (s.code === PackageCode.Scheduled) {
+    for (const e of (this.#list ??= [...this.#pkgs.values()])) {
+      const code = e.state.code;
+      if (code === PackageCode.Scheduled) {
         repoCode = RepoCode.Building;
         break;
       }
-      if (s.code === PackageCode.Blocked) blocked = true;
+      if (code === PackageCode.Blocked && e.info.errorCode !== "blocked") blocked = true;
     }
     if (repoCode === RepoCode.Finished && blocked) repoCode = RepoCode.Blocked;
     const tEnd = performance.now();
@@ -1030,46 +1046,91 @@ export class IncrementalChecker {
     return sig.hex();
   }
 
-  /** Decides one package; returns the build it needs, if any. */
+  /**
+   * What a package waits for, as OBS's details say it: the names of its expanded dependencies
+   * whose source package is not ready (here, or in a repository of its path unless
+   * `block="local"`), in expansion order, ten at most and then `...`; undefined when none.
+   */
+  #blockers(e: Entry, names: readonly string[]): string | undefined {
+    const nr = this.#notReadyPid;
+    const dp = e.depPids;
+    let local = false;
+    for (let i = 0; i < dp.length; i++) {
+      if (nr[dp[i]!] === 1) {
+        local = true;
+        break;
+      }
+    }
+    const elsewhere = this.#block !== "local" && this.#notReadyElsewhere.size > 0;
+    if (!local && !elsewhere) return undefined;
+    const ids = e.ids;
+    const srcPid = this.#srcPid;
+    let out: string[] | undefined;
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!;
+      let src = -1;
+      if (ids) {
+        const id = ids[k]!;
+        if (id < srcPid.length) src = srcPid[id]!;
+      } else {
+        const owner = this.#src.get(name);
+        if (owner !== undefined) src = this.#pkgs.get(owner)?.pid ?? -1;
+      }
+      if (src >= 0 && src !== e.pid && this.#byPid[src] !== undefined) {
+        if (nr[src] !== 1) continue;
+      } else {
+        if (!elsewhere) continue;
+        const lb = this.#exp.binary(name);
+        if (!lb || lb.layer === 0) continue;
+        if (!this.#notReadyElsewhere.get(keyOf(lb.project, lb.repository))?.has(lb.binary.package)) continue;
+      }
+      (out ??= []).push(name);
+      if (out.length > 10) {
+        out[10] = "...";
+        break;
+      }
+    }
+    return out?.join(", ");
+  }
+
+  /**
+   * Decides one package; returns the build it needs, if any. The order is `checkpkgs`'s: locked,
+   * the prjconf's package lists, errors of the package itself, the build flag, errors of its
+   * recipe, an existing job for these sources, expansion errors, blockers, the rebuild decision.
+   */
   #evaluate(pkg: string, e: Entry): NeededBuild | undefined {
     const p = e.info;
     this.#pending.delete(pkg);
-    const bl = excludedByBuildFlags(this.#exp.config, pkg);
-    if (p.errorCode === "excluded" || bl) return this.#setState(pkg, e, PackageCode.Excluded, bl ?? "");
     if (p.flags.lock) return this.#setState(pkg, e, PackageCode.Locked);
-    if (!p.flags.build || p.errorCode === "disabled") return this.#setState(pkg, e, PackageCode.Disabled);
-    if (p.errorCode === "broken") return this.#setState(pkg, e, PackageCode.Broken, p.error ?? "");
-    if (p.errorCode === "blocked") return this.#setState(pkg, e, PackageCode.Blocked, p.error ?? "", true);
-    const exp = e.exp;
-    if (!exp) return this.#setState(pkg, e, PackageCode.Broken, "no expansion");
-    if (!exp.ok) return this.#setState(pkg, e, PackageCode.Unresolvable, exp.error);
-    if (this.#block !== "never") {
-      let blockers: string[] | undefined;
-      const comp = e.rank;
-      const dp = e.depPids;
-      for (let i = 0; i < dp.length; i++) {
-        const d = dp[i]!;
-        if (this.#notReadyPid[d] === 1 && this.#byPid[d]?.rank !== comp) (blockers ??= []).push(this.#pidNames[d]!);
-      }
-      if (this.#block !== "local" && this.#notReadyElsewhere.size) {
-        for (const bin of exp.packages) {
-          const lb = this.#exp.binary(bin);
-          if (!lb || lb.layer === 0) continue;
-          const who = `${lb.project}/${lb.repository}/${lb.binary.package}`;
-          if (
-            this.#notReadyElsewhere.get(keyOf(lb.project, lb.repository))?.has(lb.binary.package) &&
-            !blockers?.includes(who)
-          ) {
-            (blockers ??= []).push(who);
-          }
-        }
-      }
-      if (blockers)
-        return this.#setState(pkg, e, PackageCode.Blocked, blockers.slice(0, 10).join(", "), p.flags.useforbuild);
+    const bl = excludedByBuildFlags(this.#exp.config, pkg);
+    if (bl) return this.#setState(pkg, e, PackageCode.Excluded, bl);
+    const ec = p.errorCode;
+    if (ec !== undefined && packageLevelError(p)) {
+      if (ec === "disabled") return this.#setState(pkg, e, PackageCode.Disabled);
+      // Waiting for its own sources: OBS neither counts it as not ready nor as unfinished.
+      if (ec === "blocked") return this.#setState(pkg, e, PackageCode.Blocked, p.error ?? "");
+      return this.#setState(pkg, e, PackageCode.Broken, p.error ?? "");
     }
+    if (!p.flags.build) return this.#setState(pkg, e, PackageCode.Disabled);
+    if (ec === "excluded") return this.#setState(pkg, e, PackageCode.Excluded);
+    if (ec !== undefined) return this.#setState(pkg, e, PackageCode.Broken, p.error ?? "");
+    // A job for these sources exists: scheduled, whatever else changed meanwhile.
     const job = this.#jobs.get(pkg);
     if (job && job.srcmd5 === p.verifymd5)
       return this.#setState(pkg, e, PackageCode.Scheduled, job.details ?? "", p.flags.useforbuild);
+    const exp = e.exp;
+    if (!exp) return this.#setState(pkg, e, PackageCode.Broken, "no expansion");
+    if (!exp.ok) return this.#setState(pkg, e, PackageCode.Unresolvable, exp.error);
+    const blockers = this.#block === "never" ? undefined : this.#blockers(e, exp.packages);
+    if (blockers !== undefined) {
+      // rebuild="local" builds on source changes only: a build of these sources stands.
+      if (this.#rebuild === "local" && !this.#force.has(pkg)) {
+        const had = this.#results.get(pkg);
+        if (had && (had.meta || had.digests) && had.srcmd5 === p.verifymd5)
+          return this.#setState(pkg, e, had.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
+      }
+      return this.#setState(pkg, e, PackageCode.Blocked, blockers, p.flags.useforbuild);
+    }
     const last = this.#force.has(pkg) ? undefined : this.#results.get(pkg);
     const producerSource = this.#producerSource;
     const binary = this.#binaryOf;

@@ -75,25 +75,30 @@ describe("actors/scheduler/checker", () => {
     assert.deepEqual(comps, [["b", "c"], ["a"], ["d"]]);
   });
 
-  it("should decide codes in OBS order: excluded, locked, disabled, broken, unresolvable, new build", () => {
+  it("should decide codes in OBS's order: locked, package lists, package errors, build flag, recipe errors", () => {
     const metas = new Map<string, string[]>();
+    const off = { build: false, lock: false, useforbuild: true, debuginfo: false, publish: true };
     const { output } = checkFromScratch({
       project: "p",
       repository: "r",
       arch: "x86_64",
       rebuild: "transitive",
       block: "all",
-      config: config(),
+      config: config("BuildFlags: excludebuild:listed\n"),
       layers: [{ project: "p", repository: "r", binaries: [] }],
       metaOf: (s) => metas.get(s),
       packages: [
-        info("ex", {
-          errorCode: "excluded",
-          error: "excluded",
-          flags: { build: false, lock: true, useforbuild: true, debuginfo: false, publish: true },
-        }),
-        info("lk", { flags: { build: false, lock: true, useforbuild: true, debuginfo: false, publish: true } }),
-        info("off", { flags: { build: false, lock: false, useforbuild: true, debuginfo: false, publish: true } }),
+        // Locked comes first, even before an ExclusiveArch that excludes it (OBS checkpkgs).
+        info("ex", { errorCode: "excluded", error: "excluded", flags: { ...off, lock: true } }),
+        info("lk", { flags: { ...off, lock: true } }),
+        info("listed", { flags: off }),
+        // A package without sources is broken even where its build flag is off...
+        info("nosrc", { errorCode: "broken", error: "no source uploaded", flags: off }),
+        // ...but the recipe's own verdicts come after the build flag.
+        info("exoff", { errorCode: "excluded", error: "excluded", flags: off }),
+        info("badoff", { errorCode: "broken", error: "no recipe file", flags: off }),
+        info("off", { flags: off }),
+        info("xa", { errorCode: "excluded", error: "excluded" }),
         info("bad", { errorCode: "broken", error: "no recipe file" }),
         info("miss", { buildRequires: ["nope >= 2"] }),
         info("ok"),
@@ -105,9 +110,14 @@ describe("actors/scheduler/checker", () => {
       [...output.states].map(([k, v]) => [k, `${v.code}${v.details ? `: ${v.details}` : ""}`])
     );
     assert.deepEqual(codes, {
-      ex: "excluded",
+      ex: "locked",
       lk: "locked",
+      listed: "excluded: package blacklist",
+      nosrc: "broken: no source uploaded",
+      exoff: "disabled",
+      badoff: "disabled",
       off: "disabled",
+      xa: "excluded",
       bad: "broken: no recipe file",
       miss: "unresolvable: nothing provides nope >= 2",
       ok: "scheduled",
@@ -116,6 +126,133 @@ describe("actors/scheduler/checker", () => {
       output.builds.map((b) => [b.package, b.reason.explain]),
       [["ok", "new build"]]
     );
+  });
+
+  it("should show a package scheduled while a job for its sources exists, before unresolvable and blocked", () => {
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
+      metaOf: () => undefined,
+    });
+    c.upsertPackage(info("lib"));
+    c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+    c.upsertPackage(info("gone", { buildRequires: ["nope"] }));
+    c.setJob("app", { jobId: "j-app", srcmd5: md5("src-app"), details: "waiting for 1 compliant worker" });
+    c.setJob("gone", { jobId: "j-gone", srcmd5: md5("src-gone") });
+    const out = c.check();
+    assert.equal(out.states.get("lib")!.code, "scheduled");
+    // lib builds, yet app's job exists: scheduled (with the dispatcher's hint), not blocked.
+    assert.deepEqual(out.states.get("app"), { code: "scheduled", details: "waiting for 1 compliant worker" });
+    assert.equal(out.states.get("gone")!.code, "scheduled");
+    assert.deepEqual(
+      out.builds.map((b) => b.package),
+      ["lib"]
+    );
+    // A job of older sources does not count: app now waits for lib.
+    c.upsertPackage(info("app", { buildRequires: ["lib"], srcmd5: md5("src-app-2") }));
+    c.upsertPackage(info("gone", { buildRequires: ["nope"], srcmd5: md5("src-gone-2") }));
+    const out2 = c.check();
+    assert.deepEqual(out2.states.get("app"), { code: "blocked", details: "lib" });
+    assert.deepEqual(out2.states.get("gone"), { code: "unresolvable", details: "nothing provides nope" });
+  });
+
+  it("should name the binaries a blocked package waits for, ten at most, as OBS does", () => {
+    const libs = Array.from({ length: 12 }, (_, i) => `lib${String(i).padStart(2, "0")}`);
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [
+        {
+          project: "p",
+          repository: "r",
+          // "core" builds two of them: both are named (OBS lists binaries, not packages).
+          binaries: [
+            bin("core", "core"),
+            bin("core-devel", "core", { requires: ["core"] }),
+            ...libs.map((l) => bin(l, l)),
+          ],
+        },
+      ],
+      metaOf: () => undefined,
+    });
+    c.upsertPackage(info("core", { subpacks: ["core", "core-devel"] }));
+    for (const l of libs) c.upsertPackage(info(l));
+    c.upsertPackage(info("few", { buildRequires: ["core-devel", "lib00"] }));
+    c.upsertPackage(info("many", { buildRequires: libs }));
+    const out = c.check();
+    assert.deepEqual(out.states.get("few"), { code: "blocked", details: "core, core-devel, lib00" });
+    assert.deepEqual(out.states.get("many"), {
+      code: "blocked",
+      details: `${libs.slice(0, 10).join(", ")}, ...`,
+    });
+  });
+
+  it("should let rebuild=local ignore blockers while the last build has the current sources", () => {
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "local",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib"), bin("app", "app")] }],
+      metaOf: () => undefined,
+    });
+    const digests = signatureDigests(
+      [],
+      () => undefined,
+      () => undefined,
+      true
+    );
+    c.upsertPackage(info("lib", { srcmd5: md5("src-lib-2") }));
+    c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+    c.upsertPackage(info("new", { buildRequires: ["lib"] }));
+    c.upsertPackage(info("changed", { buildRequires: ["lib"], srcmd5: md5("src-changed-2") }));
+    c.setResult("lib", { code: "succeeded", srcmd5: md5("src-lib"), versrel: "1.0-1", bcnt: 1, digests });
+    c.setResult("app", { code: "failed", srcmd5: md5("src-app"), versrel: "1.0-1", bcnt: 1, digests });
+    c.setResult("changed", { code: "succeeded", srcmd5: md5("src-changed"), versrel: "1.0-1", bcnt: 1, digests });
+    const out = c.check();
+    assert.equal(out.states.get("lib")!.code, "scheduled");
+    // Built from its current sources: done, though lib builds; failed stays failed.
+    assert.equal(out.states.get("app")!.code, "failed");
+    // Never built, or built from other sources: it waits.
+    assert.deepEqual(out.states.get("new"), { code: "blocked", details: "lib" });
+    assert.deepEqual(out.states.get("changed"), { code: "blocked", details: "lib" });
+    // The same with rebuild=transitive: app waits too.
+    c.setModes("transitive", "all");
+    assert.deepEqual(c.check().states.get("app"), { code: "blocked", details: "lib" });
+  });
+
+  it("should not count a package that waits for its own sources as not ready", () => {
+    const { output } = checkFromScratch({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("svc", "svc")] }],
+      metaOf: () => undefined,
+      packages: [
+        info("svc", { errorCode: "blocked", error: "service in progress" }),
+        info("user", { buildRequires: ["svc"] }),
+      ],
+      results: new Map(),
+      jobs: new Map(),
+    });
+    assert.deepEqual(output.states.get("svc"), { code: "blocked", details: "service in progress" });
+    assert.equal(output.states.get("user")!.code, "scheduled");
+    assert.deepEqual([...output.notReady], ["user"]);
+    assert.equal(output.repoCode, "building");
   });
 
   it("should block a package on a dependency that is being rebuilt, and unblock it after", () => {
