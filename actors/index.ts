@@ -55,6 +55,7 @@ export type {
 export type {
   RepoApi,
   RepoEvent,
+  ResultView,
   StoredResult,
   StoredBinary,
   StoredImport,
@@ -62,6 +63,8 @@ export type {
   BuildHistoryEntry,
   JobHistoryEntry,
 } from "./repo/protocol.ts";
+export { repoFileClient } from "./repo/files.ts";
+export type { RepoFileTarget } from "./repo/files.ts";
 export { startServiceRole } from "./service/service-role.ts";
 export type { ServiceRoleOptions } from "./service/service-role.ts";
 export { DEFAULT_SERVICES_DIR, DEFAULT_SERVICE_LIMITS, runServices } from "./service/runner.ts";

@@ -2,7 +2,7 @@
  * The repo role's requests (`kiln.rpc.repo.<noun>.<verb>`), its events, and the messages of its
  * actors (RepoServer → RepoArchResults per project/repository/arch).
  */
-import type { BlobApi, EventBase } from "../../transport/index.ts";
+import type { BlobApi, BlobInfo, EventBase } from "../../transport/index.ts";
 import type { RequestMsg } from "../common/actor-kit.ts";
 import type { Flags } from "../common/flags.ts";
 import type { BinaryInfo, BuildResultCode, PoolBinary } from "../common/model.ts";
@@ -63,6 +63,9 @@ export interface StoredResult {
   metaSha256?: string;
   statsSha256?: string;
 }
+
+/** A result as answered to a caller: without binaries for one who may not download them. */
+export type ResultView = StoredResult & { binariesWithheld?: true };
 
 /** Binaries another arch's build of the same package exported to this arch. */
 export interface StoredImport {
@@ -177,9 +180,13 @@ export type RepoApi = BlobApi & {
     };
     res: { stored: boolean };
   };
+  /**
+   * A package's last build. A caller who may not download its binaries (`binarydownload`) gets
+   * the result without them: `binaries` empty and `binariesWithheld` set.
+   */
   "result.get": {
     req: Prpa & { package: string };
-    res: StoredResult | null;
+    res: ResultView | null;
   };
   /** All results of a repository/arch (for the scheduler's rebuild decisions). */
   "result.list": {
@@ -191,10 +198,19 @@ export type RepoApi = BlobApi & {
     req: { project: string; package?: string; repository?: string; arch?: string };
     res: { wiped: { repository: string; arch: string; package: string }[] };
   };
-  /** The whole pool; a large one exceeds a NATS message: use `pool.page`. */
+  /**
+   * The whole pool; a large one exceeds a NATS message: use `pool.page`. Entries of packages
+   * whose binaries the caller may not download are left out.
+   */
   "pool.get": { req: Prpa; res: PoolBinary[] };
-  /** The pool in pages, by binary name after `after`; `next` is absent on the last page. */
-  "pool.page": { req: Prpa & { after?: string; limit?: number }; res: { binaries: PoolBinary[]; next?: string } };
+  /**
+   * The pool in pages, by binary name after `after`; `next` is absent on the last page. Entries
+   * the caller may not download are left out (counted in `withheld`); `next` moves over them.
+   */
+  "pool.page": {
+    req: Prpa & { after?: string; limit?: number };
+    res: { binaries: PoolBinary[]; next?: string; withheld?: number };
+  };
   /**
    * `kiln admin rebuild-pool`: recompute the pool from the results and repair the stored one;
    * `deep` first derives each package's bininfo from its full result again.
@@ -207,6 +223,17 @@ export type RepoApi = BlobApi & {
   "binaries.list": {
     req: Prpa & { package: string };
     res: { filename: string; size: number; sha256: string; md5: string; mtime: number }[];
+  };
+  /**
+   * A file of a package's result by its sha256, for users (kiln's roles and workers read blobs
+   * with `blob.stat`/`blob.read`, which NATS authorization gives only to them): a binary or
+   * import needs the right to download it (`binarydownload`, `access`), the build log sight of
+   * the project. `repoFileClient` (files.ts) downloads with these.
+   */
+  "file.stat": { req: Prpa & { package: string; sha256: string }; res: BlobInfo };
+  "file.read": {
+    req: Prpa & { package: string; sha256: string; offset: number; length: number };
+    res: Uint8Array;
   };
   "history.build": { req: Prpa & { package: string; limit?: number }; res: BuildHistoryEntry[] };
   /** Newest first. */

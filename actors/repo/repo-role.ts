@@ -18,6 +18,7 @@ import path from "node:path";
 import { dispatch, spawn, stop, type Ref } from "nact";
 import {
   BLOB_VERBS,
+  CHUNK_BYTES,
   ConflictError,
   InvalidInputError,
   NotFoundError,
@@ -61,11 +62,11 @@ import {
 import { validateFileName } from "../common/names.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
-import { AccessGate } from "../source/access-gate.ts";
+import { AccessGate, type CallerRequest } from "../source/access-gate.ts";
 import type { SourceApi, SourceEvent } from "../source/protocol.ts";
 import { readRpmHeader } from "./rpm-header.ts";
 import { RepoState, type RepoLookups, type ResultInput } from "./repo-state.ts";
-import type { RepoApi, RepoEvent, RepoRequest, StoredBinary, UploadedFile } from "./protocol.ts";
+import type { RepoApi, RepoEvent, RepoRequest, ResultView, StoredBinary, UploadedFile } from "./protocol.ts";
 
 const where = (raw: unknown): { project: string; repository: string; arch: string } => {
   const o = obj(raw);
@@ -75,6 +76,9 @@ const limitOf = (o: Raw): { limit?: number } => {
   const limit = optInt(o, "limit", { min: 1, max: 10_000 });
   return limit === undefined ? {} : { limit };
 };
+
+/** Largest `file.read` answered, as `blob.read`'s. */
+const MAX_FILE_READ_BYTES = 3 * CHUNK_BYTES;
 
 const noBlobArgs = (): never => {
   throw new InvalidInputError("blob verbs are served directly");
@@ -124,6 +128,21 @@ const validators: Validators<RepoApi> = {
   },
   "pool.rebuild": (raw) => ({ ...where(raw), ...(bool(obj(raw), "deep", false) ? { deep: true } : {}) }),
   "binaries.list": (raw) => ({ ...where(raw), package: packageField(obj(raw)) }),
+  "file.stat": (raw) => {
+    const o = obj(raw);
+    return { ...where(raw), package: packageField(o), sha256: sha256(o, "sha256") };
+  },
+  "file.read": (raw) => {
+    const o = obj(raw);
+    return {
+      ...where(raw),
+      package: packageField(o),
+      sha256: sha256(o, "sha256"),
+      offset: int(o, "offset", { min: 0 }),
+      // As blob.read: a reply must fit NATS's 1 MiB max_payload with its envelope.
+      length: Math.min(int(o, "length", { min: 0 }), MAX_FILE_READ_BYTES),
+    };
+  },
   "history.build": (raw) => ({ ...where(raw), package: packageField(obj(raw)), ...limitOf(obj(raw)) }),
   "history.jobs": (raw) => {
     const o = obj(raw);
@@ -150,6 +169,17 @@ export interface RepoRoleOptions {
 }
 
 const isCode = (err: unknown, code: string): boolean => (err as KilnError | undefined)?.code === code;
+
+/** A request as received, with what the source role needs to authenticate its caller. */
+type CallerMsg = { subject: string; args: unknown; rawArgs?: unknown; auth?: SignedAuth };
+type AccessTarget = { project: string; package?: string; repository?: string; arch?: string };
+const callerOf = (msg: CallerMsg): CallerRequest => ({
+  subject: msg.subject,
+  args: msg.rawArgs ?? msg.args,
+  ...(msg.auth ? { auth: msg.auth } : {}),
+});
+/** A multibuild flavour (`pkg:flavor`) has the flags of its package. */
+const flagsOf = (pkg: string): string => pkg.split(":")[0]!;
 
 export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}): Promise<RunningRole> {
   const log = ctx.log.child({ role: "repo" });
@@ -209,22 +239,70 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
    * answers or refuses with the error the caller gets. Reads are checked only where the repo
    * role's copy of the flags says something is restricted, so public projects cost no call.
    */
-  const authorize = async (
-    msg: { subject: string; args: unknown; rawArgs?: unknown; auth?: SignedAuth },
-    need: AccessNeed,
-    q: { project: string; package?: string; repository?: string; arch?: string }
-  ): Promise<void> => {
+  const authorize = async (msg: CallerMsg, need: AccessNeed, q: AccessTarget): Promise<void> => {
+    if (need === AccessNeed.Binaries && q.package !== undefined)
+      await state.ensureFlags(q.project, [flagsOf(q.package)]);
     if (need !== AccessNeed.Write) {
       const open =
         state.flag("access", q.project, undefined) &&
-        (need === AccessNeed.See || state.flag("binarydownload", q.project, q.package, q.repository, q.arch));
+        (need === AccessNeed.See ||
+          state.flag("binarydownload", q.project, q.package && flagsOf(q.package), q.repository, q.arch));
       if (open) return;
     }
-    await gate.require(
-      { subject: msg.subject, args: msg.rawArgs ?? msg.args, ...(msg.auth ? { auth: msg.auth } : {}) },
-      q,
-      need
+    await gate.require(callerOf(msg), q, need);
+  };
+
+  /**
+   * Which of `packages` the caller may download the binaries of in this repository/arch, for
+   * answers that name those binaries (and with them the hashes that read them). One access call
+   * at most, as a signed request's nonce is good for one. Rejects as `access.check` does when
+   * the caller may not see the project.
+   */
+  const downloadable = async (
+    msg: CallerMsg,
+    q: { project: string; repository: string; arch: string },
+    packages: Iterable<string>
+  ): Promise<(pkg: string) => boolean> => {
+    if (!state.flag("access", q.project, undefined)) {
+      // Whoever may see a hidden project is a member of it, an admin or a kiln role, and each of
+      // them may download every binary in it.
+      await gate.require(callerOf(msg), q, AccessNeed.See);
+      return () => true;
+    }
+    const bases = [...new Set([...packages].map(flagsOf))];
+    await state.ensureFlags(q.project, bases);
+    const restricted = bases.filter((p) => !state.flag("binarydownload", q.project, p, q.repository, q.arch));
+    if (restricted.length === 0) return () => true;
+    const allowed = await gate.filter(
+      callerOf(msg),
+      restricted.map((p) => ({ project: q.project, package: p, repository: q.repository, arch: q.arch })),
+      AccessNeed.Binaries
     );
+    const refused = new Set(restricted.filter((_, i) => allowed[i] !== true));
+    return (pkg) => !refused.has(flagsOf(pkg));
+  };
+
+  /**
+   * The blob a `file.stat`/`file.read` names, once the caller passed the check its kind of file
+   * needs: a binary or import the right to download it, the build log sight of the project.
+   */
+  const fileOf = async (
+    msg: CallerMsg,
+    a: { project: string; repository: string; arch: string; package: string; sha256: string }
+  ): Promise<string> => {
+    const r = state.result(a.project, a.repository, a.arch, a.package);
+    const isBinary =
+      r?.binaries.some((b) => b.sha256 === a.sha256) ||
+      state
+        .imports(a.project, a.repository, a.arch, a.package)
+        .some((i) => i.binaries.some((b) => b.sha256 === a.sha256));
+    await authorize(msg, isBinary ? AccessNeed.Binaries : AccessNeed.See, a);
+    if (!isBinary && r?.logSha256 !== a.sha256) {
+      throw new NotFoundError(
+        `no file with sha256 ${a.sha256} in the result of ${a.package} in ${a.project}/${a.repository}/${a.arch}`
+      );
+    }
+    return a.sha256;
   };
 
   /** Reads the files of a result; refuses anything that is not what a build produces. */
@@ -339,15 +417,37 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
     return { stored: true };
   };
 
+  /** Reads of a result's files: no order to keep, so not queued behind the arch's writes. */
+  const handleFile = async (msg: Extract<RepoRequest, { type: "file.stat" | "file.read" }>): Promise<void> => {
+    switch (msg.type) {
+      case "file.stat":
+        return answer(msg.replyTo, async () => {
+          const sha = await fileOf(msg, msg.args);
+          const info = await blobs.stat(sha);
+          if (!info) throw new NotFoundError(`the file with sha256 ${sha} is gone from the blob store`);
+          return info;
+        });
+      case "file.read":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          return blobs.read(await fileOf(msg, a), a.offset, a.length);
+        });
+      default:
+        assertNever(msg);
+    }
+  };
+
   const handleArch = async (msg: RepoRequest): Promise<void> => {
     switch (msg.type) {
       case "result.put":
         return answer(msg.replyTo, () => storeResult(msg));
       case "result.get":
-        return answer(msg.replyTo, async () => {
+        return answer(msg.replyTo, async (): Promise<ResultView | null> => {
           const a = msg.args;
-          await authorize(msg, AccessNeed.See, a);
-          return state.result(a.project, a.repository, a.arch, a.package) ?? null;
+          const may = await downloadable(msg, a, [a.package]);
+          const r = state.result(a.project, a.repository, a.arch, a.package);
+          if (!r || may(a.package)) return r ?? null;
+          return { ...r, binaries: [], binariesWithheld: true };
         });
       case "result.list":
         return answer(msg.replyTo, async () => {
@@ -369,14 +469,26 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       case "pool.get":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, AccessNeed.See, a);
-          return state.pool(a.project, a.repository, a.arch);
+          const pool = state.pool(a.project, a.repository, a.arch);
+          const may = await downloadable(
+            msg,
+            a,
+            pool.map((b) => b.package)
+          );
+          return pool.filter((b) => may(b.package));
         });
       case "pool.page":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await authorize(msg, AccessNeed.See, a);
-          return state.poolPage(a.project, a.repository, a.arch, a.after, a.limit);
+          const page = state.poolPage(a.project, a.repository, a.arch, a.after, a.limit);
+          const may = await downloadable(
+            msg,
+            a,
+            page.binaries.map((b) => b.package)
+          );
+          const binaries = page.binaries.filter((b) => may(b.package));
+          if (binaries.length === page.binaries.length) return page;
+          return { ...page, binaries, withheld: page.binaries.length - binaries.length };
         });
       case "pool.rebuild":
         return answer(msg.replyTo, async () => {
@@ -436,6 +548,9 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
           await state.ensureFlags(a.project, state.packagesIn(a.project, a.repository, a.arch));
           return state.publishPage(a.project, a.repository, a.arch, a.after, a.limit);
         });
+      case "file.stat":
+      case "file.read":
+        return handleFile(msg);
       case "blob.stat":
       case "blob.read":
       case "upload.begin":
@@ -514,6 +629,10 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       }
       const req = validated(validators, msg as BridgedRequest);
       if (!req) return undefined;
+      if (req.type === "file.stat" || req.type === "file.read") {
+        void handleFile(req);
+        return undefined;
+      }
       const a = req.args as { project: string; repository?: string; arch?: string };
       // Project-wide requests share one actor per project.
       const key =

@@ -61,13 +61,14 @@ export class AccessGate {
   }
 
   /**
-   * Which of the targets (project, optionally package) the caller may access as `need` says:
+   * Which of the targets (project, optionally package, and the repository/arch `binarydownload`
+   * is decided for) the caller may access as `need` says:
    * `allowed[i]` answers `targets[i]`. An admin passes for targets deleted meanwhile. `strict`
    * throws the reason for the first refused target instead.
    */
   async filter(
     req: CallerRequest,
-    targets: readonly { project: string; package?: string }[],
+    targets: readonly AccessGateTarget[],
     need: AccessNeed,
     opts: { strict?: boolean } = {}
   ): Promise<boolean[]> {

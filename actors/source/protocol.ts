@@ -273,7 +273,12 @@ export type SourceApi = BlobApi & {
    * `access.check`'s error.
    */
   "access.filter": {
-    req: { targets: { project: string; package?: string }[]; need: AccessNeed; strict?: boolean; as?: PassedRequest };
+    req: {
+      targets: { project: string; package?: string; repository?: string; arch?: string }[];
+      need: AccessNeed;
+      strict?: boolean;
+      as?: PassedRequest;
+    };
     res: { user: string; allowed: boolean[] };
   };
   /**

@@ -225,7 +225,13 @@ const validators: Validators<SourceApi> = {
         "targets",
         (v) => {
           const t = obj(v);
-          return { project: projectField(t), ...(t.package !== undefined ? { package: packageField(t) } : {}) };
+          return {
+            project: projectField(t),
+            ...(t.package !== undefined ? { package: packageField(t) } : {}),
+            // binarydownload is decided per repository/arch.
+            ...(t.repository !== undefined ? { repository: repositoryField(t) } : {}),
+            ...(t.arch !== undefined ? { arch: archField(t) } : {}),
+          };
         },
         { max: 10_000 }
       ),

@@ -64,13 +64,16 @@ const CHECKED_REQUESTS = [
   "kiln.rpc.repo.result.list",
   "kiln.rpc.repo.result.wipe",
   "kiln.rpc.repo.pool.get",
+  "kiln.rpc.repo.pool.page",
   "kiln.rpc.repo.pool.rebuild",
   "kiln.rpc.repo.history.build",
   "kiln.rpc.repo.history.jobs",
   "kiln.rpc.repo.publish.project",
   "kiln.rpc.repo.publish.select",
-  "kiln.rpc.repo.blob.stat",
-  "kiln.rpc.repo.blob.read",
+  // Files of results, checked per package (binarydownload). Reads of repo blobs by hash alone
+  // (blob.stat, blob.read) are for roles and workers: a hash says nothing about who may read it.
+  "kiln.rpc.repo.file.stat",
+  "kiln.rpc.repo.file.read",
   "kiln.rpc.sched.*.results.get",
   "kiln.rpc.sched.*.reason.get",
   "kiln.rpc.sched.*.buildinfo.get",
