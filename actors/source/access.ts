@@ -16,6 +16,8 @@
  * - `sourceaccess` disabled hides a package's files (existence and meta stay visible).
  * - `binarydownload` disabled for a repository/arch refuses downloads of its binaries to
  *   non-members.
+ * - `lock` enabled ({@link isLocked}) refuses every change to the project or package, to admins
+ *   too, except the change that only unlocks it (the source role checks that, source-state.ts).
  * - A new project may be created by an admin, by the user `U` when it is `home:U` or below, or
  *   by a maintainer of the nearest existing project above it in the `:` hierarchy (OBS lets the
  *   maintainers of `home:U` create `home:U:sub`).
@@ -80,6 +82,20 @@ export function isHidden(prj: AclMeta): boolean {
 /** `sourceaccess` of a package (or a project's default for its packages). */
 export function sourcesHidden(prj: AclMeta, pkg?: AclMeta): boolean {
   return !evaluateFlag("sourceaccess", prj, pkg, undefined, undefined);
+}
+
+/**
+ * OBS's `locked?` of a project or package's own meta: any `<enable/>` entry of `lock`, whatever
+ * repository or arch it names. A locked project or package changes in nothing (meta, config,
+ * sources, deletion), not even for admins, until its maintainers unlock it.
+ */
+export function lockedByOwnFlag(meta: Pick<AclMeta, "flags">): boolean {
+  return (meta.flags?.lock ?? []).some((e) => e.state === "enable");
+}
+
+/** A package is locked by its own flag or by its project's (OBS `Package#locked?`). */
+export function isLocked(prj: AclMeta, pkg?: AclMeta): boolean {
+  return lockedByOwnFlag(prj) || (pkg !== undefined && lockedByOwnFlag(pkg));
 }
 
 const privileged = (p: Principal): boolean => p.admin || p.service;

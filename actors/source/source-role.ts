@@ -402,6 +402,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return answer(msg.replyTo, () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
           const a = msg.args;
+          state.requireUnlocked(a.project, a.package);
           return state.commit(
             a.project,
             a.package,
@@ -442,6 +443,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return answer(msg.replyTo, () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
           const a = msg.args;
+          state.requireUnlocked(a.project, a.package);
           return services.requestRun(a.project, a.package, a.kind ?? ServiceRunKind.Server, caller.user);
         });
       case "package.service-status":

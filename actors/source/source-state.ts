@@ -10,7 +10,7 @@ import { ConflictError, InvalidInputError, NotFoundError, TooLargeError, makeEve
 import { concatBuildConfig } from "../common/prjconf.ts";
 import { validateFileName, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
 import type { SourceFile } from "../common/model.ts";
-import { isHidden, sourcesHidden, type Principal } from "./access.ts";
+import { isHidden, lockedByOwnFlag, sourcesHidden, type Principal } from "./access.ts";
 import {
   expandRepositoryPath,
   findPathLoop,
@@ -19,6 +19,7 @@ import {
   parseProjectMeta,
   renderPackageMeta,
   renderProjectMeta,
+  type Flags,
   type PackageMeta,
   type ProjectMeta,
   type RepositoryMeta,
@@ -82,6 +83,25 @@ function listNames(
   return shown.join(", ");
 }
 
+function lockedError(what: string): ConflictError {
+  return new ConflictError(
+    `${what} is locked: nothing in it may change until a maintainer unlocks it (a meta change that only removes the <enable/> entries of its <lock>)`,
+    { data: { locked: true } }
+  );
+}
+
+/**
+ * Whether `next` differs from `prev` only in its `lock` flag and is no longer locked: the one change
+ * OBS allows to a locked project or package (its `unlock` command).
+ */
+function onlyUnlocks<M extends { flags: Flags }>(prev: M, next: M, render: (m: M) => string): boolean {
+  if (lockedByOwnFlag(next)) return false;
+  const flags: Flags = { ...next.flags };
+  if (prev.flags.lock) flags.lock = prev.flags.lock;
+  else delete flags.lock;
+  return render({ ...next, flags }) === render(prev);
+}
+
 export class SourceState {
   readonly #store: RoleStore;
   readonly #blobs: BlobStore;
@@ -118,6 +138,18 @@ export class SourceState {
     const p = this.package(project, name);
     if (!p) throw new NotFoundError(`package '${name}' does not exist in project '${project}'`);
     return p;
+  }
+
+  /**
+   * Refuses a change to a locked project or package (OBS: nobody may modify it, admins neither,
+   * until it is unlocked). Call after the access checks, which must not tell an outsider that a
+   * hidden project is locked.
+   */
+  requireUnlocked(project: string, pkg?: string): void {
+    const prj = this.project(project);
+    if (prj && lockedByOwnFlag(prj.meta)) throw lockedError(`project '${project}'`);
+    const pk = pkg === undefined ? undefined : this.package(project, pkg);
+    if (pk && lockedByOwnFlag(pk.meta)) throw lockedError(`package '${project}/${pkg}'`);
   }
 
   listProjects(): ProjectRecord[] {
@@ -195,6 +227,9 @@ export class SourceState {
     validateProjectName(name);
     let meta = parseProjectMeta(xml, name);
     const prev = this.project(name);
+    if (prev && lockedByOwnFlag(prev.meta) && renderProjectMeta(meta) !== prev.xml) {
+      if (!onlyUnlocks(prev.meta, meta, renderProjectMeta)) throw lockedError(`project '${name}'`);
+    }
     if (!prev && !caller.admin && !meta.persons.some((e) => e.userid === caller.user && e.role === "maintainer")) {
       meta = normaliseProjectMeta({ ...meta, persons: [...meta.persons, { userid: caller.user, role: "maintainer" }] });
     }
@@ -312,6 +347,7 @@ export class SourceState {
 
   async putConfig(project: string, text: string, user: string, comment: string): Promise<{ rev: number }> {
     const p = this.requireProject(project);
+    this.requireUnlocked(project);
     const bytes = Buffer.byteLength(text);
     if (bytes > this.limits.maxConfigBytes) {
       throw new TooLargeError(
@@ -358,6 +394,7 @@ export class SourceState {
     visible: (project: string) => boolean = () => true
   ): Promise<void> {
     const prj = this.requireProject(project);
+    this.requireUnlocked(project);
     const users = [...new Set(this.dependentsOf(project).map((u) => u.project))];
     if (users.length && !force) {
       const names = listNames(
@@ -399,6 +436,10 @@ export class SourceState {
     const rendered = renderPackageMeta(meta);
     const prev = this.package(project, name);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
+    if (lockedByOwnFlag(prj.meta)) throw lockedError(`project '${project}'`);
+    if (prev && lockedByOwnFlag(prev.meta) && !onlyUnlocks(prev.meta, meta, renderPackageMeta)) {
+      throw lockedError(`package '${project}/${name}'`);
+    }
     if (prev && prev.rev > 0 && !sourcesHidden(prj.meta, prev.meta) && sourcesHidden(prj.meta, meta)) {
       throw new ConflictError(
         `package '${project}/${name}': 'sourceaccess' can only be disabled before the first commit (its sources may already have been read)`
@@ -526,6 +567,7 @@ export class SourceState {
 
   async deletePackage(project: string, pkg: string, user: string): Promise<void> {
     this.requirePackage(project, pkg);
+    this.requireUnlocked(project, pkg);
     await this.#store.transact(() => {
       this.#removePackage(project, pkg);
       this.#outbox.add(makeEvent<SourceEvent>({ type: "package.deleted", project, package: pkg, user }));

@@ -359,6 +359,84 @@ describe("source/bad input (integration)", function () {
     });
   });
 
+  describe("locks", () => {
+    const lockedBy = (what: string): RegExp =>
+      new RegExp(`^${what} is locked: nothing in it may change until a maintainer unlocks it`);
+
+    it("should refuse every change to a locked project, to admins too", async () => {
+      const admin = h.client(h.admin);
+      const open = projectXml("frozen", { repos: [{ name: "std" }] });
+      await admin.call("project.put-meta", { project: "frozen", xml: open });
+      await commitFiles(admin, "frozen", "pkg", { "pkg.spec": "Name: pkg\n" });
+      const locked = projectXml("frozen", { extra: "<lock><enable/></lock>", repos: [{ name: "std" }] });
+      await admin.call("project.put-meta", { project: "frozen", xml: locked });
+      stored = await h.digest();
+      const is = lockedBy("project 'frozen'");
+      const where = { project: "frozen", package: "pkg" };
+      await refused(
+        admin.call("project.put-config", { project: "frozen", text: "BuildFlags: x\n" }),
+        "ERR_CONFLICT",
+        is
+      );
+      await refused(commitFiles(admin, "frozen", "pkg", { "pkg.spec": "Name: pkg\n# 2\n" }), "ERR_CONFLICT", is);
+      await refused(commitFiles(admin, "frozen", "new", { "new.spec": "Name: new\n" }), "ERR_CONFLICT", is);
+      await refused(
+        admin.call("package.put-meta", {
+          ...where,
+          xml: `<package name="pkg" project="frozen"><title>t</title></package>`,
+        }),
+        "ERR_CONFLICT",
+        is
+      );
+      await refused(admin.call("package.delete", where), "ERR_CONFLICT", is);
+      await refused(admin.call("package.service-run", where), "ERR_CONFLICT", is);
+      await refused(admin.call("project.delete", { project: "frozen", force: true }), "ERR_CONFLICT", is);
+      // Only unlocking is allowed: not unlocking together with another change, nor a narrower lock.
+      await refused(
+        admin.call("project.put-meta", {
+          project: "frozen",
+          xml: projectXml("frozen", { repos: [{ name: "std" }, { name: "more" }] }),
+        }),
+        "ERR_CONFLICT",
+        is
+      );
+      await refused(
+        admin.call("project.put-meta", {
+          project: "frozen",
+          xml: projectXml("frozen", { extra: `<lock><enable repository="std"/></lock>`, repos: [{ name: "std" }] }),
+        }),
+        "ERR_CONFLICT",
+        is
+      );
+      // Writing the stored meta again changes nothing and is no error.
+      assert.equal((await admin.call("project.put-meta", { project: "frozen", xml: locked })).created, false);
+    });
+
+    it("should refuse changes to a locked package", async () => {
+      const admin = h.client(h.admin);
+      const where = { project: "good", package: "latched" };
+      const pkgXml = (extra = ""): string =>
+        `<package name="latched" project="good"><title/><description/>${extra}</package>`;
+      await commitFiles(admin, "good", "latched", { "latched.spec": "Name: latched\n" });
+      await admin.call("package.put-meta", { ...where, xml: pkgXml("<lock><enable/></lock>") });
+      stored = await h.digest();
+      const is = lockedBy("package 'good/latched'");
+      await refused(commitFiles(admin, "good", "latched", { "latched.spec": "Name: x\n" }), "ERR_CONFLICT", is);
+      await refused(admin.call("package.delete", where), "ERR_CONFLICT", is);
+      await refused(
+        admin.call("package.put-meta", { ...where, xml: pkgXml("<lock><enable/></lock><url>http://x</url>") }),
+        "ERR_CONFLICT",
+        is
+      );
+      // Unlocking together with another change is refused as well.
+      await refused(
+        admin.call("package.put-meta", { ...where, xml: pkgXml().replace("<title/>", "<title>x</title>") }),
+        "ERR_CONFLICT",
+        is
+      );
+    });
+  });
+
   describe("size limits", () => {
     it("should refuse a file larger than the limit", async () => {
       await refused(

@@ -396,6 +396,36 @@ describe("source/role (integration)", function () {
       await e.call("package.delete", { project: "team", package: "erins" });
     });
 
+    it("should let only a maintainer unlock a locked project, and then take changes again", async () => {
+      const gina = await h.addUser("gina");
+      const hank = await h.addUser("hank");
+      const people = `<person userid="gina" role="maintainer"/><person userid="hank" role="bugowner"/>`;
+      const open = projectXml("vault", { extra: people, repos: [{ name: "std" }] });
+      const locked = projectXml("vault", { extra: `${people}<lock><enable/></lock>`, repos: [{ name: "std" }] });
+      await h.client(h.admin).call("project.put-meta", { project: "vault", xml: locked });
+      const g = h.client(gina);
+      await refused(commitFiles(g, "vault", "pkg", { "pkg.spec": "Name: pkg\n" }), "ERR_CONFLICT", /is locked/);
+      await refused(
+        h.client(hank).call("project.put-meta", { project: "vault", xml: open }),
+        "ERR_FORBIDDEN",
+        /user 'hank' may not change the meta of project 'vault'/
+      );
+      await g.call("project.put-meta", { project: "vault", xml: open, comment: "unlock for the fix" });
+      assert.doesNotMatch((await g.call("project.get-meta", { project: "vault" })).xml, /<lock>/);
+      assert.equal((await commitFiles(g, "vault", "pkg", { "pkg.spec": "Name: pkg\n" })).revision.rev, 1);
+      // A package's own lock is lifted by its maintainers the same way.
+      const pkgXml = (lock: string) => `<package name="pkg" project="vault"><title/><description/>${lock}</package>`;
+      await g.call("package.put-meta", { project: "vault", package: "pkg", xml: pkgXml("<lock><enable/></lock>") });
+      await refused(
+        commitFiles(g, "vault", "pkg", { "pkg.spec": "x" }),
+        "ERR_CONFLICT",
+        /package 'vault\/pkg' is locked/
+      );
+      await commitFiles(g, "vault", "other", { "other.spec": "Name: other\n" });
+      await g.call("package.put-meta", { project: "vault", package: "pkg", xml: pkgXml("<lock><disable/></lock>") });
+      assert.equal((await commitFiles(g, "vault", "pkg", { "pkg.spec": "x" })).revision.rev, 2);
+    });
+
     it("should give group members the group's role", async () => {
       const frank = await h.addUser("frank");
       await refused(h.client(frank).call("project.put-config", { project: "team", text: "y" }), "ERR_FORBIDDEN");
