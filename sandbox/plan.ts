@@ -8,7 +8,9 @@
  *    user namespace when the worker is not root). It joins the run's cgroups, assembles a
  *    *stage* tmpfs holding bind mounts of everything the sandbox may see, moves it to `/run`
  *    (a path every uid can traverse, unlike the worker's private directories), mounts the overlay
- *    of dependency packages over the base `/usr`, and afterwards copies results out;
+ *    of dependency packages' `/usr` over the base `/usr` (and their `/etc` over kiln's), binds
+ *    their other top-level directories (`/opt`, `/var`, …) in place, and afterwards copies
+ *    results out;
  * 2. `bwrap`, started as an unprivileged host uid (a fresh one per run), so nothing the sandbox
  *    does is done with real root's identity, not even through a user namespace;
  * 3. the command, as uid 399 ("abuild") inside bwrap's user namespace.
@@ -131,6 +133,12 @@ export interface BwrapPlan {
   masks: readonly Mask[];
   hostname: string;
   /**
+   * Show the top-level directories of the unpacked dependency packages other than usr and etc
+   * (`/opt`, `/var`, `/srv`, …) read-only at their place. Which ones exist is known only after
+   * unpacking, so the wrapper script fills them in (see {@link DEPENDENCY_BINDS}).
+   */
+  dependencyBinds?: boolean;
+  /**
    * Links (name → target) shown in `/etc/alternatives`, which must exist (empty) in the /etc:
    * made by bwrap on a tmpfs of its own, for runs whose /etc is written for each run (with
    * network), where that costs far less than writing them. A prepared /etc has them already.
@@ -221,6 +229,8 @@ export function buildBwrapArgs(plan: BwrapPlan): string[] {
     `${STAGE_DIR}/etc`,
     "/etc",
     ...alternativesArgs(plan.alternatives ?? []),
+    // Before the work tree's binds: /var/tmp is mounted over a dependency's /var.
+    ...(plan.dependencyBinds ? [DEPENDENCY_BINDS] : []),
     "--bind",
     `${w}/shm`,
     "/dev/shm",
@@ -246,6 +256,21 @@ export function buildBwrapArgs(plan: BwrapPlan): string[] {
   ];
   return args;
 }
+
+/**
+ * Stands in a bwrap argument list for the binds of the dependency packages' top-level directories,
+ * which the wrapper script puts there. It contains a NUL, so no real argument can be mistaken for it.
+ */
+export const DEPENDENCY_BINDS = "\0kiln-dependency-binds";
+
+/**
+ * Top-level names of the unpacked packages that are not bound on their own: usr and etc are
+ * overlays, bin/sbin/lib/lib64 were merged into usr, and the rest the sandbox makes itself.
+ */
+const NOT_BOUND = ["usr", "etc", "bin", "sbin", "lib", "lib64", "proc", "dev", "sys", "tmp"];
+
+/** Where the sandbox mounts its work tree inside directories a dependency package may bring. */
+const WORK_MOUNTS_UNDER_DEPS = ["var/tmp", SANDBOX_USER.home.slice(1)];
 
 function alternativesArgs(links: readonly (readonly [string, string])[]): string[] {
   if (links.length === 0) return [];
@@ -279,6 +304,15 @@ export const UNPACK_SCRIPT = [
   "    -s ',^\\(\\./\\)*\\(bin\\|sbin\\|lib\\|lib64\\)/,usr/\\2/,S'",
   "done",
   "rm -rf ./.kiln-usrmerge",
+  // The sandbox mounts its work tree at these paths; a package's /var or /home needs the mount
+  // point, and one the packages made a symlink would be followed.
+  `for m in ${WORK_MOUNTS_UNDER_DEPS.join(" ")}; do`,
+  "  top=${m%%/*}",
+  '  if [ -d "$top" ] && [ ! -L "$top" ]; then',
+  '    if [ -L "$m" ]; then echo "[kiln] dependency packages made /$m a symlink"; exit 1; fi',
+  '    [ -d "$m" ] || mkdir -p "$m"',
+  "  fi",
+  "done",
 ].join("\n");
 
 /** bwrap arguments of the unpack step: host /usr for the tools, the packages, the target; no network. */
@@ -461,7 +495,11 @@ export function renderWrapperScript(plan: WrapperPlan): string {
       // on the host, as root.
       'for d in deps/usr deps/etc; do if [ -L $d ]; then echo "[kiln] dependency packages made /${d#deps/} a symlink"; rc=100; fi; done',
       'echo "unpack $rc" >&3',
-      '[ "$rc" = 0 ] || exit 0'
+      '[ "$rc" = 0 ] || exit 0',
+      // The packages' other top-level directories, read-only at their place (shell builtins
+      // only: nothing more to start). A symlink is skipped: bwrap would follow it on the host.
+      "set --",
+      `for d in deps/*; do n=\${d#deps/}; case "$n" in ${NOT_BOUND.join("|")}) continue ;; esac; if [ -d "$d" ] && [ ! -L "$d" ]; then set -- "$@" --ro-bind "${STAGE_DIR}/$d" "/$n"; fi; done`
     );
   }
   // /usr and /etc: an overlay of the layers that exist, or a bind of the only one; both written
@@ -480,7 +518,9 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
     "mount -n -a -T root.fstab",
     "set +e",
-    [dropTo, limit, setarch, "bwrap", ...plan.bwrapArgs.map(shq)].filter(Boolean).join(" ") + " 2>&1 3>&- </dev/null",
+    [dropTo, limit, setarch, "bwrap", ...plan.bwrapArgs.map((a) => (a === DEPENDENCY_BINDS ? '"$@"' : shq(a)))]
+      .filter(Boolean)
+      .join(" ") + " 2>&1 3>&- </dev/null",
     "rc=$?",
     "set -e",
     'echo "exit $rc" >&3',

@@ -295,6 +295,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     roBinds,
     masks,
     hostname,
+    dependencyBinds: rpms.length > 0,
     // Without network the prepared /etc has the links already.
     ...(baseUsr === "/usr" && network ? { alternatives: await readHostAlternatives() } : {}),
   });

@@ -269,6 +269,64 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     });
   });
 
+  it("should show every top-level directory of the dependency packages, read-only, over the read-only host base", async () => {
+    const sources = path.join(root, "toplevel-src");
+    await mkdir(sources, { recursive: true });
+    const spec = (name: string, body: string[]): string =>
+      [
+        `Name: ${name}`,
+        "Version: 1.0",
+        "Release: 1",
+        `Summary: ${name}`,
+        "License: MIT",
+        "BuildArch: noarch",
+        "%description",
+        `${name}.`,
+        ...body,
+        "",
+      ].join("\n");
+    const places = [
+      "/opt/kiln-dep/bin/kiln-opt-tool",
+      "/var/lib/kiln-dep/state",
+      "/srv/kiln-dep/data",
+      "/home/shared/kiln-dep",
+    ];
+    await writeFile(
+      path.join(sources, "toplevel-provider.spec"),
+      spec("kiln-toplevel", [
+        "%install",
+        ...places.map((p) => `mkdir -p %{buildroot}${path.dirname(p)} && echo 'from ${p}' > %{buildroot}${p}`),
+        "chmod 755 %{buildroot}/opt/kiln-dep/bin/kiln-opt-tool",
+        "printf '#!/bin/sh\\necho kiln-opt-tool-ran\\n' > %{buildroot}/opt/kiln-dep/bin/kiln-opt-tool",
+        "%files",
+        ...places,
+      ])
+    );
+    await writeFile(
+      path.join(sources, "toplevel-user.spec"),
+      spec("kiln-toplevel-user", [
+        "%build",
+        ...places.slice(1).map((p) => `grep -qx 'from ${p}' ${p}`),
+        'test "$(/opt/kiln-dep/bin/kiln-opt-tool)" = kiln-opt-tool-ran',
+        // Read-only, while the sandbox's own writable places inside them still work.
+        "if touch /opt/kiln-dep/new /var/lib/kiln-dep/new 2>/dev/null; then echo WROTE-INTO-DEPS; exit 1; fi",
+        "echo tmp > /var/tmp/kiln-scratch && echo home > $HOME/kiln-scratch",
+        "test -x /usr/bin/rpmbuild",
+        "echo KILN-TOPLEVEL-FOUND",
+        "%install",
+        "mkdir -p %{buildroot}/usr/share/kiln-toplevel-user && echo ok > %{buildroot}/usr/share/kiln-toplevel-user/ok",
+        "%files",
+        "/usr/share/kiln-toplevel-user/ok",
+      ])
+    );
+    const provider = succeeded(await build("toplevel-provider.spec", { sourcesDir: sources }));
+    failed(await build("toplevel-user.spec", { sourcesDir: sources }));
+    const b = await build("toplevel-user.spec", { sourcesDir: sources, dependencyRpms: provider.rpms });
+    succeeded(b);
+    assert.match(b.output, /^KILN-TOPLEVEL-FOUND$/m);
+    assert.doesNotMatch(b.output, /WROTE-INTO-DEPS/);
+  });
+
   it("should deny the network: a TCP server on the host's loopback sees no connection", async () => {
     let connections = 0;
     const server: Server = createServer((s) => {

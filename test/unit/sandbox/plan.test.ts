@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { rpmbuildCommand } from "../../../sandbox/index.ts";
 import {
+  DEPENDENCY_BINDS,
   SANDBOX_USER,
   STAGE_DIR,
+  UNPACK_SCRIPT,
   baseEnv,
   buildBwrapArgs,
   buildUnpackBwrapArgs,
@@ -382,6 +384,67 @@ describe("sandbox/plan", () => {
 
     it("should refuse to overlay a dependency tree whose usr or etc is a symlink", () => {
       assert.match(renderWrapperScript(base), /for d in deps\/usr deps\/etc; do if \[ -L \$d \]/);
+    });
+
+    it("should bind the dependencies' other top-level directories where the bwrap arguments say, skipping symlinks", () => {
+      const args = buildBwrapArgs({ ...PLAN, dependencyBinds: true });
+      assert.equal(args.filter((a) => a === DEPENDENCY_BINDS).length, 1);
+      // After /etc, before the work tree's binds (/var/tmp lies in a dependency's /var).
+      assert.ok(args.indexOf(DEPENDENCY_BINDS) > args.indexOf("/etc"));
+      assert.ok(args.indexOf(DEPENDENCY_BINDS) < args.indexOf("/var/tmp"));
+      assert.ok(!buildBwrapArgs(PLAN).includes(DEPENDENCY_BINDS));
+      const s = renderWrapperScript({ ...base, bwrapArgs: args });
+      assert.ok(!s.includes("\0"));
+      const line = s.split("\n").find((l) => l.startsWith("for d in deps/*"));
+      assert.ok(line);
+      assert.match(
+        s.split("\n").find((l) => / bwrap .*\/var\/tmp/.test(l)) ?? "",
+        / --ro-bind \/run\/etc \/etc "\$@" --bind /
+      );
+      // The loop for real, on a tree as unpacking leaves it.
+      const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-plan-deps-"));
+      try {
+        for (const d of ["usr/bin", "etc", "opt/x", "var/lib", "srv", "home/abuild", "tmp", "with space"]) {
+          mkdirSync(path.join(dir, "deps", d), { recursive: true });
+        }
+        writeFileSync(path.join(dir, "deps", "file"), "");
+        symlinkSync("/root", path.join(dir, "deps", "escape"));
+        const out = execFileSync("/bin/sh", ["-c", `set -eu\n${line}\nprintf '%s|' "$@"`], {
+          cwd: dir,
+          encoding: "utf8",
+        });
+        assert.deepEqual(out.split("|").filter(Boolean), [
+          ...["--ro-bind", "/run/deps/home", "/home"],
+          ...["--ro-bind", "/run/deps/opt", "/opt"],
+          ...["--ro-bind", "/run/deps/srv", "/srv"],
+          ...["--ro-bind", "/run/deps/var", "/var"],
+          ...["--ro-bind", "/run/deps/with space", "/with space"],
+        ]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("should give a dependency's /var and /home the sandbox's mount points when unpacking, refusing symlinks", () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-plan-unpack-"));
+      try {
+        for (const d of ["a/var/lib", "a/home", "b/opt", "c/var"]) mkdirSync(path.join(dir, d), { recursive: true });
+        symlinkSync("/etc", path.join(dir, "c", "var", "tmp"));
+        const run = (sub: string): string =>
+          execFileSync("/bin/bash", ["-c", UNPACK_SCRIPT], { cwd: path.join(dir, sub), encoding: "utf8" });
+        run("a");
+        assert.ok(statSync(path.join(dir, "a/var/tmp")).isDirectory());
+        assert.ok(statSync(path.join(dir, "a", SANDBOX_USER.home)).isDirectory());
+        run("b");
+        assert.deepEqual(readdirSync(path.join(dir, "b")), ["opt"], "nothing made where the packages brought nothing");
+        assert.throws(
+          () => run("c"),
+          (err: { status: number; stdout: string }) =>
+            err.status === 1 && /dependency packages made \/var\/tmp a symlink/.test(err.stdout)
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it("should run only the command's bwrap under the personality, after dropping privileges", () => {
