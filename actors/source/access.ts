@@ -16,7 +16,7 @@
  * - `sourceaccess` disabled hides a package's files (existence and meta stay visible).
  * - `binarydownload` disabled for a repository/arch refuses downloads of its binaries to
  *   non-members.
- * - `lock` enabled ({@link isLocked}) refuses every change to the project or package, to admins
+ * - `lock` enabled ({@link lockedByOwnFlag}, on the project or the package) refuses every change to the project or package, to admins
  *   too, except the change that only unlocks it (the source role checks that, source-state.ts).
  * - A new project may be created by an admin, by the user `U` when it is `home:U` or below, or
  *   by a maintainer of the nearest existing project above it in the `:` hierarchy (OBS lets the
@@ -91,11 +91,6 @@ export function sourcesHidden(prj: AclMeta, pkg?: AclMeta): boolean {
  */
 export function lockedByOwnFlag(meta: Pick<AclMeta, "flags">): boolean {
   return (meta.flags?.lock ?? []).some((e) => e.state === "enable");
-}
-
-/** A package is locked by its own flag or by its project's (OBS `Package#locked?`). */
-export function isLocked(prj: AclMeta, pkg?: AclMeta): boolean {
-  return lockedByOwnFlag(prj) || (pkg !== undefined && lockedByOwnFlag(pkg));
 }
 
 const privileged = (p: Principal): boolean => p.admin || p.service;
