@@ -16,8 +16,8 @@
  * - `sourceaccess` disabled hides a package's files (existence and meta stay visible).
  * - `binarydownload` disabled for a repository/arch refuses downloads of its binaries to
  *   non-members.
- * - `lock` enabled ({@link lockedByOwnFlag}, on the project or the package) refuses every change to the project or package, to admins
- *   too, except the change that only unlocks it (the source role checks that, source-state.ts).
+ * - `lock` enabled ({@link lockedByOwnFlag}) on a project or package refuses every change to it,
+ *   to admins too, except the change that only unlocks it (checked in source-state.ts).
  * - A new project may be created by an admin, by the user `U` when it is `home:U` or below, or
  *   by a maintainer of the nearest existing project above it in the `:` hierarchy (OBS lets the
  *   maintainers of `home:U` create `home:U:sub`).
