@@ -24,8 +24,17 @@ export interface BuildInfoView {
   details: string;
   srcmd5?: string;
   versrel?: string;
+  /** The build counter the job would get (OBS `bcnt`, `<B_CNT>`). */
+  bcnt?: number;
+  /** The release the job would get (prjconf `Release:`, default `<CI_CNT>.<B_CNT>`). */
   release?: string;
   specFile?: string;
+  /** Whether the job builds debuginfo packages (the `debuginfo` flag). */
+  debuginfo?: boolean;
+  /** Binary packages the recipe declares. */
+  subpacks?: string[];
+  /** What a worker must offer: prjconf `Constraint:` lines, `#!BuildConstraint:` lines, `_constraints`. */
+  constraints?: { prjconf: string[]; recipe: string[]; file?: string };
   bdeps: BuildDep[];
   /** The expansion error when the package is unresolvable. */
   error?: string;

@@ -37,7 +37,6 @@ import { parseMeta } from "../common/build-meta.ts";
 import {
   PackageCode,
   RepoCode,
-  type BuildDep,
   type BuildJob,
   type PackageResult,
   type PoolBinary,
@@ -53,9 +52,9 @@ import type { RepoApi, RepoEvent } from "../repo/protocol.ts";
 import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
-import type { SourceApi, SourceEvent } from "../source/protocol.ts";
+import type { PackageBuildInfo, SourceApi, SourceEvent } from "../source/protocol.ts";
 import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild, type SignatureDigests } from "./checker.ts";
-import type { BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
+import type { BuildInfoView, BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
 
 export interface SchedulerOptions {
   arch: string;
@@ -338,12 +337,21 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     dispatch(repoArch.get(prpKey(prp.project, prp.repository)), { type: "prp.check" });
   };
 
+  /** The versrel, build counter and release a job of the package's current sources gets. */
+  const countersOf = (
+    checker: IncrementalChecker,
+    info: PackageBuildInfo
+  ): { versrel: string; bcnt: number; release: string } => {
+    const versrel = `${info.version ?? "0"}-${info.rev}`;
+    const last = checker.result(info.package);
+    const bcnt = last && last.versrel === versrel ? last.bcnt + 1 : 1;
+    return { versrel, bcnt, release: releaseOf(checker.expansion.config, info.rev, bcnt) };
+  };
+
   const submitJob = async (prp: Prp, checker: IncrementalChecker, build: NeededBuild): Promise<void> => {
     const info = checker.packageInfo(build.package)!;
     const config = checker.expansion.config;
-    const versrel = `${info.version ?? "0"}-${info.rev}`;
-    const last = checker.result(build.package);
-    const bcnt = last && last.versrel === versrel ? last.bcnt + 1 : 1;
+    const { versrel, bcnt, release } = countersOf(checker, info);
     const body: Omit<BuildJob, "jobId" | "readyTime"> = {
       name: `${prp.project}::${prp.repository}::${build.package}-${info.srcmd5}`,
       project: prp.project,
@@ -358,7 +366,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       files: info.files,
       versrel,
       bcnt,
-      release: releaseOf(config, info.rev, bcnt),
+      release,
       reason: build.reason.explain,
       needed: build.needed,
       debuginfo: info.flags.debuginfo,
@@ -715,7 +723,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           if (!info) throw new NotFoundError(`no package ${a.package} in ${a.project}`);
           const exp = prp.checker.expansion;
           const st = prp.checker.states().get(a.package) ?? { code: PackageCode.Unknown, details: "" };
-          const view = {
+          const view: BuildInfoView = {
             project: a.project,
             repository: a.repository,
             arch,
@@ -723,9 +731,16 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             code: st.code,
             details: st.details,
             srcmd5: info.srcmd5,
-            versrel: `${info.version ?? "0"}-${info.rev}`,
+            ...countersOf(prp.checker, info),
             ...(info.specFile ? { specFile: info.specFile } : {}),
-            bdeps: [] as BuildDep[],
+            debuginfo: info.flags.debuginfo,
+            subpacks: info.subpacks,
+            constraints: {
+              prjconf: exp.config.constraint,
+              recipe: info.constraints,
+              ...(info.constraintsFile ? { file: info.constraintsFile } : {}),
+            },
+            bdeps: [],
           };
           if (info.error) return { ...view, error: info.error };
           const e = exp.edeps(info);

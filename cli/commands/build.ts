@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import type { Command } from "commander";
-import { repoFileClient, type PackageResult, type RepoResult } from "../../actors/index.ts";
+import { repoFileClient, type BuildInfoView, type PackageResult, type RepoResult } from "../../actors/index.ts";
 import {
   InvalidInputError,
   NotFoundError,
@@ -106,6 +106,39 @@ function renderResults(rs: RepoResult[]): string {
     for (const p of r.packages) rows.push([r.repository, r.arch, p.package, p.code + (r.dirty ? "*" : ""), p.details]);
   }
   return table(["REPOSITORY", "ARCH", "PACKAGE", "CODE", "DETAILS"], rows);
+}
+
+/** `kiln buildinfo` as text: the job's header lines, then its dependencies (as OBS's buildinfo). */
+export function renderBuildInfo(b: BuildInfoView): string {
+  const lines = [`${b.package}: ${b.code}${b.details ? ` (${b.details})` : ""}`];
+  const field = (k: string, v: string): void => void lines.push(`  ${k.padEnd(11)} ${v}`);
+  field("srcmd5", b.srcmd5 ?? "-");
+  field("recipe", b.specFile ?? "-");
+  if (b.versrel) field("versrel", `${b.versrel}, build counter ${b.bcnt}, release ${b.release ?? "-"}`);
+  if (b.debuginfo !== undefined) field("debuginfo", b.debuginfo ? "yes" : "no");
+  if (b.subpacks?.length) field("subpacks", b.subpacks.join(" "));
+  for (const x of b.constraints?.prjconf ?? []) field("constraint", `${x} (project config)`);
+  for (const x of b.constraints?.recipe ?? []) field("constraint", `${x} (recipe)`);
+  if (b.constraints?.file !== undefined) {
+    field("constraint", "_constraints:");
+    for (const l of b.constraints.file.trimEnd().split("\n")) lines.push(`    ${l}`);
+  }
+  if (b.error) {
+    lines.push(`cannot expand: ${b.error}`);
+    return lines.join("\n");
+  }
+  lines.push(
+    table(
+      ["DEPENDENCY", "VERSION", "FROM", "FLAGS"],
+      b.bdeps.map((d) => [
+        d.name,
+        `${d.epoch ? `${d.epoch}:` : ""}${d.version}-${d.release}.${d.arch}`,
+        `${d.project}/${d.repository}`,
+        (["preinstall", "vminstall", "runscripts", "notmeta"] as const).filter((f) => d[f]).join(","),
+      ])
+    )
+  );
+  return lines.join("\n");
 }
 
 /** Finds the job of a package now queued or building, through the dispatcher. */
@@ -338,26 +371,12 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
 
   program
     .command("buildinfo <project> <repository> <arch> <package>")
-    .description("the job a build would get: the expanded dependencies with versions")
+    .description("the job a build would get: release, debuginfo, constraints, the expanded dependencies with versions")
     .action(async (project: string, repository: string, arch: string, pkg: string) => {
       await withClients(cenv, async (c) => {
         const b = await c.sched(arch).call("buildinfo.get", { project, repository, package: pkg });
         if (cenv.json()) return printJson(b);
-        print(
-          `${pkg}: ${b.code}${b.details ? ` (${b.details})` : ""}; srcmd5 ${b.srcmd5 ?? "-"}, versrel ${b.versrel ?? "-"}, recipe ${b.specFile ?? "-"}`
-        );
-        if (b.error) return print(`cannot expand: ${b.error}`);
-        print(
-          table(
-            ["DEPENDENCY", "VERSION", "FROM", "FLAGS"],
-            b.bdeps.map((d) => [
-              d.name,
-              `${d.epoch ? `${d.epoch}:` : ""}${d.version}-${d.release}.${d.arch}`,
-              `${d.project}/${d.repository}`,
-              [d.preinstall ? "preinstall" : "", d.notmeta ? "notmeta" : ""].filter(Boolean).join(","),
-            ])
-          )
-        );
+        print(renderBuildInfo(b));
       });
     });
 

@@ -4,7 +4,7 @@
  * real `kiln` command line.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { RepoResult } from "../../actors/index.ts";
@@ -162,5 +162,77 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
     const done = (await result("busy", "slow"))!;
     assert.equal(done.jobId, job.jobId);
     assert.equal(done.bcnt, 1);
+  });
+
+  it("should show the job a build would get: counter, release, debuginfo, constraints and each dependency's role", async () => {
+    await c.source.call("project.put-meta", {
+      project: "info",
+      xml: `<project name="info"><title/><description/><debuginfo><enable/></debuginfo><repository name="r"><arch>x86_64</arch></repository></project>`,
+    });
+    for (const n of ["pre", "vm", "sup", "lib"]) await c.commitDir("info", n, writeSpec(tmp, n));
+    await settle(c, "info");
+    await c.source.call("project.put-config", {
+      project: "info",
+      text: [
+        "Preinstall: pre",
+        "VMinstall: vm",
+        "Runscripts: pre",
+        "Support: sup",
+        "Constraint: hardware:processors 1",
+        "Release: <CI_CNT>.<B_CNT>.k",
+        "",
+      ].join("\n"),
+    });
+    const app = writeSpec(tmp, "app", { buildRequires: ["lib"] });
+    const spec = path.join(app, "app.spec");
+    writeFileSync(spec, "#!BuildConstraint: hardware:disk:size unit=M 1\n" + readFileSync(spec, "utf8"));
+    const file = `<constraints><hardware><memory><size unit="M">1</size></memory></hardware></constraints>\n`;
+    writeFileSync(path.join(app, "_constraints"), file);
+    await c.commitDir("info", "app", app);
+    assert.deepEqual(await settle(c, "info"), {
+      app: "succeeded",
+      lib: "succeeded",
+      pre: "succeeded",
+      sup: "succeeded",
+      vm: "succeeded",
+    });
+    const built = (await result("info", "app"))!;
+    assert.equal(built.release, "1.1.k");
+
+    const b = await c.sched().call("buildinfo.get", { project: "info", repository: "r", package: "app" });
+    assert.equal(b.code, "succeeded");
+    // The next job of the same sources: the counter after the last successful build's.
+    assert.equal(b.versrel, "1.0-1");
+    assert.equal(b.bcnt, 2);
+    assert.equal(b.release, "1.2.k");
+    assert.equal(b.debuginfo, true);
+    assert.deepEqual(b.subpacks, ["app"]);
+    assert.deepEqual(b.constraints, {
+      prjconf: ["hardware:processors 1"],
+      recipe: ["hardware:disk:size unit=M 1"],
+      file,
+    });
+    const flags = Object.fromEntries(
+      b.bdeps.map((d) => [
+        d.name,
+        (["preinstall", "vminstall", "runscripts", "notmeta"] as const).filter((f) => d[f]).join(","),
+      ])
+    );
+    assert.deepEqual(flags, { lib: "", pre: "preinstall,runscripts,notmeta", sup: "notmeta", vm: "vminstall,notmeta" });
+    for (const d of b.bdeps) {
+      assert.equal(`${d.project}/${d.repository}/${d.package}`, `info/r/${d.name}`);
+      assert.match(d.filename, new RegExp(`^${d.name}-1\\.0-1\\.1\\.noarch\\.rpm$`));
+    }
+
+    const text = await kilnOk(cli, ["buildinfo", "info", "r", "x86_64", "app"]);
+    assert.match(text, /^app: succeeded\n/);
+    assert.match(text, /\n {2}versrel +1\.0-1, build counter 2, release 1\.2\.k\n/);
+    assert.match(text, /\n {2}debuginfo +yes\n/);
+    assert.match(text, /\n {2}constraint +hardware:processors 1 \(project config\)\n/);
+    assert.match(text, /\n {2}constraint +hardware:disk:size unit=M 1 \(recipe\)\n/);
+    assert.match(text, /\n {2}constraint +_constraints:\n {4}<constraints><hardware><memory>/);
+    assert.match(text, /\npre +1\.0-1\.1\.noarch +info\/r +preinstall,runscripts,notmeta\n/);
+    assert.match(text, /\nvm +1\.0-1\.1\.noarch +info\/r +vminstall,notmeta\n/);
+    assert.match(text, /\nlib +1\.0-1\.1\.noarch +info\/r(\n|$)/);
   });
 });
