@@ -235,4 +235,46 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
     assert.match(text, /\nvm +1\.0-1\.1\.noarch +info\/r +vminstall,notmeta\n/);
     assert.match(text, /\nlib +1\.0-1\.1\.noarch +info\/r(\n|$)/);
   });
+
+  it("should list each package's dependencies, reverse dependencies and subpackages", async () => {
+    await c.source.call("project.put-meta", { project: "deps", xml: META("deps") });
+    const core = writeSpec(tmp, "core");
+    const spec = path.join(core, "core.spec");
+    // A subpackage: users that need core-devel depend on the source package core.
+    writeFileSync(
+      spec,
+      readFileSync(spec, "utf8") +
+        ["%package devel", "Summary: core-devel", "%description devel", "devel", "%files devel", ""].join("\n")
+    );
+    await c.commitDir("deps", "core", core);
+    await c.commitDir("deps", "user", writeSpec(tmp, "user", { buildRequires: ["core-devel"] }));
+    await c.commitDir("deps", "tool", writeSpec(tmp, "tool", { buildRequires: ["user", "core"] }));
+    await c.commitDir("deps", "lone", writeSpec(tmp, "lone"));
+    assert.deepEqual(await settle(c, "deps"), {
+      core: "succeeded",
+      lone: "succeeded",
+      tool: "succeeded",
+      user: "succeeded",
+    });
+    const d = await c.sched().call("builddepinfo.get", { project: "deps", repository: "r" });
+    assert.deepEqual(d.packages, [
+      { package: "core", source: "core", pkgdeps: [], subpkgs: ["core", "core-devel"], revdeps: ["tool", "user"] },
+      { package: "lone", source: "lone", pkgdeps: [], subpkgs: ["lone"], revdeps: [] },
+      { package: "tool", source: "tool", pkgdeps: ["core", "user"], subpkgs: ["tool"], revdeps: [] },
+      { package: "user", source: "user", pkgdeps: ["core"], subpkgs: ["user"], revdeps: ["tool"] },
+    ]);
+    assert.deepEqual(d.cycles, []);
+    const text = await kilnOk(cli, ["builddepinfo", "deps", "r", "x86_64"]);
+    const [head, ...rows] = text.split("\n");
+    const at = [0, head!.indexOf("DEPENDS ON"), head!.indexOf("NEEDED BY")];
+    assert.deepEqual(
+      rows.map((l) => at.map((x, k) => l.slice(x, at[k + 1]).trim())),
+      [
+        ["core", "", "tool user"],
+        ["lone", "", ""],
+        ["tool", "core user", ""],
+        ["user", "core", "tool"],
+      ]
+    );
+  });
 });
