@@ -25,6 +25,9 @@ declare -A NEED=(
   [perl]=perl
   [gcc]=gcc
   [make]=make
+  # -debuginfo packages: rpm's find-debuginfo and the eu-strip it calls
+  [find-debuginfo]=debugedit
+  [eu-strip]=elfutils
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -12,7 +12,8 @@
  *   sourcesDir: "/var/cache/kiln/jobs/42-src",
  *   specFile: "hello.spec",
  *   dependencyRpms: ["/var/cache/kiln/rpms/zlib-devel-1.3-1.x86_64.rpm"],
- *   defines: { release: "3.1", disturl: "obs://kiln/home:me/standard/abc-hello", debug_package: "%{nil}" },
+ *   defines: { release: "3.1", disturl: "obs://kiln/home:me/standard/abc-hello" },
+ *   debuginfo: true,                             // -debuginfo packages, as OBS's --debug
  *   limits: { ...DEFAULT_LIMITS, wallMs: 3600_000 },
  *   onLog: (chunk) => publish(chunk),
  *   signal: abort.signal,

@@ -48,7 +48,34 @@ export interface RpmBuildJob {
   target?: string;
   /** Personality rpmbuild runs under (`linux32` for i586/i686 on x86_64, as OBS runs its build). */
   personality?: Personality;
+  /**
+   * The job's debuginfo setting, as OBS's build script applies it. On: `_build_create_debug` is
+   * defined and, unless `debugMagic` is false, {@link DEBUGINFO_MACROS} add the `-debuginfo`
+   * package to every spec that does not add it itself. Off: `_enable_debug_packages` is undefined,
+   * so rpm's own automatic debuginfo (Fedora-style macros) stays off. @default false
+   */
+  debuginfo?: boolean;
+  /** With debuginfo, insert the debuginfo package into specs (OBS: unless `BuildFlags: rpm-nodebugmagic`). @default true */
+  debugMagic?: boolean;
 }
+
+/**
+ * rpm macros that put `%debug_package` into a spec at its first `%prep` or `%package` line when
+ * `_build_create_debug` is defined and the spec did not call it (`__debug_package` unset): OBS's
+ * build script does this for builds with debuginfo, since distributions' rpm does not add the
+ * debuginfo package by itself. Redefining `prep` and `package` works because rpm expands macros
+ * on a line before it reads a section name from it; `%%` leaves the section name itself.
+ */
+export const DEBUGINFO_MACROS = [
+  "%prep %{?_build_create_debug:%{?!__debug_package:%{_kiln_debug_package}}}%%prep",
+  "%package %{?_build_create_debug:%{?!__debug_package:%{_kiln_debug_package}}}%%package",
+  // Marked done first, so that a noarch spec (where %debug_package adds nothing) gets it once.
+  "%_kiln_debug_package \\",
+  "%global __debug_package 1\\",
+  "%undefine _enable_debug_packages\\",
+  "%debug_package",
+  "",
+].join("\n");
 
 /** Measurements of one build. */
 export interface BuildStats {
@@ -71,6 +98,8 @@ const TOPDIR = `${SANDBOX_USER.home}/rpmbuild`;
 export interface RpmbuildCommandOptions {
   /** `--target` (a cpu such as `i586`, or a platform such as `i586-suse-linux`). */
   target?: string;
+  /** On: define `_build_create_debug`; off: undefine `_enable_debug_packages`; unset: neither. */
+  debuginfo?: boolean;
 }
 
 const TARGET = /^[A-Za-z0-9_]+(-[A-Za-z0-9_.]+)*$/;
@@ -89,6 +118,9 @@ export function rpmbuildCommand(
     "-ba",
     "--nodeps",
     ...(opts.target !== undefined ? [`--target=${opts.target}`] : []),
+    // Before the job's macros, as OBS's build script puts them before its own.
+    ...(opts.debuginfo === true ? renderDefines({ _build_create_debug: "1" }) : []),
+    ...(opts.debuginfo === false ? ["--undefine", "_enable_debug_packages"] : []),
     ...renderDefines(defines),
     // After the job's macros, so that the layout the results are collected from cannot be moved.
     ...renderDefines({
@@ -119,7 +151,11 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   const specPath = path.join(job.sourcesDir, job.specFile);
   const st = await lstat(specPath).catch(() => undefined);
   if (!st?.isFile()) throw new InvalidInputError(`spec ${job.specFile} not found in sources`, { data: { specPath } });
-  const command = rpmbuildCommand(job.specFile, job.defines, job.target !== undefined ? { target: job.target } : {});
+  const debuginfo = job.debuginfo ?? false;
+  const command = rpmbuildCommand(job.specFile, job.defines, {
+    debuginfo,
+    ...(job.target !== undefined ? { target: job.target } : {}),
+  });
 
   let spec = await readFile(specPath, "utf8");
   if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
@@ -131,12 +167,15 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   chmodSync(path.join(specDir, job.specFile), 0o644);
 
   const layers: string[] = [];
-  if (job.macros !== undefined && job.macros.trim() !== "") {
+  let macros = job.macros !== undefined && job.macros.trim() !== "" ? job.macros.replace(/\n?$/, "\n") : "";
+  // After the project's macros, as OBS appends them to the config's.
+  if (debuginfo && job.debugMagic !== false) macros += DEBUGINFO_MACROS;
+  if (macros !== "") {
     const layer = path.join(job.jobDir, "layer");
     const rpmEtc = path.join(layer, "etc", "rpm");
     mkdirSync(rpmEtc, { recursive: true });
     for (const d of [layer, path.join(layer, "etc"), rpmEtc]) chmodSync(d, 0o755);
-    writeFileSync(path.join(rpmEtc, "macros.kiln"), job.macros.endsWith("\n") ? job.macros : `${job.macros}\n`);
+    writeFileSync(path.join(rpmEtc, "macros.kiln"), macros);
     chmodSync(path.join(rpmEtc, "macros.kiln"), 0o644);
     layers.push(layer);
   }

@@ -318,7 +318,6 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       disturl: job.disturl,
       distribution: `${job.project} / ${job.repository}`,
     };
-    if (!job.debuginfo) defines.debug_package = "%{nil}";
     const tb = Date.now();
     outcome = await runRpmBuild({
       jobDir: rootDir,
@@ -327,6 +326,9 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       dependencyRpms: depPaths,
       defines,
       ...(job.macros ? { macros: job.macros } : {}),
+      debuginfo: job.debuginfo,
+      // OBS's flag for specs that place their debuginfo package themselves.
+      debugMagic: !(job.buildFlags ?? []).some((f) => /^rpm-nodebugmagic(:|$)/i.test(f)),
       limits,
       onLog,
       signal: r.abort.signal,

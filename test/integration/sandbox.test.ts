@@ -59,6 +59,7 @@ async function build(
     macros?: string;
     target?: string;
     personality?: "linux32";
+    debuginfo?: boolean;
   } = {}
 ): Promise<Built> {
   const jobDir = path.join(root, `job-${++jobs}`);
@@ -81,6 +82,7 @@ async function build(
   if (opts.hiddenPaths) job.hiddenPaths = opts.hiddenPaths;
   if (opts.target) job.target = opts.target;
   if (opts.personality) job.personality = opts.personality;
+  if (opts.debuginfo !== undefined) job.debuginfo = opts.debuginfo;
   const outcome = await runRpmBuild(job);
   return { outcome, output, jobDir };
 }
@@ -227,6 +229,54 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
       assert.equal(await rpmQuery(ok.rpms[0]!, "%{ARCH}"), target);
       assert.equal(await rpmQuery(ok.srpms[0]!, "%{NAME}"), "kiln-archful");
     }
+  });
+
+  it("should make -debuginfo packages of a C program exactly when debuginfo is on, as OBS does", async () => {
+    const sources = path.join(root, "debuginfo-src");
+    await mkdir(sources, { recursive: true });
+    await writeFile(path.join(sources, "hello.c"), '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n');
+    await writeFile(
+      path.join(sources, "hello.spec"),
+      [
+        "Name: kiln-hello",
+        "Version: 1.0",
+        "Release: 1",
+        "Summary: a tiny C program",
+        "License: MIT",
+        "Source0: hello.c",
+        "%description",
+        "Says hello.",
+        "%package doc",
+        "Summary: its documentation",
+        "BuildArch: noarch",
+        "%description doc",
+        "Documentation.",
+        "%prep",
+        "cp %{SOURCE0} .",
+        "%build",
+        "gcc %{optflags} -g -o kiln-hello hello.c",
+        "%install",
+        "install -D -m 755 kiln-hello %{buildroot}/usr/bin/kiln-hello",
+        "mkdir -p %{buildroot}/usr/share/doc/kiln-hello && echo hi > %{buildroot}/usr/share/doc/kiln-hello/README",
+        "%files",
+        "/usr/bin/kiln-hello",
+        "%files doc",
+        "/usr/share/doc/kiln-hello",
+        "",
+      ].join("\n")
+    );
+    const names = (ok: Extract<BuildOutcome, { type: "build.succeeded" }>): string[] =>
+      ok.rpms.map((f) => path.basename(f)).sort();
+    const on = succeeded(await build("hello.spec", { sourcesDir: sources, debuginfo: true, macros: "%kiln_x 1" }));
+    assert.deepEqual(names(on), [
+      "kiln-hello-1.0-1.x86_64.rpm",
+      "kiln-hello-debuginfo-1.0-1.x86_64.rpm",
+      "kiln-hello-doc-1.0-1.noarch.rpm",
+    ]);
+    const debug = on.rpms.find((f) => f.includes("-debuginfo-"))!;
+    assert.match(await rpmQuery(debug, "[%{FILENAMES}\n]"), /^\/usr\/lib\/debug\/usr\/bin\/kiln-hello.*\.debug$/m);
+    const off = succeeded(await build("hello.spec", { sourcesDir: sources, debuginfo: false }));
+    assert.deepEqual(names(off), ["kiln-hello-1.0-1.x86_64.rpm", "kiln-hello-doc-1.0-1.noarch.rpm"]);
   });
 
   it("should lay the project's macros over /etc, with dependency packages in the build root too", async () => {

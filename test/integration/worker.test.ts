@@ -242,6 +242,46 @@ describe("worker/ (through the whole service)", function () {
     assert.equal(await rpmQuery(file, "%{ARCH}"), "i586");
   });
 
+  it("should make -debuginfo packages for a project with debuginfo enabled, and none without", async () => {
+    const files = {
+      "hello.c": '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n',
+      "hello.spec": [
+        "Name: hello",
+        "Version: 1.0",
+        "Release: 1",
+        "Summary: a tiny C program",
+        "License: MIT",
+        "Source0: hello.c",
+        "%description",
+        "Says hello.",
+        "%prep",
+        "cp %{SOURCE0} .",
+        "%build",
+        "gcc %{optflags} -g -o hello hello.c",
+        "%install",
+        "install -D -m 755 hello %{buildroot}/usr/bin/hello",
+        "%files",
+        "/usr/bin/hello",
+        "",
+      ].join("\n"),
+    };
+    const meta = (name: string, debuginfo: string): string =>
+      `<project name="${name}"><title/><description/>${debuginfo}<repository name="standard"><arch>${ARCH}</arch></repository></project>`;
+    await s.project("dbg-on", { meta: meta("dbg-on", "<debuginfo><enable/></debuginfo>") });
+    await s.project("dbg-off", { meta: meta("dbg-off", "") });
+    for (const p of ["dbg-on", "dbg-off"]) await s.commit(p, "hello", files);
+    const binaries = async (p: string): Promise<string[]> => {
+      const r = await s.waitCode(p, "hello", ["succeeded", "failed"]);
+      assert.equal(r.code, "succeeded", await s.buildLog(p, "hello"));
+      return (await s.stored(p, "hello"))!.binaries
+        .filter((b) => !b.isSource)
+        .map((b) => b.filename)
+        .sort();
+    };
+    assert.deepEqual(await binaries("dbg-on"), ["hello-1.0-1.1.x86_64.rpm", "hello-debuginfo-1.0-1.1.x86_64.rpm"]);
+    assert.deepEqual(await binaries("dbg-off"), ["hello-1.0-1.1.x86_64.rpm"]);
+  });
+
   it("should verify sources against the srcmd5 and dependencies against their checksums", async () => {
     await s.project("verify");
     // The scheduler never builds this package, so only the forged jobs below run.

@@ -484,6 +484,16 @@ describe("sandbox/plan", () => {
       ]);
     });
 
+    it("should apply the debuginfo setting as OBS's build script does, before the job's macros", () => {
+      const on = rpmbuildCommand("x.spec", { release: "1" }, { debuginfo: true });
+      assert.deepEqual(on.slice(3, 7), ["--define", "_build_create_debug 1", "--define", "release 1"]);
+      assert.ok(!on.includes("--undefine"));
+      const off = rpmbuildCommand("x.spec", { release: "1" }, { debuginfo: false });
+      assert.deepEqual(off.slice(3, 7), ["--undefine", "_enable_debug_packages", "--define", "release 1"]);
+      assert.ok(!off.some((a) => a.includes("_build_create_debug") || a.startsWith("debug_package")));
+      assert.ok(!rpmbuildCommand("x.spec", {}).some((a) => a.includes("debug")));
+    });
+
     it("should name the build target right after the mode, and refuse one that is not a platform name", () => {
       const cmd = rpmbuildCommand("hello.spec", { release: "1" }, { target: "i586" });
       assert.deepEqual(cmd.slice(0, 4), ["rpmbuild", "-ba", "--nodeps", "--target=i586"]);
