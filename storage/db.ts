@@ -102,23 +102,41 @@ export class RoleStore {
   }
 }
 
+export interface OutboxOptions {
+  /**
+   * Waits before each retry of a failed publication, the last repeated until the stream takes
+   * the events again; each varies by ±20 %. @default 250 ms doubling up to 30 s
+   */
+  retryDelaysMs?: readonly number[];
+}
+
+const OUTBOX_RETRY_MS: readonly number[] = [250, 500, 1000, 2000, 4000, 8000, 15_000, 30_000];
+
 /**
  * Transactional outbox: events are written in the same transaction as the state change they
  * report, published after commit, and removed when the stream acknowledged them. After a crash
  * {@link Outbox.flush} re-sends what is left, so an event is never lost; consumers see at most a
- * duplicate, which the stream's deduplication by event id absorbs.
+ * duplicate, which the stream's deduplication by event id absorbs. A publication that fails (the
+ * stream is briefly unavailable) is retried on a timer with growing waits until it succeeds: the
+ * last write before a quiet period must not leave its events waiting for the next one.
  */
 export class Outbox<E> {
   readonly #store: RoleStore;
   readonly #publish: (event: E) => Promise<void>;
   readonly #log: Logger;
+  readonly #retryDelays: readonly number[];
   #flushing: Promise<void> | undefined;
   #again = false;
+  #retry: NodeJS.Timeout | undefined;
+  /** Failed publications in a row; decides the next wait. */
+  #failures = 0;
+  #stopped = false;
 
-  constructor(store: RoleStore, publish: (event: E) => Promise<void>, log: Logger) {
+  constructor(store: RoleStore, publish: (event: E) => Promise<void>, log: Logger, opts: OutboxOptions = {}) {
     this.#store = store;
     this.#publish = publish;
     this.#log = log;
+    this.#retryDelays = opts.retryDelaysMs?.length ? opts.retryDelaysMs : OUTBOX_RETRY_MS;
   }
 
   /** Records an event; call inside `store.transact`. */
@@ -127,7 +145,10 @@ export class Outbox<E> {
     void this.#store.db.put(keys.outbox(seq), event);
   }
 
-  /** Publishes everything recorded; concurrent calls coalesce. Failures stay for the next flush. */
+  /**
+   * Publishes everything recorded, in order; concurrent calls coalesce. What fails stays, and a
+   * retry is scheduled: the promise resolves either way.
+   */
   flush(): Promise<void> {
     if (this.#flushing) {
       this.#again = true;
@@ -140,16 +161,40 @@ export class Outbox<E> {
           try {
             await this.#publish(value);
           } catch (err) {
-            this.#log.warn({ err }, "event publish failed, kept in outbox");
+            this.#scheduleRetry(err);
             return;
           }
           await this.#store.db.remove(key);
         }
       } while (this.#again);
+      this.#failures = 0;
     })().finally(() => {
       this.#flushing = undefined;
     });
     return this.#flushing;
+  }
+
+  #scheduleRetry(err: unknown): void {
+    const base = this.#retryDelays[Math.min(this.#failures, this.#retryDelays.length - 1)]!;
+    this.#failures++;
+    if (this.#stopped || this.#retry) return;
+    const waitMs = Math.round(base * (0.8 + Math.random() * 0.4));
+    this.#log.warn({ err, failures: this.#failures, retryInMs: waitMs }, "event publish failed, kept in outbox");
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      // A store closed meanwhile (the role stopped without stop()) ends the retries.
+      this.flush().catch((e: unknown) => this.#log.debug({ err: e }, "outbox retry ended"));
+    }, waitMs);
+    // Pending events must not keep a stopping process alive: they go out at the next start.
+    this.#retry.unref();
+  }
+
+  /** Ends retries and waits for a flush under way; call before closing the store. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    await this.#flushing?.catch(() => undefined);
   }
 
   pending(): number {

@@ -10,6 +10,6 @@
 export { keys, prefixRange } from "./keys.ts";
 export type { Key, KeyPart } from "./keys.ts";
 export { RoleStore, Outbox } from "./db.ts";
-export type { StoreOptions } from "./db.ts";
+export type { OutboxOptions, StoreOptions } from "./db.ts";
 export { BlobStore } from "./blobstore.ts";
 export type { BlobRecord, BlobStoreOptions } from "./blobstore.ts";

@@ -500,6 +500,7 @@ export async function startPublisherRole(ctx: RoleContext, opts: PublisherOption
       await consumer.stop();
       for (const c of chains.values()) await c.tail;
       await server?.close();
+      await outbox.stop();
       await store.close();
       await lease.release();
       stop(rootActor);

@@ -668,6 +668,7 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
       stopPing();
       await sub.drain();
       await consumer.stop();
+      await outbox.stop();
       await blobs.close();
       await store.close();
       await lease.release();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { RepoBuiltEvent, RepoPoolChangedEvent } from "../../actors/repo/protocol.ts";
-import { EVENT_STREAM, decode, parseSubject } from "../../transport/index.ts";
+import { EVENT_STREAM, decode, ensureEventStream, parseSubject } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { RepoHarness } from "../helpers/repo-harness.ts";
 import { buildTestRpms, type BuiltRpms } from "../helpers/repo-rpms.ts";
@@ -84,6 +84,34 @@ describe("integration/repo role crash", function () {
         .map((e) => e.type)
         .sort(),
       ["repo.built", "repo.pool-changed"]
+    );
+    assert.equal(inStream.filter((e) => e.type === "repo.built" && e.jobId === jobId).length, 1);
+  });
+
+  it("should publish the events of a result stored during a stream outage once the stream is back, without a restart or another write", async () => {
+    for (const c of children.splice(0)) await c.kill();
+    await startRole();
+    const jsm = await h.nc.jetstreamManager();
+    await jsm.streams.delete(EVENT_STREAM);
+    const jobId = await h.storeBuild({
+      project: P,
+      repository: R,
+      arch: "x86_64",
+      package: "crashy",
+      files: [rpms.rpms.get("crashy")!],
+    });
+    assert.equal(
+      (await h.repo.call("result.get", { project: P, repository: R, arch: "x86_64", package: "crashy" }))?.jobId,
+      jobId
+    );
+    // The stream comes back; the role is neither restarted nor asked to write anything.
+    await ensureEventStream(jsm);
+    const inStream = await check(
+      async () => {
+        const events = await streamEvents();
+        return events.some((e) => e.type === "repo.built" && e.jobId === jobId) ? events : undefined;
+      },
+      { name: "repo.built in the stream", timeoutMs: 20_000 }
     );
     assert.equal(inStream.filter((e) => e.type === "repo.built" && e.jobId === jobId).length, 1);
   });

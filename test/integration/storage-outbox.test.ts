@@ -7,14 +7,17 @@ import type { JetStreamClient, JetStreamManager, NatsConnection } from "nats";
 import { Outbox, RoleStore, keys } from "../../storage/index.ts";
 import {
   EVENT_STREAM,
+  NatsServerProcess,
   connectNats,
   ensureEventStream,
   decode,
   makeEvent,
   parseSubject,
   publishEvent,
+  subjects,
   type EventBase,
 } from "../../transport/index.ts";
+import { check } from "../helpers/check.ts";
 import { startServer, stopAll, type TestServer } from "../helpers/nats-server.ts";
 import { Child } from "../fixtures/transport/child.ts";
 
@@ -136,6 +139,49 @@ describe("storage/outbox", () => {
       await streamIds(p),
       events.map((e) => e.id)
     );
+  });
+
+  it("should retry a failed publication on a timer until the stream takes it, without another flush", async () => {
+    // A server of its own, stopped and started again on the same port and store: an outage of
+    // JetStream after the last write, which nothing else would follow.
+    const own = await startServer();
+    const conn = await connectNats({ servers: own.url, name: "outbox-outage", log });
+    let restarted: TestServer | undefined;
+    try {
+      await ensureEventStream(await conn.jetstreamManager());
+      const ownJs = conn.jetstream({ timeout: 500 });
+      const p = `home:o${project}`;
+      const store = openStore();
+      const attempts: number[] = [];
+      const outbox = new Outbox<TestEvent>(
+        store,
+        async (e) => {
+          attempts.push(Date.now());
+          await publishEvent(ownJs, e);
+        },
+        log,
+        { retryDelaysMs: [100, 200] }
+      );
+      const event = draft(p, 1);
+      await store.transact(() => outbox.add(event));
+      await own.stop();
+      await outbox.flush();
+      assert.equal(outbox.pending(), 1, "kept while the server is down");
+      restarted = await NatsServerProcess.start({ ...own.conf, port: own.ports.nats }, { dir: own.dir });
+      await check(() => outbox.pending() === 0, { name: "published after the outage", timeoutMs: 20_000 });
+      assert.ok(attempts.length >= 2, `attempts ${attempts.length}`);
+      const m = await (
+        await conn.jetstreamManager()
+      ).streams.getMessage(EVENT_STREAM, {
+        last_by_subj: subjects.event(event.type, p),
+      });
+      assert.equal(decode<TestEvent>(m.data).id, event.id);
+      await outbox.stop();
+    } finally {
+      await conn.close();
+      await (restarted ?? own).stop();
+      rmSync(own.dir, { recursive: true, force: true });
+    }
   });
 
   it("should coalesce concurrent flushes and still send events added meanwhile", async () => {
