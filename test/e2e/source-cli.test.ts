@@ -8,7 +8,34 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { check } from "../helpers/check.ts";
-import { KILN_BIN, kiln, kilnOk, removeDir, startKilnUp, type KilnUp } from "../helpers/kiln.ts";
+import { KILN_BIN, kiln, kilnOk, removeDir, startKilnUp, type KilnEnv, type KilnUp } from "../helpers/kiln.ts";
+
+/** A long-running `kiln` command (like `kiln events`) whose output lines are read as they come. */
+function follow(env: KilnEnv, args: string[]): { lines<T>(): T[]; output(): string; stop(): Promise<void> } {
+  const proc = execa("node", [KILN_BIN, ...args], {
+    env: { KILN_DATA: env.dataDir, KILN_NATS_URL: env.natsUrl, KILN_LOG_LEVEL: "warn", HOME: env.dataDir },
+    extendEnv: true,
+    reject: false,
+    buffer: false,
+    stdin: "ignore",
+  });
+  let out = "";
+  let err = "";
+  proc.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  return {
+    lines: <T>() =>
+      out
+        .split("\n")
+        .slice(0, -1)
+        .map((l) => JSON.parse(l) as T),
+    output: () => out + err,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc;
+    },
+  };
+}
 
 describe("e2e/source: identities and access through the CLI", function () {
   this.timeout(120_000);
@@ -133,16 +160,36 @@ describe("e2e/source: identities and access through the CLI", function () {
   });
 
   it("should show outsiders only the events of projects they may see", async () => {
-    const run = await kiln(up, ["--identity", bobId, "events", "--from", "1"], { timeoutMs: 4000 });
-    const events = run.stdout
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { project: string });
-    assert.ok(
-      events.some((e) => e.project === "shared"),
-      run.stdout + run.stderr
-    );
-    assert.ok(!events.some((e) => e.project === "secret"), "secret's events are hidden");
+    type Line = { seq: number; type: string; project: string };
+    const admin = follow(up, ["events", "--from", "1"]);
+    const outsider = follow(up, ["--identity", bobId, "events", "--from", "1"]);
+    try {
+      // A hidden event, then a public one: both printers reach the marker only past the hidden one.
+      await kilnOk(up, ["meta", "prjconf", "secret", "-F", "-"], { input: "BuildFlags: hidden\n" });
+      await kilnOk(up, ["meta", "prjconf", "shared", "-F", "-"], { input: "BuildFlags: marker\n" });
+      const isMarker = (e: Line): boolean => e.type === "project.config-changed" && e.project === "shared";
+      const marker = await check(() => admin.lines<Line>().find(isMarker), {
+        timeoutMs: 30_000,
+        name: "the admin's kiln events printing the marker",
+      });
+      assert.ok(
+        admin.lines<Line>().some((e) => e.project === "secret" && e.type === "project.config-changed"),
+        "the admin sees secret's events"
+      );
+      await check(() => outsider.lines<Line>().some((e) => e.seq >= marker.seq), {
+        timeoutMs: 30_000,
+        name: "the outsider's kiln events reaching the marker",
+      });
+      const seen = outsider.lines<Line>().filter((e) => e.seq <= marker.seq);
+      assert.ok(
+        seen.some((e) => e.project === "shared"),
+        outsider.output()
+      );
+      assert.ok(!seen.some((e) => e.project === "secret"), `secret's events are hidden:\n${outsider.output()}`);
+    } finally {
+      await admin.stop();
+      await outsider.stop();
+    }
   });
 
   it("should refuse a file over the size limit given to kiln up, with exit 6", async () => {

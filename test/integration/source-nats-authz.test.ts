@@ -24,6 +24,7 @@ import {
   type ConfObject,
 } from "../../transport/index.ts";
 import { exampleConf, kilnAuthorization, type NatsUser } from "../../ops/nats/authz.ts";
+import { check } from "../helpers/check.ts";
 import { startServer, stopAll, type TestServer } from "../helpers/nats-server.ts";
 import { log, projectXml } from "../helpers/source-role.ts";
 
@@ -152,9 +153,14 @@ describe("ops/nats authorization (integration)", function () {
 
   it("should not let users forge events or results, nor call unchecked role verbs", async () => {
     const alice = await connectAs("alice", "a3");
-    const errors: string[] = [];
+    // The server answers each refused publish with a permissions violation naming the subject.
+    const refusals: string[] = [];
     void (async () => {
-      for await (const s of alice.status()) if (s.type === "error") errors.push(String(s.data));
+      for await (const s of alice.status()) {
+        if (s.type !== "error") continue;
+        const ctx = (s as { permissionContext?: { operation: string; subject: string } }).permissionContext;
+        refusals.push(`${String(s.data)} ${ctx?.operation ?? "?"} ${ctx?.subject ?? "?"}`);
+      }
     })();
     const ops = await connectAs("spy", "x");
     const seen: string[] = [];
@@ -166,6 +172,12 @@ describe("ops/nats authorization (integration)", function () {
     alice.publish("kiln.rpc.source.project.list", encode({ args: {} }));
     await alice.flush();
     await ops.flush();
+    const forged = ["kiln.evt.project.deleted.hidden", "kiln.rpc.repo.result.put", "kiln.rpc.dispatcher.job.submit"];
+    await check(() => refusals.length >= forged.length, { name: "the server's refusals" });
+    assert.deepEqual(
+      refusals,
+      forged.map((f) => `PERMISSIONS_VIOLATION publish ${f}`)
+    );
     // Only the allowed one (a checked request) got through.
     assert.deepEqual(seen, ["kiln.rpc.source.project.list"]);
     watch.unsubscribe();
