@@ -3,6 +3,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlink
 import os from "node:os";
 import path from "node:path";
 import { RepoCode, type PublisherApi, type RepoStateChangedEvent } from "../../actors/index.ts";
+import type { RepoPublishedEvent } from "../../actors/publisher/protocol.ts";
 import { Role, RoleClient, makeEvent, publishEvent, subjects } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
 import { dnfInstall } from "../helpers/publish-dnf.ts";
@@ -183,17 +184,32 @@ describe("integration/publisher", function () {
       files: [greet.rpms.get("greet")!],
     });
     await finished(Q, "x86_64");
-    const r = await check(
-      async () => {
-        const x = await h.publisherClient.call("publish.status", { project: Q }).catch(() => undefined);
-        return x;
-      },
-      { name: "publisher saw the repository" }
-    );
-    assert.deepEqual(r, []);
+    // publish.status answers once the publisher recorded the finished state, which also started
+    // a publish run; publish.now joins that run or queues behind it, so its answer comes after
+    // the run ended and tells what a run with publish disabled does.
+    await check(() => h.publisherClient.call("publish.status", { project: Q }).catch(() => undefined), {
+      name: "publisher saw the repository",
+    });
+    const run = await h.publisherClient.call("publish.now", { project: Q, repository: R });
+    assert.equal(run.outcome, "unpublished");
+    assert.deepEqual(await h.publisherClient.call("publish.status", { project: Q }), []);
     assert.ok(!existsSync(served(Q)));
+    assert.deepEqual(h.seen("repo.published", Q), []);
+
     await h.putProject(Q, `<repository name="${R}"><arch>x86_64</arch></repository>`);
-    await check(async () => (await publishedVersion(Q)) === 1, { name: "published after enabling", timeoutMs: 30_000 });
+    const published = await check(
+      async () => (await h.publisherClient.call("publish.status", { project: Q })).find((x) => x.repository === R),
+      { name: "published after enabling", timeoutMs: 30_000 }
+    );
+    // The first tree of this repository: nothing was published while the flag was disabled.
+    assert.equal(published.version, 1);
+    assert.equal(published.binaries, 1);
     assert.deepEqual(treeFiles(Q), [`noarch/${path.basename(greet.rpms.get("greet")!)}`]);
+    await check(() => h.seen("repo.published", Q).length > 0, { name: "repo.published" });
+    const events = h.seen<RepoPublishedEvent>("repo.published", Q);
+    assert.deepEqual(
+      events.map((e) => [e.repository, e.version, e.binaries]),
+      [[R, 1, 1]]
+    );
   });
 });
