@@ -186,6 +186,8 @@ const validators: Validators<DispatcherApi> = {
     }
     const packages = optArr(o, "packages", (v) => String(v), { max: 10_000 });
     if (packages !== undefined) r.packages = packages;
+    if (bool(o, "discard", false)) r.discard = true;
+    if (bool(o, "onlyQueued", false)) r.onlyQueued = true;
     return r;
   },
 };
@@ -368,6 +370,16 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
     queue.remove(jobId);
     constraintsOf.delete(jobId);
     if (!closed) void store.db.remove(keys.job(jobId));
+  };
+
+  /** Drops a job without a result: a newer one replaces it, or its scheduler no longer wants it. */
+  const supersede = (rec: JobRecord): void => {
+    const jobId = rec.job.jobId;
+    if (rec.workerId && rec.workerId !== DISPATCHER_WORKER_ID && rec.code !== JobCode.Scheduled) {
+      abortOnWorker(rec.workerId, jobId, "superseded", true);
+    }
+    unassign(rec);
+    forget(jobId);
   };
 
   /** Tells a worker to kill a job; failures are harmless (it may be gone). */
@@ -741,11 +753,8 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
           const older = byPackage.get(pkgKey(job));
           if (older) {
             const rec = jobs.get(older);
-            if (rec?.workerId && rec.workerId !== DISPATCHER_WORKER_ID && rec.code !== JobCode.Scheduled) {
-              abortOnWorker(rec.workerId, older, "superseded", true);
-            }
-            if (rec) unassign(rec);
-            forget(older);
+            if (rec) supersede(rec);
+            else forget(older);
             log.info({ jobId: older, by: job.jobId }, "job superseded");
           }
           const rec: JobRecord = { job, code: JobCode.Scheduled };
@@ -853,9 +862,10 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       case "job.abort":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          await allowed(msg, a.project, AccessNeed.Write);
+          if (!a.discard) await allowed(msg, a.project, AccessNeed.Write);
           const pkgs = new Set([...(a.packages ?? []), ...(a.package !== undefined ? [a.package] : [])]);
           let aborted = 0;
+          const jobIds: string[] = [];
           for (const rec of [...jobs.values()]) {
             const j = rec.job;
             if (j.project !== a.project) continue;
@@ -864,7 +874,15 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
             if (a.arch !== undefined && j.arch !== a.arch) continue;
             if (a.onlyIfNot !== undefined && j.jobId === a.onlyIfNot) continue;
             if (rec.failure || rec.aborting) continue;
+            if (a.discard) {
+              if (a.onlyQueued && (rec.code !== JobCode.Scheduled || rec.workerId !== undefined)) continue;
+              aborted++;
+              jobIds.push(j.jobId);
+              supersede(rec);
+              continue;
+            }
             aborted++;
+            jobIds.push(j.jobId);
             if (rec.code === JobCode.Scheduled || !rec.workerId) {
               failJob(rec, "aborted before the build started");
               continue;
@@ -873,8 +891,9 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
             persist(rec);
             if (rec.code === JobCode.Building) abortOnWorker(rec.workerId, j.jobId, rec.aborting, false);
           }
-          if (aborted) log.info({ ...a, aborted }, "jobs aborted");
-          return { aborted };
+          if (aborted) log.info({ ...a, aborted }, a.discard ? "jobs discarded" : "jobs aborted");
+          if (a.discard && aborted) kick();
+          return { aborted, jobIds };
         });
       case "assign.accepted": {
         const rec = jobs.get(msg.jobId);

@@ -96,6 +96,12 @@ export type DispatcherApi = {
   /**
    * `kiln abort`: ends matching jobs as failed. A building job is killed on its worker, which
    * reports the failure with its log; a queued one is failed by the dispatcher.
+   *
+   * With `discard`, a scheduler's supersession (OBS `killjob`/`killscheduled`): the jobs are
+   * dropped without a result, a running one killed on its worker without an upload; with
+   * `onlyQueued`, only jobs no worker has yet. Trusted as `job.submit` is (only kiln's roles,
+   * workers and operators reach the dispatcher), so it needs no write access to the project,
+   * which a scheduler does not have and a deleted project no longer grants.
    */
   "job.abort": {
     req: {
@@ -105,8 +111,10 @@ export type DispatcherApi = {
       repository?: string;
       arch?: string;
       onlyIfNot?: string;
+      discard?: boolean;
+      onlyQueued?: boolean;
     };
-    res: { aborted: number };
+    res: { aborted: number; jobIds: string[] };
   };
 };
 

@@ -91,11 +91,25 @@ export interface CheckerSetup {
   signatureOf?: (pkg: string) => readonly string[] | undefined;
 }
 
+/**
+ * A job the check no longer wants (OBS `killunwantedjobs`, and `wipeobsolete` for a deleted
+ * package): its package is gone, or now disabled, excluded or locked (`evenRunning`: kill it
+ * on its worker too), or now blocked, unresolvable or broken (only while no worker has it: a
+ * running build may become valid again).
+ */
+export interface UnwantedJob {
+  package: string;
+  jobId: string;
+  evenRunning: boolean;
+}
+
 export interface CheckOutput {
   /** Every package's state (the checker's own map: read, do not change). */
   states: ReadonlyMap<string, PackageState>;
   /** Packages that must build now (no job yet). */
   builds: NeededBuild[];
+  /** Jobs to cancel; the caller tells the checker with `setJob(pkg, undefined)` once they are. */
+  unwanted: UnwantedJob[];
   notReady: ReadonlySet<string>;
   repoCode: RepoCode;
   /** Packages whose state was evaluated in this check. */
@@ -872,10 +886,25 @@ export class IncrementalChecker {
       if (code === PackageCode.Blocked && e.info.errorCode !== "blocked") blocked = true;
     }
     if (repoCode === RepoCode.Finished && blocked) repoCode = RepoCode.Blocked;
+    const unwanted: UnwantedJob[] = [];
+    for (const [pkg, job] of this.#jobs) {
+      const code = this.#pkgs.get(pkg)?.state.code;
+      if (
+        code === undefined ||
+        code === PackageCode.Disabled ||
+        code === PackageCode.Excluded ||
+        code === PackageCode.Locked
+      ) {
+        unwanted.push({ package: pkg, jobId: job.jobId, evenRunning: true });
+      } else if (code === PackageCode.Blocked || code === PackageCode.Unresolvable || code === PackageCode.Broken) {
+        unwanted.push({ package: pkg, jobId: job.jobId, evenRunning: false });
+      }
+    }
     const tEnd = performance.now();
     return {
       states: this.#states,
       builds,
+      unwanted,
       notReady: this.#notReady,
       repoCode,
       evaluated,
@@ -1056,7 +1085,8 @@ export class IncrementalChecker {
     const dp = e.depPids;
     let local = false;
     for (let i = 0; i < dp.length; i++) {
-      if (nr[dp[i]!] === 1) {
+      const d = dp[i]!;
+      if (nr[d] === 1 && this.#byPid[d]!.rank !== e.rank) {
         local = true;
         break;
       }
@@ -1077,7 +1107,8 @@ export class IncrementalChecker {
         if (owner !== undefined) src = this.#pkgs.get(owner)?.pid ?? -1;
       }
       if (src >= 0 && src !== e.pid && this.#byPid[src] !== undefined) {
-        if (nr[src] !== 1) continue;
+        // Members of a cycle do not block each other.
+        if (nr[src] !== 1 || this.#byPid[src]!.rank === e.rank) continue;
       } else {
         if (!elsewhere) continue;
         const lb = this.#exp.binary(name);

@@ -35,6 +35,7 @@ import { Outbox, RoleStore, keys } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { parseMeta } from "../common/build-meta.ts";
 import {
+  BuildResultCode,
   PackageCode,
   RepoCode,
   type BuildJob,
@@ -53,7 +54,14 @@ import { AccessNeed } from "../source/access.ts";
 import { AccessGate } from "../source/access-gate.ts";
 import type { RepositoryMeta } from "../source/meta-xml.ts";
 import type { PackageBuildInfo, SourceApi, SourceEvent } from "../source/protocol.ts";
-import { IncrementalChecker, releaseOf, type LastBuild, type NeededBuild, type SignatureDigests } from "./checker.ts";
+import {
+  IncrementalChecker,
+  releaseOf,
+  type LastBuild,
+  type NeededBuild,
+  type SignatureDigests,
+  type UnwantedJob,
+} from "./checker.ts";
 import type { BuildInfoView, BuildReason, SchedulerApi, SchedulerRequest } from "./protocol.ts";
 
 export interface SchedulerOptions {
@@ -317,6 +325,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     }
     for (const [k, prp] of prps) {
       if (prp.project === project && !wanted.has(k)) {
+        // Cancelled first: should that fail, the event is handled again and finds it still here.
+        await cancelRepository(project, prp.repository);
         prps.delete(k);
         log.info({ project, repository: prp.repository }, "repository dropped");
       }
@@ -337,21 +347,38 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     dispatch(repoArch.get(prpKey(prp.project, prp.repository)), { type: "prp.check" });
   };
 
-  /** The versrel, build counter and release a job of the package's current sources gets. */
-  const countersOf = (
+  /**
+   * The versrel, build counter and release a job of the package's current sources gets. The
+   * counter is OBS's `nextbcnt`: one more than that of the package's last successful build of
+   * the same versrel, from its build history, to which failed and unchanged builds add nothing.
+   */
+  const countersOf = async (
+    prp: Prp,
     checker: IncrementalChecker,
     info: PackageBuildInfo
-  ): { versrel: string; bcnt: number; release: string } => {
+  ): Promise<{ versrel: string; bcnt: number; release: string }> => {
     const versrel = `${info.version ?? "0"}-${info.rev}`;
     const last = checker.result(info.package);
-    const bcnt = last && last.versrel === versrel ? last.bcnt + 1 : 1;
+    let bcnt: number;
+    // The last result, when successful, is the history's newest entry: no need to ask.
+    if (last?.code === BuildResultCode.Succeeded && last.versrel === versrel) bcnt = last.bcnt + 1;
+    else {
+      // A versrel's entries are the newest ones (the revision only grows): the last few suffice.
+      const history = await repo.call(
+        "history.build",
+        { project: prp.project, repository: prp.repository, arch, package: info.package, limit: 100 },
+        { idempotent: true }
+      );
+      const h = history.findLast((e) => e.code === BuildResultCode.Succeeded && e.versrel === versrel);
+      bcnt = (h?.bcnt ?? 0) + 1;
+    }
     return { versrel, bcnt, release: releaseOf(checker.expansion.config, info.rev, bcnt) };
   };
 
   const submitJob = async (prp: Prp, checker: IncrementalChecker, build: NeededBuild): Promise<void> => {
     const info = checker.packageInfo(build.package)!;
     const config = checker.expansion.config;
-    const { versrel, bcnt, release } = countersOf(checker, info);
+    const { versrel, bcnt, release } = await countersOf(prp, checker, info);
     const body: Omit<BuildJob, "jobId" | "readyTime"> = {
       name: `${prp.project}::${prp.repository}::${build.package}-${info.srcmd5}`,
       project: prp.project,
@@ -407,6 +434,48 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     );
   };
 
+  /**
+   * Cancels jobs the check no longer wants (OBS `killunwantedjobs`): through the dispatcher's
+   * `job.abort` with `discard`, so they end without a result, as OBS's `killjob` purges them.
+   */
+  const cancelJobs = async (prp: Prp, checker: IncrementalChecker, unwanted: readonly UnwantedJob[]): Promise<void> => {
+    for (const evenRunning of [true, false]) {
+      const list = unwanted.filter((u) => u.evenRunning === evenRunning);
+      if (!list.length) continue;
+      const r = await dispatcher.call(
+        "job.abort",
+        {
+          project: prp.project,
+          repository: prp.repository,
+          arch,
+          packages: list.map((u) => u.package),
+          discard: true,
+          ...(evenRunning ? {} : { onlyQueued: true }),
+        },
+        { idempotent: true, timeoutMs: 30_000 }
+      );
+      const gone = new Set(r.jobIds);
+      for (const u of list) {
+        if (!gone.has(u.jobId)) continue;
+        if (checker.job(u.package)?.jobId === u.jobId) checker.setJob(u.package, undefined);
+        log.info(
+          { project: prp.project, repository: prp.repository, package: u.package, jobId: u.jobId },
+          "job cancelled"
+        );
+      }
+    }
+  };
+
+  /** Cancels every job of a repository this scheduler no longer builds (OBS `wipeobsoleterepo`). */
+  const cancelRepository = async (project: string, repository?: string): Promise<void> => {
+    const r = await dispatcher.call(
+      "job.abort",
+      { project, ...(repository !== undefined ? { repository } : {}), arch, discard: true },
+      { idempotent: true, timeoutMs: 30_000 }
+    );
+    if (r.aborted) log.info({ project, repository, jobs: r.aborted }, "jobs of a dropped repository cancelled");
+  };
+
   // A check leaves the filters of its new expansions to be made (IncrementalChecker.makeFilters):
   // they are made here, a few milliseconds at a time between other work, so that the first
   // change after a cold start does not wait for them all.
@@ -433,6 +502,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     const before = prp.repoCode;
     prp.repoCode = out.repoCode;
     for (const b of out.builds) await submitJob(prp, checker, b);
+    if (out.unwanted.length) await cancelJobs(prp, checker, out.unwanted);
     // The jobs just submitted are not in this check's output: check again to show them.
     if (out.builds.length) checker.check();
     makeFiltersWhenIdle(prp, checker);
@@ -554,6 +624,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         }
         return;
       case "project.deleted":
+        await cancelRepository(ev.project);
         for (const prp of forProject(ev.project)) prps.delete(prpKey(prp.project, prp.repository));
         for (const prp of prps.values()) {
           if (prp.path.some((x) => x.project === ev.project)) {
@@ -716,7 +787,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           return r ? { explain: r.reason, time: r.readyTime } : null;
         });
       case "buildinfo.get":
-        return answer(msg.replyTo, () => {
+        return answer(msg.replyTo, async () => {
           const a = msg.args;
           const prp = requirePrp(a.project, a.repository);
           const info = prp.checker.packageInfo(a.package);
@@ -731,7 +802,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
             code: st.code,
             details: st.details,
             srcmd5: info.srcmd5,
-            ...countersOf(prp.checker, info),
+            ...(await countersOf(prp, prp.checker, info)),
             ...(info.specFile ? { specFile: info.specFile } : {}),
             debuginfo: info.flags.debuginfo,
             subpacks: info.subpacks,
@@ -802,6 +873,19 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   // Initial load: every repository of every project that builds for this arch.
   for (const p of await source.call("project.list", {}, { idempotent: true, timeoutMs: 60_000 })) {
     for (const prp of await syncProject(p.name)) markDirty(prp);
+  }
+  // Jobs of repositories deleted while no scheduler ran.
+  for (const j of await listAllJobs(dispatcher, { arch })) {
+    if (prps.has(prpKey(j.project, j.repository))) continue;
+    await dispatcher.call(
+      "job.abort",
+      { project: j.project, repository: j.repository, arch, packages: [j.package], discard: true },
+      { idempotent: true, timeoutMs: 30_000 }
+    );
+    log.info(
+      { project: j.project, repository: j.repository, package: j.package },
+      "job of a dropped repository cancelled"
+    );
   }
   const consumer: EventConsumer = await consumeEvents<SourceEvent | RepoEvent>(ctx.nc, {
     durable,

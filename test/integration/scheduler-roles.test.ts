@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { RepoResult } from "../../actors/index.ts";
@@ -18,6 +18,30 @@ async function settle(c: RoleCluster, project: string, timeoutMs = 120_000): Pro
     { timeoutMs, intervalMs: 100, name: `settle ${project}` }
   );
   return new Map(last.flatMap((r) => r.packages.map((p) => [p.package, p.code + (p.details ? `: ${p.details}` : "")])));
+}
+
+/** A package whose build runs until it is killed (five minutes at most). */
+function slowSpec(root: string, name: string): string {
+  const dir = path.join(root, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    path.join(dir, `${name}.spec`),
+    [
+      `Name: ${name}`,
+      "Version: 1.0",
+      "Release: 1",
+      `Summary: ${name}`,
+      "License: MIT",
+      "BuildArch: noarch",
+      "%description",
+      name,
+      "%build",
+      "sleep 300",
+      "%files",
+      "",
+    ].join("\n")
+  );
+  return dir;
 }
 
 const META = (name: string, extra = ""): string =>
@@ -113,6 +137,90 @@ describe("actors/scheduler (real roles, real builds)", function () {
     const again = await settle(c, "cycle");
     assert.deepEqual(Object.fromEntries(again), { ca: "succeeded", cb: "succeeded" });
     assert.equal((await c.dispatcher.call("job.list", { project: "cycle" })).length, 0);
+  });
+
+  it("should cancel jobs their package no longer wants, as OBS's killunwantedjobs, without results", async () => {
+    const P = "unwanted";
+    const jobsOf = async (pkg: string): Promise<string[]> =>
+      (await c.dispatcher.call("job.list", { project: P, package: pkg })).map((j) => j.code);
+    const stateOf = async (pkg: string): Promise<string> => {
+      const r = await c.sched().call("results.get", { project: P, package: pkg });
+      const p = r[0]?.packages[0];
+      return p ? `${p.code}${p.details ? `: ${p.details}` : ""}` : "none";
+    };
+    const resultOf = (pkg: string) =>
+      c.repo.call("result.get", { project: P, repository: "r", arch: "x86_64", package: pkg });
+    await c.source.call("project.put-meta", { project: P, xml: META(P) });
+    await c.commitDir(P, "dep", writeSpec(tmp, "dep"));
+    await settle(c, P);
+    // Both workers (one job each) get a build that runs until it is killed.
+    await c.commitDir(P, "slow1", slowSpec(tmp, "slow1"));
+    await c.commitDir(P, "slow2", slowSpec(tmp, "slow2"));
+    await check(
+      async () => (await stateOf("slow1")).startsWith("building") && (await stateOf("slow2")).startsWith("building"),
+      {
+        timeoutMs: 60_000,
+        name: "both slow builds running",
+      }
+    );
+    // Nothing is free: waiter's job and dep's new one stay queued.
+    await c.commitDir(P, "waiter", writeSpec(tmp, "waiter"));
+    await c.commitDir(P, "dep", writeSpec(tmp, "dep", { version: "2.0" }));
+    await check(async () => (await jobsOf("waiter")).join() === "scheduled", {
+      timeoutMs: 30_000,
+      name: "waiter queued",
+    });
+
+    // New sources that wait for dep: the queued job of the old ones goes, no result is stored.
+    await c.commitDir(P, "waiter", writeSpec(tmp, "waiter", { buildRequires: ["dep"] }));
+    await check(async () => (await jobsOf("waiter")).length === 0, {
+      timeoutMs: 30_000,
+      name: "waiter's job cancelled",
+    });
+    assert.equal(await stateOf("waiter"), "blocked: dep");
+    assert.equal(await resultOf("waiter"), null);
+
+    // A running build whose package is now disabled is killed on its worker, without a result.
+    await c.source.call("package.put-meta", {
+      project: P,
+      package: "slow1",
+      xml: `<package name="slow1" project="${P}"><title/><description/><build><disable/></build></package>`,
+    });
+    await check(async () => (await jobsOf("slow1")).length === 0, { timeoutMs: 30_000, name: "slow1 killed" });
+    assert.equal(await stateOf("slow1"), "disabled");
+    // So is the running build of a deleted package.
+    await c.source.call("package.delete", { project: P, package: "slow2" });
+    await check(async () => (await jobsOf("slow2")).length === 0, { timeoutMs: 30_000, name: "slow2 killed" });
+
+    // The freed workers build dep, then waiter from its new sources: waiter's only build.
+    const states = await settle(c, P);
+    assert.deepEqual(Object.fromEntries(states), { dep: "succeeded", slow1: "disabled", waiter: "succeeded" });
+    for (const pkg of ["slow1", "slow2"]) assert.equal(await resultOf(pkg), null, `${pkg} has a result`);
+    const hist = await c.repo.call("history.jobs", { project: P, repository: "r", arch: "x86_64", package: "waiter" });
+    assert.equal(hist.length, 1, JSON.stringify(hist));
+  });
+
+  it("should cancel the jobs of a repository that goes away", async () => {
+    const P = "dropped";
+    await c.source.call("project.put-meta", { project: P, xml: META(P) });
+    await c.commitDir(P, "long", slowSpec(tmp, "long"));
+    await check(async () => (await c.dispatcher.call("job.list", { project: P })).some((j) => j.code === "building"), {
+      timeoutMs: 60_000,
+      name: "long building",
+    });
+    // The repository no longer builds for x86_64.
+    await c.source.call("project.put-meta", {
+      project: P,
+      xml: `<project name="${P}"><title/><description/><repository name="r"><arch>aarch64</arch></repository></project>`,
+    });
+    await check(async () => (await c.dispatcher.call("job.list", { project: P })).length === 0, {
+      timeoutMs: 30_000,
+      name: "long killed",
+    });
+    assert.equal(
+      await c.repo.call("result.get", { project: P, repository: "r", arch: "x86_64", package: "long" }),
+      null
+    );
   });
 
   it("should rebuild on request with a new build counter", async () => {

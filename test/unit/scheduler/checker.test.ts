@@ -232,6 +232,59 @@ describe("actors/scheduler/checker", () => {
     assert.deepEqual(c.check().states.get("app"), { code: "blocked", details: "lib" });
   });
 
+  it("should ask to cancel the jobs OBS's killunwantedjobs and wipeobsolete kill", () => {
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
+      metaOf: () => undefined,
+    });
+    const names = ["lib", "off", "lk", "xa", "blk", "unres", "bad", "same", "gone", "done"];
+    for (const n of names) c.upsertPackage(info(n));
+    const digests = signatureDigests(
+      [],
+      () => undefined,
+      () => undefined,
+      true
+    );
+    c.setResult("done", { code: "succeeded", srcmd5: md5("src-done"), versrel: "1.0-1", bcnt: 1, digests });
+    // Every package has a job of older sources, but "same" (current sources) and "lib" (none).
+    for (const n of names.slice(1)) {
+      c.setJob(n, { jobId: `j-${n}`, srcmd5: n === "same" ? md5(`src-${n}`) : md5("old") });
+    }
+    assert.deepEqual(c.check().unwanted, []);
+    const flags = { build: true, lock: false, useforbuild: true, debuginfo: false, publish: true };
+    c.upsertPackage(info("off", { flags: { ...flags, build: false } }));
+    c.upsertPackage(info("lk", { flags: { ...flags, lock: true } }));
+    c.upsertPackage(info("xa", { errorCode: "excluded", error: "excluded" }));
+    c.upsertPackage(info("blk", { buildRequires: ["lib"] }));
+    c.upsertPackage(info("unres", { buildRequires: ["nope"] }));
+    c.upsertPackage(info("bad", { errorCode: "broken", error: "no recipe file" }));
+    c.removePackage("gone");
+    const out = c.check();
+    assert.equal(out.states.get("blk")!.code, "blocked");
+    assert.deepEqual(
+      [...out.unwanted].sort((a, b) => (a.package < b.package ? -1 : 1)),
+      [
+        // Running builds stay for these: they may become valid again.
+        { package: "bad", jobId: "j-bad", evenRunning: false },
+        { package: "blk", jobId: "j-blk", evenRunning: false },
+        { package: "gone", jobId: "j-gone", evenRunning: true },
+        { package: "lk", jobId: "j-lk", evenRunning: true },
+        { package: "off", jobId: "j-off", evenRunning: true },
+        { package: "unres", jobId: "j-unres", evenRunning: false },
+        { package: "xa", jobId: "j-xa", evenRunning: true },
+      ]
+    );
+    // Once cancelled, they are no longer asked for.
+    for (const u of out.unwanted) c.setJob(u.package, undefined);
+    assert.deepEqual(c.check().unwanted, []);
+  });
+
   it("should not count a package that waits for its own sources as not ready", () => {
     const { output } = checkFromScratch({
       project: "p",
