@@ -38,8 +38,15 @@ export {
   formatSeconds,
 } from "./limits.ts";
 export type { SandboxLimits, SandboxLimitsInput } from "./limits.ts";
-export { runRpmBuild, cleanBuildRoot, rpmbuildCommand } from "./rpmbuild.ts";
-export type { RpmBuildJob, BuildOutcome, BuildStats } from "./rpmbuild.ts";
+export {
+  BUILDTIME_SERVICE_OUTDIR,
+  DEBUGINFO_MACROS,
+  runRpmBuild,
+  cleanBuildRoot,
+  renderServicesScript,
+  rpmbuildCommand,
+} from "./rpmbuild.ts";
+export type { RpmBuildJob, BuildOutcome, BuildStats, BuildtimeServices, BuildtimeServiceCall } from "./rpmbuild.ts";
 export { runSandboxed, KillReason } from "./run.ts";
 export type { SandboxRunOptions, SandboxRoot, SandboxResult, SandboxStats } from "./run.ts";
 export { sandboxSelfTest, REQUIRED_TOOLS } from "./self-test.ts";

@@ -9,8 +9,8 @@ import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { describeResult } from "./outcome.ts";
-import { SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
-import type { Personality } from "./plan.ts";
+import { SANDBOX_USER, renderDefines, shq, substituteRelease } from "./plan.ts";
+import type { Personality, SandboxBind } from "./plan.ts";
 import { runSandboxed } from "./run.ts";
 
 /** One package build, as the worker hands it over. */
@@ -57,7 +57,40 @@ export interface RpmBuildJob {
   debuginfo?: boolean;
   /** With debuginfo, insert the debuginfo package into specs (OBS: unless `BuildFlags: rpm-nodebugmagic`). @default true */
   debugMagic?: boolean;
+  /** Source services to run on the sources in this sandbox before rpmbuild (OBS's build-time services). */
+  services?: BuildtimeServices;
 }
+
+/** One build-time source service: its program's name and its arguments (`--outdir` included). */
+export interface BuildtimeServiceCall {
+  name: string;
+  args: readonly string[];
+}
+
+/**
+ * Build-time source services, run as OBS's build runs them: in the build root (here: the build's
+ * own sandbox, with the dependency packages, the build's limits and its clock), one after the
+ * other in a writable copy of the sources, each writing into an empty {@link BUILDTIME_SERVICE_OUTDIR}
+ * whose regular files then replace the sources of the same name; then the spec is read again
+ * (a service may have set its version) and rpmbuild starts. A service that fails fails the build.
+ */
+export interface BuildtimeServices {
+  /** Host directory of the service programs, shown read-only in the sandbox. Readable by "other". */
+  dir: string;
+  calls: readonly BuildtimeServiceCall[];
+  /** Environment of the services only (OBS_SERVICE_PROJECT, OBS_SERVICE_PACKAGE). */
+  env?: Readonly<Record<string, string>>;
+}
+
+/** The `--outdir` of build-time services in the sandbox; emptied before each. */
+export const BUILDTIME_SERVICE_OUTDIR = "/tmp/.kiln-service-out";
+const SERVICES_AT = "/kiln/services";
+const SOURCES_AT = "/kiln/sources";
+const SERVICES_DONE = "[kiln] build-time services done";
+const SERVICE_FAILED = /^\[kiln\] (build-time service .* failed.*)$/;
+const SERVICE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
+/** Exit status of the services script when a service (not rpmbuild) failed. */
+const SERVICES_FAILED_STATUS = 3;
 
 /**
  * rpm macros that put `%debug_package` into a spec at its first `%prep` or `%package` line when
@@ -132,6 +165,70 @@ export function rpmbuildCommand(
   ];
 }
 
+/**
+ * The command of a build with build-time services: a shell script that runs them as
+ * {@link BuildtimeServices} says, writes the spec with its `Release:` set (after the services, as
+ * OBS's build does) and then execs `rpmbuild`. Everything in it is quoted here; the sandbox runs it.
+ */
+export function renderServicesScript(
+  services: BuildtimeServices,
+  specFile: string,
+  release: string | undefined,
+  rpmbuild: readonly string[]
+): string {
+  checkSpecFile(specFile);
+  const env = Object.entries(services.env ?? {});
+  for (const [k, v] of env) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || v.includes("\0")) {
+      throw new InvalidInputError(`invalid service environment variable "${k}"`, { data: { k } });
+    }
+  }
+  const prefix = env.map(([k, v]) => `${k}=${shq(v)}`).join(" ");
+  const sources = `${TOPDIR}/SOURCES`;
+  const O = BUILDTIME_SERVICE_OUTDIR;
+  const L = [
+    "set -u",
+    `fail() { echo "[kiln] build-time service $1 failed$2"; exit ${SERVICES_FAILED_STATUS}; }`,
+    `mkdir -p ${shq(sources)} ${shq(`${TOPDIR}/SPECS`)} && cp -R --preserve=mode,timestamps ${SOURCES_AT}/. ${shq(sources)}/ || fail set-up ": copying the sources"`,
+    `cd ${shq(sources)} || fail set-up ": no sources"`,
+    "svc() {",
+    "  name=$1; shift",
+    '  echo "[kiln] running build-time service $name"',
+    `  [ -f ${SERVICES_AT}/"$name" ] && [ -x ${SERVICES_AT}/"$name" ] || fail "$name" ": service '$name' is not available (no program '$name' in the services directory)"`,
+    `  rm -rf ${O} && mkdir ${O} || fail "$name" ": its output directory could not be made"`,
+    `  ${prefix ? `${prefix} ` : ""}${SERVICES_AT}/"$name" "$@"`,
+    "  rc=$?",
+    '  [ "$rc" = 0 ] || fail "$name" " (exit $rc)"',
+    // Like OBS's runservices: regular files whose names do not start with ':' or '.'.
+    `  for f in ${O}/*; do case "\${f##*/}" in :*) continue ;; esac; if [ -f "$f" ] && [ ! -L "$f" ]; then mv -f -T "$f" "./\${f##*/}" || fail "$name" ": its output could not be taken"; fi; done`,
+    "}",
+  ];
+  for (const c of services.calls) {
+    if (!SERVICE_NAME.test(c.name)) {
+      throw new InvalidInputError(`invalid service name "${c.name}"`, { data: { name: c.name } });
+    }
+    L.push(["svc", c.name, ...c.args].map(shq).join(" "));
+  }
+  const spec = shq(specFile);
+  const target = shq(`${TOPDIR}/SPECS/${specFile}`);
+  L.push(
+    `echo ${shq(SERVICES_DONE)}`,
+    `[ -f ${spec} ] || { echo "[kiln] the spec ${specFile.replace(/[^A-Za-z0-9_.+-]/g, "?")} is missing after the build-time services"; exit ${SERVICES_FAILED_STATUS}; }`
+  );
+  if (release !== undefined) {
+    // substituteRelease in sed: the first Release tag, any case, keeping its spacing.
+    substituteRelease("", release);
+    const body = release.replace(/[\\/&]/g, "\\$&");
+    L.push(
+      `sed -e ${shq(`0,/^release[ \\t]*:/I{s/^\\(release[ \\t]*:[ \\t]*\\)[^\\r]*/\\1${body}/I}`)} ${spec} > ${target} || exit ${SERVICES_FAILED_STATUS}`
+    );
+  } else {
+    L.push(`cp ${spec} ${target} || exit ${SERVICES_FAILED_STATUS}`);
+  }
+  L.push('cd "$HOME" || exit 120', `exec ${rpmbuild.map(shq).join(" ")}`);
+  return L.join("\n") + "\n";
+}
+
 function checkSpecFile(name: string): void {
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
     throw new InvalidInputError(`invalid spec file name "${name}"`, { data: { specFile: name } });
@@ -152,19 +249,34 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
   const st = await lstat(specPath).catch(() => undefined);
   if (!st?.isFile()) throw new InvalidInputError(`spec ${job.specFile} not found in sources`, { data: { specPath } });
   const debuginfo = job.debuginfo ?? false;
-  const command = rpmbuildCommand(job.specFile, job.defines, {
+  const rpmbuild = rpmbuildCommand(job.specFile, job.defines, {
     debuginfo,
     ...(job.target !== undefined ? { target: job.target } : {}),
   });
+  const services = job.services?.calls.length ? job.services : undefined;
+  const command = services
+    ? ["/bin/sh", "-c", renderServicesScript(services, job.specFile, job.defines.release, rpmbuild), "kiln-build"]
+    : rpmbuild;
 
-  let spec = await readFile(specPath, "utf8");
-  if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
-  // Synchronous, as the sandbox's own set-up: small metadata calls on every build's path.
-  const specDir = path.join(job.jobDir, "spec");
-  mkdirSync(specDir, { recursive: true });
-  chmodSync(specDir, 0o755);
-  writeFileSync(path.join(specDir, job.specFile), spec, { mode: 0o644 });
-  chmodSync(path.join(specDir, job.specFile), 0o644);
+  // With services the script writes the spec, after they ran; sources and services are its input.
+  const binds: SandboxBind[] = services
+    ? [
+        { source: job.sourcesDir, target: SOURCES_AT },
+        { source: services.dir, target: SERVICES_AT },
+      ]
+    : [{ source: job.sourcesDir, target: `${TOPDIR}/SOURCES` }];
+  if (!services) {
+    let spec = await readFile(specPath, "utf8");
+    if (job.defines.release !== undefined) spec = substituteRelease(spec, job.defines.release);
+    // Synchronous, as the sandbox's own set-up: small metadata calls on every build's path.
+    const specDir = path.join(job.jobDir, "spec");
+    mkdirSync(specDir, { recursive: true });
+    chmodSync(specDir, 0o755);
+    writeFileSync(path.join(specDir, job.specFile), spec, { mode: 0o644 });
+    chmodSync(path.join(specDir, job.specFile), 0o644);
+    binds.push({ source: specDir, target: `${TOPDIR}/SPECS` });
+  }
+  const watch = services ? new ServicesWatch() : undefined;
 
   const layers: string[] = [];
   let macros = job.macros !== undefined && job.macros.trim() !== "" ? job.macros.replace(/\n?$/, "\n") : "";
@@ -184,13 +296,15 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
     dir: path.join(job.jobDir, "build"),
     command,
     root: { rpms: job.dependencyRpms, layers },
-    binds: [
-      { source: job.sourcesDir, target: `${TOPDIR}/SOURCES` },
-      { source: specDir, target: `${TOPDIR}/SPECS` },
-    ],
+    binds,
     collect: { dir: "rpmbuild", paths: ["SRPMS", "RPMS"], maxDepth: 2, name: "*.rpm" },
     limits: job.limits,
-    onOutput: job.onLog,
+    onOutput: watch
+      ? (chunk) => {
+          watch.see(chunk);
+          job.onLog(chunk);
+        }
+      : job.onLog,
     log: job.log,
     ...(job.signal ? { signal: job.signal } : {}),
     ...(job.hiddenPaths ? { hiddenPaths: job.hiddenPaths } : {}),
@@ -210,12 +324,44 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
     job.log.info({ srpms: srpms.length, rpms: rpms.length, wallMs: stats.wallMs }, "rpm build succeeded");
     return { type: "build.succeeded", srpms, rpms, stats };
   }
+  if (watch?.failure !== undefined && result.type === "sandbox.exited" && result.code === SERVICES_FAILED_STATUS) {
+    job.log.info({ reason: watch.failure, wallMs: stats.wallMs }, "build-time service failed");
+    return { type: "build.failed", reason: watch.failure, exitCode: result.code, stats };
+  }
   const d = describeResult(result, job.limits, "rpmbuild");
   job.log.info({ reason: d.reason, wallMs: stats.wallMs }, "rpm build failed");
   const failed: BuildOutcome = { type: "build.failed", reason: d.reason, stats };
   if (d.exitCode !== undefined) failed.exitCode = d.exitCode;
   if (d.signal !== undefined) failed.signal = d.signal;
   return failed;
+}
+
+/**
+ * Reads the output of the services script until rpmbuild starts: which service failed, and the
+ * last line the services printed (usually the failing one's error).
+ */
+class ServicesWatch {
+  failure?: string;
+  #active = true;
+  #partial = "";
+  #last = "";
+
+  see(chunk: Buffer): void {
+    if (!this.#active) return;
+    const lines = (this.#partial + chunk.toString("utf8")).split("\n");
+    this.#partial = (lines.pop() ?? "").slice(-4096);
+    for (const raw of lines) {
+      const line = raw.trim();
+      if (line === SERVICES_DONE) {
+        this.#active = false;
+        return;
+      }
+      const m = SERVICE_FAILED.exec(line);
+      if (m) this.failure = this.#last ? `${m[1]}: ${this.#last}` : m[1];
+      else if (line.startsWith("[kiln] running build-time service ")) this.#last = "";
+      else if (line !== "" && !line.startsWith("[kiln] ")) this.#last = line.slice(0, 2000);
+    }
+  }
 }
 
 /**

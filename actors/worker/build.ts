@@ -29,10 +29,12 @@ import {
   type RoleClient,
 } from "../../transport/index.ts";
 import {
+  BUILDTIME_SERVICE_OUTDIR,
   SandboxSetupError,
   cleanBuildRoot,
   runRpmBuild,
   type BuildOutcome,
+  type BuildtimeServices,
   type SandboxLimits,
 } from "../../sandbox/index.ts";
 import { parseMeta, renderMeta } from "../common/build-meta.ts";
@@ -40,7 +42,8 @@ import { BuildResultCode, type BuildJob } from "../common/model.ts";
 import type { DispatcherApi } from "../dispatcher/protocol.ts";
 import type { RepoApi, UploadedFile } from "../repo/protocol.ts";
 import { computeSrcmd5 } from "../source/srcmd5.ts";
-import { DEFAULT_SERVICES_DIR, runServices, useServiceFileNames } from "../service/runner.ts";
+import { DEFAULT_SERVICES_DIR, useServiceFileNames } from "../service/runner.ts";
+import { serviceArgs } from "../service/service-xml.ts";
 import type { ContentCache } from "./cache.ts";
 import { HookStage, hooksForJob, runHook, writeJobFile, type HookConfig, type HookVerdict } from "./hooks.ts";
 import { archBuild } from "./build-arch.ts";
@@ -294,24 +297,20 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
     }
 
     // ---- 3. the build -------------------------------------------------------------------------
-    // As OBS's build script: service files under the names the spec uses, then the build-time
-    // services on this copy of the sources, in the build's isolation (no network, same limits).
+    // As OBS's build script: service files under the names the spec uses; the build-time
+    // services then run in the build's own sandbox, just before rpmbuild.
     await useServiceFileNames(srcDir);
+    let services: BuildtimeServices | undefined;
     if (job.buildtimeServices?.length) {
       emit(`[kiln] build-time services: ${job.buildtimeServices.map((s) => s.name).join(", ")}\n`);
-      const sv = await runServices(job.buildtimeServices, {
-        workDir: srcDir,
-        scratchDir: path.join(jobDir, "services"),
-        servicesDir: env.servicesDir ?? DEFAULT_SERVICES_DIR,
-        package: { project: job.project, package: job.package },
-        network: false,
-        limits,
-        hiddenPaths: env.hiddenPaths,
-        log,
-        signal: r.abort.signal,
-        onOutput: onLog,
-      });
-      if (sv.type === "services.failed") throw new Error(`build-time service ${sv.service} failed: ${sv.error}`);
+      services = {
+        dir: env.servicesDir ?? DEFAULT_SERVICES_DIR,
+        calls: job.buildtimeServices.map((sv) => ({
+          name: sv.name,
+          args: serviceArgs(BUILDTIME_SERVICE_OUTDIR, sv.params),
+        })),
+        env: { OBS_SERVICE_PROJECT: job.project, OBS_SERVICE_PACKAGE: job.package },
+      };
     }
     const defines: Record<string, string> = {
       release: job.release,
@@ -327,6 +326,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       defines,
       ...(job.macros ? { macros: job.macros } : {}),
       debuginfo: job.debuginfo,
+      ...(services ? { services } : {}),
       // OBS's flag for specs that place their debuginfo package themselves.
       debugMagic: !(job.buildFlags ?? []).some((f) => /^rpm-nodebugmagic(:|$)/i.test(f)),
       limits,

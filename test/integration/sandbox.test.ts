@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import pino from "pino";
 import {
+  BUILDTIME_SERVICE_OUTDIR,
   DEFAULT_LIMITS,
   cleanBuildRoot,
   removeStaleSandboxCgroups,
@@ -60,6 +61,7 @@ async function build(
     target?: string;
     personality?: "linux32";
     debuginfo?: boolean;
+    services?: RpmBuildJob["services"];
   } = {}
 ): Promise<Built> {
   const jobDir = path.join(root, `job-${++jobs}`);
@@ -83,6 +85,7 @@ async function build(
   if (opts.target) job.target = opts.target;
   if (opts.personality) job.personality = opts.personality;
   if (opts.debuginfo !== undefined) job.debuginfo = opts.debuginfo;
+  if (opts.services) job.services = opts.services;
   const outcome = await runRpmBuild(job);
   return { outcome, output, jobDir };
 }
@@ -375,6 +378,91 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     succeeded(b);
     assert.match(b.output, /^KILN-TOPLEVEL-FOUND$/m);
     assert.doesNotMatch(b.output, /WROTE-INTO-DEPS/);
+  });
+
+  it("should run build-time services in the build's own sandbox, with its dependencies, before rpmbuild", async () => {
+    const provider = succeeded(await build("marker-provider.spec"));
+    const servicesDir = path.join(root, "bt-services");
+    const sources = path.join(root, "bt-src");
+    await mkdir(servicesDir, { recursive: true });
+    await mkdir(sources, { recursive: true });
+    await chmod(servicesDir, 0o755);
+    const program = async (name: string, body: string): Promise<void> => {
+      await writeFile(path.join(servicesDir, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      await chmod(path.join(servicesDir, name), 0o755);
+    };
+    // Uses a tool only the dependency package has, rewrites the spec as set_version does, and
+    // leaves a mark in the sandbox's /tmp for the build to find.
+    await program(
+      "gen",
+      [
+        "while [ $# -gt 0 ]; do case $1 in --outdir) out=$2; shift 2 ;; --word) word=$2; shift 2 ;; *) shift ;; esac; done",
+        "set -e",
+        "tool=$(kiln-marker-tool)",
+        'echo "$tool $word $OBS_SERVICE_PROJECT/$OBS_SERVICE_PACKAGE" > "$out/generated.txt"',
+        'sed -e "s/^Version:.*/Version: 2.0/" -e "s/^Release:.*/Release: 0/" gen.spec > "$out/gen.spec"',
+        "echo mark > /tmp/kiln-service-mark",
+        "echo gen: done",
+      ].join("\n")
+    );
+    await program("broken", 'echo "broken: the upstream tarball is gone" >&2\nexit 2');
+    await writeFile(
+      path.join(sources, "gen.spec"),
+      [
+        "Name: kiln-gen",
+        "Version: 1.0",
+        "Release: 1",
+        "Summary: built from what a build-time service made",
+        "License: MIT",
+        "BuildArch: noarch",
+        "Source0: generated.txt",
+        "%description",
+        "Generated.",
+        "%build",
+        "cat %{SOURCE0}",
+        "test -e /tmp/kiln-service-mark",
+        "%install",
+        "install -D -m 644 %{SOURCE0} %{buildroot}/usr/share/kiln-gen/generated.txt",
+        "%files",
+        "/usr/share/kiln-gen/generated.txt",
+        "",
+      ].join("\n")
+    );
+    const services = (...calls: { name: string; args: string[] }[]): RpmBuildJob["services"] => ({
+      dir: servicesDir,
+      calls,
+      env: { OBS_SERVICE_PROJECT: "home:me", OBS_SERVICE_PACKAGE: "gen" },
+    });
+    const gen = { name: "gen", args: ["--outdir", BUILDTIME_SERVICE_OUTDIR, "--word", "it's here"] };
+    const b = await build("gen.spec", {
+      sourcesDir: sources,
+      dependencyRpms: provider.rpms,
+      defines: { release: "4.2" },
+      services: services(gen),
+    });
+    const ok = succeeded(b);
+    assert.match(b.output, /^kiln-marker-tool-ran it's here home:me\/gen$/m);
+    assert.match(b.output, /^gen: done$/m);
+    // The spec the service wrote, with the job's release over the service's.
+    assert.equal(await rpmQuery(ok.rpms[0]!, "%{VERSION}-%{RELEASE}"), "2.0-4.2");
+    // The host's copy of the sources is untouched.
+    assert.equal((await readdir(sources)).join(), "gen.spec");
+
+    // Without the dependency the tool is missing: the service fails, and with it the build.
+    const noDep = failed(await build("gen.spec", { sourcesDir: sources, services: services(gen) }));
+    assert.match(noDep.reason, /^build-time service gen failed \(exit \d+\)/);
+
+    const broken = await build("gen.spec", {
+      sourcesDir: sources,
+      dependencyRpms: provider.rpms,
+      services: services({ name: "broken", args: ["--outdir", BUILDTIME_SERVICE_OUTDIR] }, gen),
+    });
+    assert.equal(
+      failed(broken).reason,
+      "build-time service broken failed (exit 2): broken: the upstream tarball is gone"
+    );
+    assert.match(broken.output, /^broken: the upstream tarball is gone$/m);
+    assert.doesNotMatch(broken.output, /running build-time service gen|Executing\(%build\)/);
   });
 
   it("should deny the network: a TCP server on the host's loopback sees no connection", async () => {

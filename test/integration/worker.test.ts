@@ -282,6 +282,78 @@ describe("worker/ (through the whole service)", function () {
     assert.deepEqual(await binaries("dbg-off"), ["hello-1.0-1.1.x86_64.rpm"]);
   });
 
+  it("should run build-time services in the build's sandbox with the job's dependencies, failing the build when one fails", async () => {
+    const servicesDir = mkdtempSync(path.join(tmp, "services-"));
+    chmodSync(servicesDir, 0o755);
+    hookProgram(
+      servicesDir,
+      "gen",
+      [
+        "set -e",
+        "while [ $# -gt 0 ]; do case $1 in --outdir) out=$2; shift 2 ;; --word) word=$2; shift 2 ;; *) shift ;; esac; done",
+        "made=$(kiln-svc-tool)",
+        'echo "$made $word" > "$out/generated.txt"',
+        'echo "gen: wrote generated.txt for $OBS_SERVICE_PROJECT/$OBS_SERVICE_PACKAGE"',
+      ].join("\n")
+    );
+    hookProgram(servicesDir, "broken", 'echo "broken: the upstream tarball is gone" >&2; exit 2');
+    // Only this worker has the services; the jobs' constraint sends them to it.
+    extra.push(await s.addWorker({ workerId: "services", servicesDir, hostLabels: ["SERVICES"] }));
+
+    await s.project("btsvc");
+    await s.commit("btsvc", "tooldep", {
+      "tooldep.spec": trivialSpec("tooldep").replace(
+        "%files",
+        "mkdir -p %{buildroot}/usr/bin && printf '#!/bin/sh\\necho made-by-the-dependency\\n' > %{buildroot}/usr/bin/kiln-svc-tool && chmod 755 %{buildroot}/usr/bin/kiln-svc-tool\n%files\n/usr/bin/kiln-svc-tool"
+      ),
+    });
+    await s.waitCode("btsvc", "tooldep", ["succeeded"]);
+    const dep = (await s.stored("btsvc", "tooldep"))!.binaries.find((b) => !b.isSource)!;
+    const rev = await commitUnscheduled("btsvc", "gen", {
+      "gen.spec": trivialSpec("gen", { build: "cat %{SOURCE0}", extra: "Source0: generated.txt" }),
+    });
+    const job = (services: { name: string; params: { name: string; value: string }[] }[], n: number): BuildJob =>
+      jobFor(rev, {
+        project: "btsvc",
+        package: "gen",
+        specFile: "gen.spec",
+        readyTime: Date.now() + n,
+        buildtimeServices: services,
+        constraints: { prjconf: [], recipe: ["hostlabel SERVICES"] },
+        bdeps: [
+          {
+            name: "tooldep",
+            version: dep.version,
+            release: dep.release,
+            arch: dep.arch,
+            project: "btsvc",
+            repository: "standard",
+            package: "tooldep",
+            filename: dep.filename,
+            sha256: dep.sha256,
+            hdrmd5: dep.hdrmd5,
+            size: dep.size,
+          },
+        ],
+      });
+    const gen = { name: "gen", params: [{ name: "word", value: "and-the-service" }] };
+    const ok = await runJob(job([gen], 1));
+    assert.equal(ok.stored.code, "succeeded", ok.log);
+    assert.equal(ok.stored.workerId, "services");
+    assert.match(ok.log, /\[kiln\] build-time services: gen/);
+    assert.match(ok.log, /^gen: wrote generated.txt for btsvc\/gen$/m);
+    assert.match(ok.log, /^made-by-the-dependency and-the-service$/m);
+
+    const bad = await runJob(job([{ name: "broken", params: [] }, gen], 2));
+    assert.equal(bad.stored.code, "failed");
+    assert.match(bad.log, /^broken: the upstream tarball is gone$/m);
+    assert.match(
+      bad.log,
+      /\[kiln\] build failed: build-time service broken failed \(exit 2\): broken: the upstream tarball is gone/
+    );
+    assert.doesNotMatch(bad.log, /running build-time service gen|Executing\(%build\)/);
+  });
+
   it("should verify sources against the srcmd5 and dependencies against their checksums", async () => {
     await s.project("verify");
     // The scheduler never builds this package, so only the forged jobs below run.

@@ -3,7 +3,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { rpmbuildCommand } from "../../../sandbox/index.ts";
+import { BUILDTIME_SERVICE_OUTDIR, renderServicesScript, rpmbuildCommand } from "../../../sandbox/index.ts";
 import {
   DEPENDENCY_BINDS,
   SANDBOX_USER,
@@ -502,6 +502,56 @@ describe("sandbox/plan", () => {
       assert.ok(!rpmbuildCommand("x.spec", {}).some((a) => a.startsWith("--target")));
       for (const bad of ["", "i586 --define=x", "-i586", "i586\n", "../x"]) {
         assert.throws(() => rpmbuildCommand("x.spec", {}, { target: bad }), /invalid build target/, bad);
+      }
+    });
+  });
+
+  describe("renderServicesScript", () => {
+    const services = {
+      dir: "/srv/services",
+      calls: [
+        { name: "tar", args: ["--outdir", BUILDTIME_SERVICE_OUTDIR] },
+        { name: "set_version", args: ["--outdir", BUILDTIME_SERVICE_OUTDIR, "--version", "1.0 $(id)'"] },
+      ],
+      env: { OBS_SERVICE_PROJECT: "home:me", OBS_SERVICE_PACKAGE: "it's" },
+    };
+
+    it("should be valid sh that runs each service in order and then execs rpmbuild", () => {
+      const s = renderServicesScript(services, "x.spec", "3.1", rpmbuildCommand("x.spec", {}));
+      execFileSync("/bin/sh", ["-n", "-c", s]);
+      const lines = s.trimEnd().split("\n");
+      assert.equal(lines.filter((l) => l.startsWith("svc ")).length, 2);
+      assert.ok(
+        lines.indexOf("svc tar --outdir /tmp/.kiln-service-out") <
+          lines.findIndex((l) => l.startsWith("svc set_version"))
+      );
+      assert.match(lines[lines.length - 1]!, /^exec rpmbuild -ba --nodeps /);
+      assert.match(s, /OBS_SERVICE_PROJECT=home:me OBS_SERVICE_PACKAGE='it'\\''s' \/kiln\/services\/"\$name" "\$@"/);
+    });
+
+    it("should set the spec's first Release tag as substituteRelease does, whatever the release holds", () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-plan-release-"));
+      try {
+        const spec = "Name: x\nrelease :\t 0\nSummary: y\n%package sub\nRelease: 7\n";
+        for (const release of ["3.1", "1/2&3\\4", "'$(id)'"]) {
+          writeFileSync(path.join(dir, "x.spec"), spec);
+          const s = renderServicesScript({ ...services, calls: [] }, "x.spec", release, ["true"]);
+          const sed = s.split("\n").find((l) => l.startsWith("sed "))!;
+          const out = sh(`cd ${shq(dir)} && ${sed.replace(/ > .*$/, "")}`);
+          assert.equal(out, substituteRelease(spec, release), release);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("should refuse service names that are not plain program names", () => {
+      for (const name of ["../bin/sh", "a/b", "", "-x"]) {
+        assert.throws(
+          () => renderServicesScript({ ...services, calls: [{ name, args: [] }] }, "x.spec", undefined, ["true"]),
+          /invalid service name/,
+          name
+        );
       }
     });
   });
