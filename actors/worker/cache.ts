@@ -6,7 +6,7 @@
  * build.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, readdirSync, statSync } from "node:fs";
+import { createReadStream, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { link, rm, utimes } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
@@ -20,6 +20,7 @@ export class ContentCache {
   readonly dir: string;
   readonly limitBytes: number;
   readonly #log: Logger;
+  /** In order of last use, least recent first: eviction takes from the front. */
   readonly #entries = new Map<string, CacheEntryStat>();
   readonly #inflight = new Map<string, Promise<string>>();
   /** MD5s of entries, learned at download or computed once when asked. */
@@ -33,21 +34,24 @@ export class ContentCache {
     this.limitBytes = limitBytes;
     this.#log = log;
     mkdirSync(dir, { recursive: true });
+    const found: [string, CacheEntryStat][] = [];
     for (const sub of readdirSync(dir)) {
       const subdir = path.join(dir, sub);
       if (!/^[0-9a-f]{2}$/.test(sub)) continue;
       for (const f of readdirSync(subdir)) {
         const p = path.join(subdir, f);
-        if (!/^[0-9a-f]{64}$/.test(f)) {
-          // Partial downloads of a crashed worker.
-          void rm(p, { force: true });
+        if (!/^[0-9a-f]{64}$/.test(f) || !f.startsWith(sub)) {
+          // Partial downloads of a crashed worker: gone before anything could mistake them.
+          rmSync(p, { force: true, recursive: true });
           continue;
         }
         const st = statSync(p);
-        this.#entries.set(f, { size: st.size, lastUse: st.mtimeMs });
+        found.push([f, { size: st.size, lastUse: st.mtimeMs }]);
         this.#total += st.size;
       }
     }
+    // A use touches the file, so its mtime orders what a previous run used.
+    for (const e of found.sort((a, b) => a[1].lastUse - b[1].lastUse)) this.#entries.set(e[0], e[1]);
   }
 
   pathOf(sha256: string): string {
@@ -67,7 +71,7 @@ export class ContentCache {
     const p = this.pathOf(sha256);
     if (hit) {
       this.hits++;
-      hit.lastUse = Date.now();
+      this.#touch(sha256, hit);
       await utimes(p, new Date(), new Date()).catch(() => undefined);
       return p;
     }
@@ -123,9 +127,16 @@ export class ContentCache {
     await this.#evict(sha256);
   }
 
+  /** Marks an entry the most recently used (to the back of the map). */
+  #touch(sha256: string, e: CacheEntryStat): void {
+    e.lastUse = Date.now();
+    this.#entries.delete(sha256);
+    this.#entries.set(sha256, e);
+  }
+
   async #evict(keep: string): Promise<void> {
     if (this.#total <= this.limitBytes) return;
-    const byAge = [...this.#entries.entries()].filter(([k]) => k !== keep).sort((a, b) => a[1].lastUse - b[1].lastUse);
+    const byAge = [...this.#entries.entries()].filter(([k]) => k !== keep);
     for (const [sha, e] of byAge) {
       if (this.#total <= this.limitBytes) break;
       this.#entries.delete(sha);

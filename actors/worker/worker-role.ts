@@ -141,7 +141,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     hostLabels: opts.hostLabels ?? [],
     sandbox: "bwrap",
     linux: { version: os.release() },
-    cpuFlags: await cpuFlags(),
+    cpuFlags: await hostCpuFlags(),
     processors: os.cpus().length,
     jobs: slots,
     memoryMb: opts.memoryMb ?? Math.floor(os.totalmem() / 1024 / 1024),
@@ -365,19 +365,24 @@ const X86_LEVELS: [string, string[]][] = [
   ["x86-64-v4", ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]],
 ];
 
-/** The cpu flags of /proc/cpuinfo, with the x86-64 levels they reach. */
-async function cpuFlags(): Promise<string[]> {
-  try {
-    const text = await readFile("/proc/cpuinfo", "utf8");
-    const line = text.split("\n").find((l) => l.startsWith("flags"));
-    const flags = line ? line.split(":")[1]!.trim().split(/\s+/) : [];
-    const have = new Set(flags);
-    for (const [level, needs] of X86_LEVELS) {
-      if (!needs.every((f) => have.has(f))) break;
-      flags.push(level);
-    }
-    return flags;
-  } catch {
-    return [];
+/** The cpu flags of a /proc/cpuinfo text (its first cpu), with the x86-64 levels they reach. */
+export function cpuFlags(cpuinfo: string): string[] {
+  const line = cpuinfo.split("\n").find((l) => /^flags\s*:/.test(l));
+  const flags = line
+    ? line
+        .slice(line.indexOf(":") + 1)
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+    : [];
+  const have = new Set(flags);
+  for (const [level, needs] of X86_LEVELS) {
+    if (!needs.every((f) => have.has(f))) break;
+    flags.push(level);
   }
+  return flags;
+}
+
+async function hostCpuFlags(): Promise<string[]> {
+  return cpuFlags(await readFile("/proc/cpuinfo", "utf8").catch(() => ""));
 }

@@ -79,8 +79,9 @@ export function workerLimits(specs: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const spec of specs) {
     const i = spec.indexOf("=");
-    const key = LIMIT_NAMES[spec.slice(0, i)];
-    if (i < 0 || !key) {
+    const name = spec.slice(0, i);
+    const key = i > 0 && Object.hasOwn(LIMIT_NAMES, name) ? LIMIT_NAMES[name] : undefined;
+    if (key === undefined) {
       throw new InvalidInputError(
         `--limit '${spec}': use name=value with name one of ${Object.keys(LIMIT_NAMES).join(", ")}`
       );
