@@ -116,16 +116,35 @@ describe("e2e/repo and publishing", function () {
   });
 
   it("should wipe a package's results, which the scheduler then builds again", async () => {
-    const wiped = await json<{ package: string }[]>(["wipe", P, "greet-world"]);
-    assert.deepEqual(
-      wiped.map((w) => w.package),
-      ["greet-world"]
-    );
+    const poolFiles = async (): Promise<string[]> =>
+      (await json<{ filename: string }[]>(["admin", "pool", P, R, "x86_64"])).map((b) => b.filename);
+    const [built] = await poolFiles();
+    assert.match(built ?? "", /^greet-world-/);
+    // -r and -a narrow the wipe: another repository or arch has nothing of it.
+    assert.deepEqual(await json<unknown[]>(["wipe", P, "greet-world", "-r", "elsewhere"]), []);
+    assert.deepEqual(await json<unknown[]>(["wipe", P, "greet-world", "-r", R, "-a", "i586"]), []);
+    assert.deepEqual(await poolFiles(), [built]);
+    const wiped = await json<{ repository: string; arch: string; package: string }[]>([
+      "wipe",
+      P,
+      "greet-world",
+      "-r",
+      R,
+      "-a",
+      "x86_64",
+    ]);
+    assert.deepEqual(wiped, [{ repository: R, arch: "x86_64", package: "greet-world" }]);
+    // The pool follows the wipe at once (the rebuild that follows brings a new release).
+    assert.ok(!(await poolFiles()).includes(built!), "the wiped binary left the pool");
     await check(async () => (await json<unknown[]>(["jobhistory", P, R, "x86_64", "greet-world"])).length === 2, {
       name: "greet-world built again",
       timeoutMs: 240_000,
       intervalMs: 500,
     });
+    const rebuilt = await check(async () => (await poolFiles()).find((f) => f.startsWith("greet-world-")), {
+      name: "the new build in the pool",
+    });
+    assert.notEqual(rebuilt, built);
     const lines = await json<Line[]>(["results", P, "-w", "--timeout", "240"]);
     assert.ok(
       lines.every((l) => l.code === "succeeded"),

@@ -179,6 +179,39 @@ describe("integration/repo role", function () {
     );
   });
 
+  it("should wipe only the repository (and arch) that kiln wipe -r (-a) names", async () => {
+    const Q = "repo:two";
+    await h.putProject(
+      Q,
+      `<repository name="${R}"><arch>x86_64</arch></repository><repository name="other"><arch>x86_64</arch></repository>`
+    );
+    for (const repository of [R, "other"]) {
+      await h.storeBuild({
+        project: Q,
+        repository,
+        arch: "x86_64",
+        package: "libfoo",
+        files: [lib.rpms.get("libfoo")!],
+      });
+    }
+    const poolOf = async (repository: string): Promise<string[]> =>
+      (await h.repo.call("pool.get", { project: Q, repository, arch: "x86_64" })).map((b) => b.name);
+    assert.deepEqual(await poolOf(R), ["libfoo"]);
+    assert.deepEqual(await poolOf("other"), ["libfoo"]);
+
+    const none = await h.adminRepo.call("result.wipe", { project: Q, repository: R, arch: "i586" });
+    assert.deepEqual(none.wiped, []);
+    const r = await h.adminRepo.call("result.wipe", { project: Q, repository: "other" });
+    assert.deepEqual(r.wiped, [{ repository: "other", arch: "x86_64", package: "libfoo" }]);
+    assert.equal(
+      await h.repo.call("result.get", { project: Q, repository: "other", arch: "x86_64", package: "libfoo" }),
+      null
+    );
+    assert.ok(await h.repo.call("result.get", { project: Q, repository: R, arch: "x86_64", package: "libfoo" }));
+    assert.deepEqual(await poolOf("other"), []);
+    assert.deepEqual(await poolOf(R), ["libfoo"]);
+  });
+
   it("should find nothing to repair when rebuilding the pool from the results", async () => {
     const want = await pool();
     const r = await h.adminRepo.call("pool.rebuild", { project: P, repository: R, arch: "x86_64" });

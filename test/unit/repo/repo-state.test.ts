@@ -186,10 +186,35 @@ describe("actors/repo/repo-state", () => {
     await h.outbox.flush();
   };
 
-  it("should keep the pool equal to the rule through random results, wipes and flag changes", async function () {
-    this.timeout(60_000);
+  /** The kept pool of each arch must need no repair when reconstructed from the results. */
+  const assertRebuildFindsNothing = async (what: string, deep = false): Promise<void> => {
+    for (const arch of ["x86_64", "i586"]) {
+      const counts = await h.state.rebuildPool(P, R, arch, { deep });
+      await h.outbox.flush();
+      assert.deepEqual(
+        { added: counts.added, removed: counts.removed, changed: counts.changed },
+        { added: 0, removed: 0, changed: 0 },
+        `${what}: rebuild-pool${deep ? " --deep" : ""} of ${arch} found the kept pool wrong`
+      );
+    }
+  };
+
+  it("should keep the pool equal to the rule through random results, wipes and flag and ExportFilter changes", async function () {
+    this.timeout(120_000);
     const packages = ["a", "b", "foo", "foo.12", "foo.7", "foo:flavor", "zlib", "_volatile"].slice(0, 7);
-    const names = ["common", "foo", "foo-devel", "lib", "libz", "tool", "foo-debuginfo"];
+    const names = ["common", "foo", "foo-devel", "lib", "libz", "tool", "foo-debuginfo", "libz-32bit"];
+    // OBS's defaults (none given), and filters that keep binaries from their arch or export them.
+    const filters: RepoBuildConfig["exportFilter"][] = [
+      [],
+      [{ regex: "^tool-", archs: [] }],
+      [{ regex: "\\.noarch\\.rpm$", archs: [".", "x86_64", "i586"] }],
+      [
+        { regex: "^lib", archs: ["x86_64"] },
+        { regex: "-32bit-", archs: ["."] },
+      ],
+    ];
+    // What the random steps reached, so that a change of the generator cannot quietly skip a case.
+    const reached = { imports: 0, filterChanges: 0, poolChangesByFilter: 0, repositoryWipes: 0 };
     for (const seed of [1, 2, 3]) {
       const r = rng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
@@ -209,38 +234,54 @@ describe("actors/repo/repo-state", () => {
           files.add(`src-1-1.src.rpm`);
           const code = r() < 0.15 ? BuildResultCode.Failed : BuildResultCode.Succeeded;
           await put(pick(packages), [...files], { arch, code });
-        } else if (op < 0.65) {
+        } else if (op < 0.62) {
           const pkg = r() < 0.8 ? pick(packages) : undefined;
-          await h.state.wipe(P, { ...(pkg ? { package: pkg } : {}), ...(r() < 0.5 ? { arch: "x86_64" } : {}) });
+          const repository = r() < 0.3 ? pick([R, "other"]) : undefined;
+          const wiped = await h.state.wipe(P, {
+            ...(pkg ? { package: pkg } : {}),
+            ...(r() < 0.5 ? { arch: pick(["x86_64", "i586"]) } : {}),
+            ...(repository ? { repository } : {}),
+          });
+          if (repository === "other") assert.deepEqual(wiped, [], `${what}: a wipe of another repository`);
+          if (repository === R && wiped.length > 0) reached.repositoryWipes++;
           await h.outbox.flush();
-        } else if (op < 0.85) {
+        } else if (op < 0.78) {
           const state = r() < 0.5 ? "disable" : "enable";
           const entry: FlagEntry = { state, ...(r() < 0.5 ? { arch: pick(["x86_64", "i586"]) } : {}) };
           await setPackageUseforbuild(pick(packages), r() < 0.2 ? [] : [entry]);
-        } else if (op < 0.93) {
+        } else if (op < 0.85) {
           h.src.project.flags =
             r() < 0.5 ? {} : { useforbuild: [{ state: "disable", arch: pick(["x86_64", "i586"]) }] };
           await h.state.setProjectMeta(P, structuredClone(h.src.project));
           await h.outbox.flush();
-        } else if (op < 0.97) {
-          const counts = await h.state.rebuildPool(P, R, pick(["x86_64", "i586"]));
+        } else if (op < 0.93) {
+          // Mostly with the pools loaded, so that the change is applied to them; else a pool loaded
+          // later is built with the new filter and its stored copy repaired.
+          if (r() < 0.7) for (const arch of ["x86_64", "i586"]) await h.state.ensurePrpa(P, R, arch);
+          h.src.exportFilter = structuredClone(pick(filters));
+          const counts = await h.state.configChanged(P);
+          reached.filterChanges++;
+          if (counts.added + counts.removed + counts.changed > 0) reached.poolChangesByFilter++;
           await h.outbox.flush();
-          assert.deepEqual(
-            { added: counts.added, removed: counts.removed, changed: counts.changed },
-            { added: 0, removed: 0, changed: 0 },
-            `${what}: rebuild-pool found the kept pool wrong`
-          );
+        } else if (op < 0.97) {
+          await assertRebuildFindsNothing(what, true);
         } else {
           await h.reopen();
         }
         assertConsistent(what);
+        // A rebuild drops the kept in-memory pools (they restart from the results), so not after
+        // every step: the incremental path must run long stretches too.
+        if (r() < 0.25) await assertRebuildFindsNothing(what);
+        if (packages.some((k) => h.state.imports(P, R, "x86_64", k).length > 0)) reached.imports++;
       }
       await h.state.deleteProject(P);
       await h.outbox.flush();
       h.src.packages.clear();
       h.src.project.flags = {};
+      h.src.exportFilter = [];
       assertConsistent(`seed ${seed} after deleting the project`);
     }
+    for (const [k, n] of Object.entries(reached)) assert.ok(n > 0, `no step reached ${k}`);
   });
 
   it("should let the first package in OBS order win a binary name, and the higher version within one", async () => {
