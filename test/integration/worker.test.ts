@@ -487,7 +487,7 @@ describe("worker/ (through the whole service)", function () {
   });
 
   it("should fail a job no worker can take with the blocking constraint, and explain one that waits", async () => {
-    await s.project("con", { prjconf: "Constraint: hardware:processors 1\n" });
+    await s.project("con");
     await s.commit("con", "huge", {
       "huge.spec": trivialSpec("huge"),
       _constraints: "<constraints><hardware><memory><size unit='T'>64</size></memory></hardware></constraints>",
@@ -509,13 +509,41 @@ describe("worker/ (through the whole service)", function () {
       async () => (await s.result("con", "special"))?.details === "waiting for 1 compliant workers (1 of them down)",
       { name: `waiting details (${r.details})` }
     );
-    // The recipe wins over the project config: processors 1 (prjconf) is replaced by 64 here.
-    await s.commit("con", "many", {
-      "many.spec": `#!BuildConstraint: hardware:processors 4096\n${trivialSpec("many")}`,
-    });
-    await s.waitCode("con", "many", ["failed"]);
-    assert.match(await s.buildLog("con", "many"), /constraints mismatch hint: hardware:processors/);
     await s.dispatcher.call("job.abort", { project: "con", package: "special" });
+  });
+
+  it("should apply the project config's Constraint: lines, with _constraints over them and the recipe over both", async () => {
+    // A live worker with this host's processors (fewer than 4096; no worker anywhere has that many).
+    extra.push(await s.addWorker({ workerId: "con-worker" }));
+    await s.project("conprj", { prjconf: "Constraint: hardware:processors 4096\n" });
+    const lenient = "<constraints><hardware><processors>1</processors></hardware></constraints>";
+    const strict = "<constraints><hardware><processors>4096</processors></hardware></constraints>";
+    const packages: Record<string, Record<string, string>> = {
+      // prjconf alone: nobody qualifies.
+      plain: { "plain.spec": trivialSpec("plain") },
+      // _constraints over prjconf.
+      viafile: { "viafile.spec": trivialSpec("viafile"), _constraints: lenient },
+      // The recipe over prjconf, and over _constraints.
+      lean: { "lean.spec": `#!BuildConstraint: hardware:processors 1\n${trivialSpec("lean")}` },
+      both: { "both.spec": `#!BuildConstraint: hardware:processors 1\n${trivialSpec("both")}`, _constraints: strict },
+      greedy: {
+        "greedy.spec": `#!BuildConstraint: hardware:processors 4096\n${trivialSpec("greedy")}`,
+        _constraints: lenient,
+      },
+    };
+    for (const [pkg, files] of Object.entries(packages)) await s.commit("conprj", pkg, files);
+    for (const pkg of ["plain", "greedy"]) {
+      await s.waitCode("conprj", pkg, ["failed"]);
+      assert.match(
+        await s.buildLog("conprj", pkg),
+        /package build was not possible: no compliant workers \(constraints mismatch hint: hardware:processors\)/,
+        pkg
+      );
+    }
+    for (const pkg of ["viafile", "lean", "both"]) {
+      const r = await s.waitCode("conprj", pkg, ["succeeded", "failed"]);
+      assert.equal(r.code, "succeeded", `${pkg}: ${await s.buildLog("conprj", pkg)}`);
+    }
   });
 
   it("should never store a result uploaded half-way: the job runs again and the stored result is complete", async () => {
