@@ -411,8 +411,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       // The worker reads the build-related ones (logidlelimit, buildtimeout, hooks, nohooks).
       ...(config.buildFlags.length ? { buildFlags: config.buildFlags } : {}),
     };
-    const jobId = createHash("md5").update(encode(body)).digest("hex");
-    const job: BuildJob = { ...body, jobId, readyTime: Date.now() };
+    const readyTime = Date.now();
+    // With the ready time, as OBS's job id (the md5 of the job file, which carries it): a rebuild
+    // whose content equals an earlier job's (a failed build keeps the counter) is a new job.
+    const jobId = createHash("md5")
+      .update(encode({ ...body, readyTime }))
+      .digest("hex");
+    const job: BuildJob = { ...body, jobId, readyTime };
     // Recorded before the job exists anywhere else: its result is always compared against it.
     // The reason (with the changed dependencies) is kept as OBS keeps a package's `reason` file:
     // `kiln reason` reads it, also after a restart.

@@ -133,6 +133,8 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
     const bad2 = (await result("redo", "bad"))!;
     assert.equal(bad2.code, "failed");
     assert.equal(bad2.reason, "new build");
+    // No successful build of this versrel: the counter stays 1 (OBS's nextbcnt reads the history).
+    assert.deepEqual([bad1.bcnt, bad2.bcnt, bad2.release], [1, 1, "1.1"]);
     assert.equal((await result("redo", "ok"))!.jobId, ok1.jobId, "ok was rebuilt");
 
     // A code that does not exist is refused, not silently matched by nothing.
@@ -276,5 +278,59 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
         ["user", "core", "tool"],
       ]
     );
+  });
+
+  it("should count builds from the successful ones only: failed and unchanged builds do not raise the next release", async () => {
+    await c.source.call("project.put-meta", { project: "cnt", xml: META("cnt") });
+    /** `flag` installs a state file; `flaky` builds only while it says good, and ships it. */
+    const flag = (state: string): string => {
+      const dir = writeSpec(tmp, "flag", { body: state });
+      const spec = path.join(dir, "flag.spec");
+      writeFileSync(
+        spec,
+        readFileSync(spec, "utf8").replace("%files", `echo ${state} > %{buildroot}/usr/share/flag/state\n%files`)
+      );
+      return dir;
+    };
+    const flaky = writeBuildSpec(tmp, "flaky", "grep -q good /usr/share/flag/state");
+    const spec = path.join(flaky, "flaky.spec");
+    writeFileSync(
+      spec,
+      readFileSync(spec, "utf8")
+        .replace("BuildArch:", "BuildRequires: flag\nBuildArch:")
+        .replace("%files", "cp /usr/share/flag/state %{buildroot}/usr/share/flaky/\n%files")
+    );
+    await c.commitDir("cnt", "flag", flag("good"));
+    await c.commitDir("cnt", "flaky", flaky);
+    assert.deepEqual(await settle(c, "cnt"), { flag: "succeeded", flaky: "succeeded" });
+    const r1 = (await result("cnt", "flaky"))!;
+    assert.deepEqual([r1.code, r1.bcnt, r1.release], ["succeeded", 1, "1.1"]);
+
+    // The dependency changes: flaky is rebuilt with the next counter, and fails.
+    await c.commitDir("cnt", "flag", flag("bad"));
+    assert.deepEqual(await settle(c, "cnt"), { flag: "succeeded", flaky: "failed" });
+    const r2 = (await result("cnt", "flaky"))!;
+    assert.deepEqual([r2.versrel, r2.code, r2.bcnt], [r1.versrel, "failed", 2]);
+    const next = await c.sched().call("buildinfo.get", { project: "cnt", repository: "r", package: "flaky" });
+    assert.deepEqual([next.bcnt, next.release], [2, "1.2"]);
+
+    // It changes back: the build gets the counter after the last success, not after the failure.
+    await c.commitDir("cnt", "flag", flag("good-again"));
+    assert.deepEqual(await settle(c, "cnt"), { flag: "succeeded", flaky: "succeeded" });
+    const r3 = (await result("cnt", "flaky"))!;
+    assert.deepEqual([r3.versrel, r3.code, r3.bcnt, r3.release], [r1.versrel, "succeeded", 2, "1.2"]);
+
+    // A rebuild that makes the same packages ends unchanged; as in OBS it is no successful build
+    // of the history, so the next job gets its counter again.
+    await c.sched().call("rebuild.request", { project: "cnt", package: "flaky" });
+    await check(async () => (await result("cnt", "flaky"))!.jobId !== r3.jobId, {
+      timeoutMs: 120_000,
+      name: "rebuilt",
+    });
+    await settle(c, "cnt");
+    const r4 = (await result("cnt", "flaky"))!;
+    assert.deepEqual([r4.code, r4.bcnt], ["unchanged", 3]);
+    const after = await c.sched().call("buildinfo.get", { project: "cnt", repository: "r", package: "flaky" });
+    assert.deepEqual([after.bcnt, after.release], [3, "1.3"]);
   });
 });
