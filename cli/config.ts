@@ -15,6 +15,8 @@ export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 
 export interface Settings {
   natsUrl: string;
+  /** True when a flag, the environment or the config file named the NATS server (`kiln up` then joins it). */
+  natsUrlSet: boolean;
   /** Identity file used to sign requests; undefined = anonymous. */
   identityFile?: string;
   dataDir: string;
@@ -78,8 +80,10 @@ export function loadSettings(flags: SettingFlags, env: NodeJS.ProcessEnv, home: 
   const pick = <K extends keyof FileSettings>(k: K, envName: string, flag: string | undefined): string | undefined =>
     flag ?? (env[envName] && env[envName]!.length ? env[envName] : undefined) ?? file[k];
   const dataDir = path.resolve(pick("data", "KILN_DATA", flags.data) ?? defaultDataDir(env, home));
+  const natsUrl = pick("nats", "KILN_NATS_URL", flags.nats);
   const settings: Settings = {
-    natsUrl: pick("nats", "KILN_NATS_URL", flags.nats) ?? DEFAULT_NATS_URL,
+    natsUrl: natsUrl ?? DEFAULT_NATS_URL,
+    natsUrlSet: natsUrl !== undefined,
     dataDir,
     logLevel: pick("logLevel", "KILN_LOG_LEVEL", flags.logLevel) ?? "info",
   };

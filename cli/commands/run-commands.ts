@@ -105,21 +105,20 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .option("--arch <arch...>", "archs to schedule (default: the host arch)", collect)
     .addHelpText(
       "after",
-      "\nWith --nats URL, joins that NATS server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default ~/.local/share/kiln)."
+      "\nWith a NATS URL (--nats, KILN_NATS_URL or the config file), joins that server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default ~/.local/share/kiln)."
     )
     .action(
       async (
         o: { natsPort: number; workers: number; jobs: number; arch?: string[]; publishPort?: number } & LimitFlags
       ) => {
         const s = cenv.settings();
-        const explicitNats = program.opts<{ nats?: string }>().nats ?? process.env.KILN_NATS_URL;
         const { runUp, defaultArchs } = await runner();
         const limits = limitsOf(o);
         await runUp({
           ...(limits ? { sourceLimits: limits } : {}),
           ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
           dataDir: s.dataDir,
-          ...(explicitNats ? { natsUrl: s.natsUrl } : {}),
+          ...(s.natsUrlSet ? { natsUrl: s.natsUrl } : {}),
           natsPort: o.natsPort,
           workers: o.workers,
           jobs: o.jobs,
@@ -139,7 +138,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     )
     .addHelpText(
       "after",
-      "\nThe roles sign their requests with <data>/role.identity (created on first start). With the\nsource role here, it is registered as a service user at once; otherwise register its public key\nwhere the source role runs: kiln user add NAME --pubkey KEY --service"
+      "\nThe roles sign their requests with <data>/role.identity (created on first start). With the\nsource role here, it is registered as a service user at once; otherwise the roles wait until an\nadmin registers it, and print the command: kiln user add NAME --pubkey KEY --service"
     )
     .action(async (o: { roles: string } & LimitFlags) => {
       const s = cenv.settings();
@@ -153,16 +152,25 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
         serviceUsers: [{ name, pubkey: role.identity.publicKey }],
       });
-      if (!o.roles.split(",").some((r) => r.trim() === "source")) {
-        process.stderr.write(
-          `roles sign with ${role.file}; unless it is registered, hidden projects are invisible to them:\n  kiln user add ${name} --pubkey ${role.identity.publicKey} --service\n`
-        );
-      }
+      const withSource = o.roles.split(",").some((r) => r.trim() === "source");
+      const { waitUntilRegistered } = await runner();
       await hostRoles(starters, {
         natsUrl: s.natsUrl,
         dataDir: s.dataDir,
         log: cenv.log(),
         identity: role.identity,
+        // The source role registers this node's identity itself; elsewhere an admin does.
+        ...(withSource
+          ? {}
+          : {
+              beforeStart: (ctx) =>
+                waitUntilRegistered(ctx, {
+                  remind: () =>
+                    process.stderr.write(
+                      `waiting for the source role to accept this node's identity (${role.file}); register it with:\n  kiln user add ${name} --pubkey ${role.identity.publicKey} --service\n`
+                    ),
+                }),
+            }),
       });
     });
 

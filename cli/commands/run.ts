@@ -23,15 +23,21 @@ import {
   type RoleContext,
   type RunningPublisher,
   type RunningRole,
+  type SourceApi,
   type SourceLimits,
   type WorkerOptions,
 } from "../../actors/index.ts";
 import {
   InvalidInputError,
   NatsServerProcess,
+  NoRespondersError,
+  Role,
+  RoleClient,
   RpcClient,
+  UnauthenticatedError,
   UnavailableError,
   connectNats,
+  subjects,
   type Identity,
 } from "../../transport/index.ts";
 import { adminIdentityPath } from "../config.ts";
@@ -51,6 +57,8 @@ export interface HostOptions {
   onStopped?: () => Promise<void>;
   /** The roles' identity: every request they make is signed with it. */
   identity?: Identity;
+  /** Runs once connected, before any role starts (e.g. to wait until the identity is registered). */
+  beforeStart?: (ctx: RoleContext) => Promise<void>;
 }
 
 /** Reads or creates this data directory's node id. */
@@ -79,6 +87,7 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
     replicas: opts.replicas ?? 1,
   };
   const roles: RunningRole[] = [];
+  const unclean: string[] = [];
   let stopping: Promise<void> | undefined;
   const shutdown = (why: string): Promise<void> =>
     (stopping ??= (async () => {
@@ -87,6 +96,7 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
         try {
           await r.stop();
         } catch (err) {
+          unclean.push(r.role);
           log.error({ err, role: r.role }, "role did not stop cleanly");
         }
       }
@@ -96,6 +106,7 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
       log.info({}, "stopped");
     })());
   try {
+    await opts.beforeStart?.(ctx);
     for (const s of starters) roles.push(await s(ctx));
   } catch (err) {
     await shutdown("start-up failed");
@@ -116,6 +127,8 @@ export async function hostRoles(starters: Starter[], opts: HostOptions): Promise
       if (!stopping) void shutdown("NATS connection closed").then(resolve);
     });
   });
+  // Scripts and service managers learn from the exit code that something may need a look.
+  if (unclean.length) throw new UnavailableError(`shut down, but not cleanly: ${unclean.join(", ")} (see the log)`);
 }
 
 export interface UpOptions {
@@ -279,6 +292,34 @@ export function parseRoles(spec: string, opts: ServeOptions = {}): Starter[] {
   }
   if (!starters.length) throw new InvalidInputError("--roles names no role");
   return starters;
+}
+
+/**
+ * Waits until the source role accepts the roles' identity: the roles of a `kiln serve` without
+ * the source role sign every request, and the source role refuses keys it does not know. Says
+ * every `remindMs` what is missing (the caller prints the command that registers the key).
+ */
+export async function waitUntilRegistered(
+  ctx: RoleContext,
+  opts: { remind: () => void; remindMs?: number; pollMs?: number; signal?: AbortSignal }
+): Promise<void> {
+  const source = new RoleClient<SourceApi>(ctx.rpc, (t) => subjects.rpc(Role.Source, t));
+  let reminded = 0;
+  for (;;) {
+    try {
+      const me = await source.call("user.whoami", {}, { idempotent: true });
+      ctx.log.info({ user: me.user }, "role identity accepted");
+      return;
+    } catch (err) {
+      if (!(err instanceof UnauthenticatedError) && !(err instanceof NoRespondersError)) throw err;
+      if (Date.now() - reminded >= (opts.remindMs ?? 30_000)) {
+        reminded = Date.now();
+        opts.remind();
+      }
+    }
+    if (opts.signal?.aborted) throw new UnavailableError("stopped while waiting for the role identity's registration");
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+  }
 }
 
 export function defaultArchs(): string[] {

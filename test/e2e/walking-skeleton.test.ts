@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { KILN_BIN, REPO_ROOT, kiln, kilnOk, removeDir, startKilnUp, type KilnUp } from "../helpers/kiln.ts";
+import { REPO_ROOT, kiln, kilnOk, removeDir, startKilnUp, type KilnUp } from "../helpers/kiln.ts";
 
 const examples = path.join(REPO_ROOT, "ops", "examples");
 
@@ -130,7 +130,11 @@ describe("e2e/walking skeleton", function () {
   });
 
   it("should answer status with every role and exit cleanly on SIGTERM", async () => {
-    const st = JSON.parse(await kilnOk(up, ["--json", "status"])) as { role: string; uptimeMs: number }[];
+    const st = JSON.parse(await kilnOk(up, ["--json", "status"])) as {
+      role: string;
+      nodeId: string;
+      uptimeMs: number;
+    }[];
     for (const role of ["source", "repo", "dispatcher", "scheduler:x86_64", "worker"]) {
       assert.ok(
         st.some((s) => s.role === role),
@@ -138,9 +142,11 @@ describe("e2e/walking skeleton", function () {
       );
     }
     assert.ok(st.every((s) => s.uptimeMs >= 0));
+    // One `kiln up`, one node: the id it keeps in its data directory.
+    const nodeId = readFileSync(path.join(up.dataDir, "node-id"), "utf8").trim();
+    assert.deepEqual([...new Set(st.map((s) => s.nodeId))], [nodeId]);
     const bad = await kiln(up, ["meta", "prj", "no-such-project"]);
     assert.equal(bad.exitCode, 3);
     assert.match(bad.stderr, /project 'no-such-project' does not exist/);
-    void KILN_BIN;
   });
 });

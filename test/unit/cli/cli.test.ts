@@ -23,6 +23,7 @@ describe("cli/config", () => {
   it("should use defaults when nothing is set", () => {
     const s = loadSettings({}, {}, home);
     assert.equal(s.natsUrl, DEFAULT_NATS_URL);
+    assert.equal(s.natsUrlSet, false);
     assert.equal(s.dataDir, path.join(home, ".local", "share", "kiln"));
     assert.equal(s.logLevel, "info");
     assert.equal(s.identityFile, undefined);
@@ -36,6 +37,8 @@ describe("cli/config", () => {
     );
     const fromFile = loadSettings({}, {}, home);
     assert.deepEqual([fromFile.natsUrl, fromFile.dataDir, fromFile.logLevel], ["nats://file:1", "/file", "debug"]);
+    // A server named only by the config file is one to join, not one to start.
+    assert.equal(fromFile.natsUrlSet, true);
     const fromEnv = loadSettings({}, { KILN_NATS_URL: "nats://env:2", KILN_DATA: "/env" }, home);
     assert.deepEqual([fromEnv.natsUrl, fromEnv.dataDir, fromEnv.logLevel], ["nats://env:2", "/env", "debug"]);
     const fromFlags = loadSettings({ nats: "nats://flag:3", data: "/flag" }, { KILN_NATS_URL: "nats://env:2" }, home);
