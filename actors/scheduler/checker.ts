@@ -103,6 +103,9 @@ export interface UnwantedJob {
   evenRunning: boolean;
 }
 
+/** Marks the decision that a cycle's first pass puts off a meta change to its second. */
+const POSTPONED: BuildReason = { explain: "postponed", time: 0 };
+
 export interface CheckOutput {
   /** Every package's state (the checker's own map: read, do not change). */
   states: ReadonlyMap<string, PackageState>;
@@ -112,6 +115,11 @@ export interface CheckOutput {
   unwanted: UnwantedJob[];
   notReady: ReadonlySet<string>;
   repoCode: RepoCode;
+  /**
+   * Meta blobs (by id) a cycle's rebuild decision needed and `metaOf` did not have: the members
+   * that needed them are decided again at the next check; load them and check again.
+   */
+  missingMetas: string[];
   /** Packages whose state was evaluated in this check. */
   evaluated: number;
   /** Packages whose expansion was recomputed in this check. */
@@ -134,7 +142,14 @@ interface Entry {
   state: PackageState;
   /** Quick key of the last check that found nothing to rebuild (OBS's `lastcheck`). */
   quick?: string;
+  /**
+   * For a member of a cycle: the dependency digest whose regenerated meta equalled the last
+   * build's (OBS's `lastcheck` after "looked harder"), so that the next check need not look again.
+   */
+  accepted?: string;
   rank: number;
+  /** For a member of a cycle: all its members, in OBS's order within a cycle (`cycsort`). */
+  cycle?: Int32Array;
 }
 
 const keyOf = (p: string, r: string): string => `${p}/${r}`;
@@ -353,6 +368,94 @@ export function signatureDigests(
   return { sig: sig.hex(), direct: withDirect ? direct.hex() : "" };
 }
 
+/**
+ * perl-BSSolv's `depsort` of vertices `0..n-1` (in the order given) over `edges` (what each
+ * depends on): depth first, dependencies first, a cycle broken at the edge from the vertex where
+ * it was found to the next one on the path. OBS orders a cycle's members with it (`cycsort`).
+ */
+export function depsortOrder(n: number, edges: readonly (readonly number[])[]): number[] {
+  // 1-based as in the original, whose stack marks a finished visit with -id.
+  const e = edges.map((l) => l.map((x) => x + 1));
+  const mark = new Uint8Array(n + 1);
+  const todo: number[] = [];
+  for (let i = n; i >= 1; i--) todo.push(i);
+  const out: number[] = [];
+  while (todo.length) {
+    let i = todo.pop()!;
+    if (i < 0) {
+      i = -i;
+      mark[i] = 2;
+      out.push(i - 1);
+      continue;
+    }
+    if (mark[i] === 2) continue;
+    if (mark[i] === 0) {
+      let visits = 0;
+      for (const x of e[i - 1]!) {
+        if (x === -1 || mark[x] === 2) continue;
+        if (!visits++) todo.push(-i);
+        todo.push(x);
+      }
+      if (!visits) {
+        mark[i] = 2;
+        out.push(i - 1);
+      } else mark[i] = 1;
+      continue;
+    }
+    // Back at a vertex on the current path: a cycle; break it and walk the path again.
+    let start = todo.length - 1;
+    while (todo[start] !== -i) start--;
+    const path: number[] = [];
+    for (let j = start; j < todo.length; j++) {
+      const t = todo[j]!;
+      if (t < 0) {
+        mark[-t] = 0;
+        path.push(-t);
+      }
+    }
+    todo[start] = i;
+    const from = path[0]!;
+    const to = path.length > 1 ? path[1]! : path[0]!;
+    const list = e[from - 1]!;
+    list[list.indexOf(to)] = -1;
+    todo.length = start + 1;
+  }
+  return out;
+}
+
+/** The depth of a meta line (perl-BSSolv `metadepth`): 2 for a direct dependency, +1 per level. */
+function lineDepth(l: string | undefined): number {
+  if (l === undefined) return 0;
+  let n = 2;
+  for (let i = 0; i < l.length; i++) if (l.charCodeAt(i) === 47) n++;
+  return n;
+}
+
+function metaLineDepth(a: string | undefined, b: string | undefined): number {
+  const x = lineDepth(a);
+  const y = lineDepth(b);
+  if (!x) return y;
+  if (!y) return x;
+  return Math.min(x, y);
+}
+
+/**
+ * perl-BSSolv's `diffdepth_meta`: how deep the first difference of two metas lies — 0 when they
+ * are equal, 1 when the first line (the sources) differs, 2 for a direct dependency, and so on.
+ */
+export function diffDepth(a: readonly string[], b: readonly string[]): number {
+  if (!b.length) return a.length ? 1 : 0;
+  if (!a.length) return 1;
+  for (let i = 0; ; i++) {
+    const x = i < a.length ? a[i] : undefined;
+    const y = i < b.length ? b[i] : undefined;
+    if (x === undefined || y === undefined || x !== y) {
+      if (i) return metaLineDepth(x, y);
+      return x !== undefined || y !== undefined ? 1 : 0;
+    }
+  }
+}
+
 /** A min-heap of packages by build-order rank. */
 class RankQueue {
   // A heap of (rank, package number) pairs in two arrays.
@@ -465,6 +568,11 @@ export class IncrementalChecker {
   /** The entries as an array, for loops over all packages; dropped when packages come or go. */
   #list: Entry[] | undefined;
   #cycles: string[][] = [];
+  /** The pass of a cycle being decided (OBS `incycle`); 0 outside cycles. */
+  #incycle = 0;
+  /** Per package number: the depth of its meta change found in its cycle's first pass (0: none). */
+  #cyclevel = new Int32Array(0);
+  readonly #missingMetas = new Set<string>();
   #indexVersion = -1;
   #expandAll = true;
   #stateAll = true;
@@ -519,6 +627,7 @@ export class IncrementalChecker {
     if (e) {
       e.info = info;
       e.quick = undefined;
+      e.accepted = undefined;
     } else {
       const pid = this.#pidOf(info.package);
       const entry: Entry = {
@@ -654,6 +763,8 @@ export class IncrementalChecker {
   }
 
   setResult(pkg: string, last: LastBuild | undefined): void {
+    const e = this.#pkgs.get(pkg);
+    if (e) e.accepted = undefined;
     if (last) {
       this.#results.set(pkg, last);
       // A rebuild was asked for and has happened.
@@ -844,7 +955,15 @@ export class IncrementalChecker {
       // A package's rank is its component's place in build order.
       const comps = this.#components(list);
       comps.forEach((c, i) => c.forEach((pid) => (this.#byPid[pid]!.rank = i)));
-      this.#cycles = comps.filter((c) => c.length > 1).map((c) => this.#namesOf(c));
+      for (const e of list) e.cycle = undefined;
+      const cycles: string[][] = [];
+      for (const c of comps) {
+        if (c.length < 2) continue;
+        cycles.push(this.#namesOf(c));
+        const order = this.#cycsort(c);
+        for (let i = 0; i < c.length; i++) this.#byPid[c[i]!]!.cycle = order;
+      }
+      this.#cycles = cycles;
       this.#orderDirty = false;
     }
 
@@ -861,15 +980,35 @@ export class IncrementalChecker {
     }
     const builds: NeededBuild[] = [];
     let evaluated = 0;
-    const notReady = this.#notReadyPid;
+    this.#missingMetas.clear();
+    // Ranks only grow as the queue is worked off: a cycle, decided whole, is not met again.
+    let cycleRank = -1;
     for (let pid = queue.pop(); pid >= 0; pid = queue.pop()) {
       const e = this.#byPid[pid];
       if (!e) continue;
+      const cycle = e.cycle;
+      if (cycle !== undefined) {
+        if (e.rank === cycleRank) continue;
+        cycleRank = e.rank;
+        const before = new Uint8Array(cycle.length);
+        for (let i = 0; i < cycle.length; i++) before[i] = this.#notReadyPid[cycle[i]!] === 1 ? 1 : 0;
+        this.#evaluateCycle(cycle, builds);
+        evaluated += cycle.length;
+        for (let i = 0; i < cycle.length; i++) {
+          const m = cycle[i]!;
+          if (before[i] === (this.#notReadyPid[m] === 1 ? 1 : 0)) continue;
+          for (const r of this.#revByPid[m] ?? []) {
+            const re = this.#byPid[r]!;
+            if (re.rank !== cycleRank) queue.push(re.rank, r);
+          }
+        }
+        continue;
+      }
       evaluated++;
-      const wasReady = notReady[pid] !== 1;
+      const wasReady = this.#notReadyPid[pid] !== 1;
       const build = this.#evaluate(e.info.package, e);
       if (build) builds.push(build);
-      const isReady = notReady[pid] !== 1;
+      const isReady = this.#notReadyPid[pid] !== 1;
       if (wasReady !== isReady) for (const r of this.#revByPid[pid] ?? []) queue.push(this.#byPid[r]!.rank, r);
     }
 
@@ -907,6 +1046,7 @@ export class IncrementalChecker {
       unwanted,
       notReady: this.#notReady,
       repoCode,
+      missingMetas: [...this.#missingMetas],
       evaluated,
       expanded: toExpand.length,
       timings: { expandMs: tOrder - tExpand, orderMs: tEvaluate - tOrder, evaluateMs: tEnd - tEvaluate },
@@ -1076,6 +1216,103 @@ export class IncrementalChecker {
   }
 
   /**
+   * Whether not-ready package `d` blocks `e`. In a cycle's later passes (OBS `Package::check`), a
+   * member whose first pass found a meta change of depth L waits only for members whose change
+   * lies less deep (a member without one counts as 1): deeper ones build after it.
+   */
+  #blocks(d: number, e: Entry): boolean {
+    if (this.#incycle < 2) return true;
+    const level = this.#cyclevel[e.pid]!;
+    if (level === 0 || this.#byPid[d]!.rank !== e.rank) return true;
+    return Math.max(this.#cyclevel[d]!, 1) < level;
+  }
+
+  /**
+   * OBS's order within a cycle (`cycsort`): its members by name, sorted by `depsort` over their
+   * dependencies on each other where these go one way only (mutual ones tell nothing).
+   */
+  #cycsort(members: Int32Array): Int32Array {
+    const n = members.length;
+    const at = new Map<number, number>();
+    for (let i = 0; i < n; i++) at.set(members[i]!, i);
+    const needs: Set<number>[] = [];
+    const neededBy: number[][] = [];
+    for (let i = 0; i < n; i++) {
+      needs.push(new Set());
+      neededBy.push([]);
+    }
+    for (let i = 0; i < n; i++) {
+      const dp = this.#byPid[members[i]!]!.depPids;
+      for (let k = 0; k < dp.length; k++) {
+        const j = at.get(dp[k]!);
+        if (j === undefined || j === i) continue;
+        needs[i]!.add(j);
+        neededBy[j]!.push(i);
+      }
+    }
+    const edges: number[][] = [];
+    for (let i = 0; i < n; i++) edges.push([]);
+    for (let j = 0; j < n; j++) for (const q of neededBy[j]!) if (!needs[j]!.has(q)) edges[q]!.push(j);
+    const order = depsortOrder(n, edges);
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = members[order[i]!]!;
+    return out;
+  }
+
+  /**
+   * Decides a cycle's members together, as OBS's `handlecycle` does within one check. Pass 1, in
+   * cycle order: new builds and source changes are built, meta changes only when their first
+   * difference is at most one level deep (never: a direct dependency is level 2), deeper ones
+   * are put off with their depth. Pass 2, by that depth: the rest, each waiting only for members
+   * of a lesser depth. Then OBS meets the members at their own places in its build order: each
+   * not yet decided is checked again, and meeting the first of pass 2 there (unless it is the
+   * first member, whose place started pass 1) makes every member not ready when one is.
+   * kiln takes the members' places to be their cycle order.
+   */
+  #evaluateCycle(order: Int32Array, builds: NeededBuild[]): void {
+    const n = order.length;
+    if (this.#cyclevel.length < this.#pidNames.length)
+      this.#cyclevel = new Int32Array(Math.max(this.#pidNames.length, 2 * this.#cyclevel.length, 1024));
+    // As in a check from scratch: nothing of the cycle is decided or not ready yet.
+    for (let i = 0; i < n; i++) {
+      const pid = order[i]!;
+      this.#cyclevel[pid] = 0;
+      this.#setReady(pid, this.#pidNames[pid]!, true);
+    }
+    this.#incycle = 1;
+    for (let i = 0; i < n; i++) this.#cycleStep(order[i]!, builds);
+    const second = Array.from(order).sort((a, b) => this.#cyclevel[a]! - this.#cyclevel[b]!);
+    this.#incycle = 2;
+    for (const pid of second) if (!this.#decided(pid)) this.#cycleStep(pid, builds);
+    let pass = 2;
+    for (let i = 1; i < n; i++) {
+      const pid = order[i]!;
+      if (pid === second[0] && pass === 2) {
+        pass = 3;
+        let any = false;
+        for (let k = 0; k < n; k++) if (this.#notReadyPid[order[k]!] === 1) any = true;
+        if (any) for (let k = 0; k < n; k++) this.#setReady(order[k]!, this.#pidNames[order[k]!]!, false);
+        continue;
+      }
+      this.#incycle = pass;
+      if (!this.#decided(pid)) this.#cycleStep(pid, builds);
+    }
+    this.#incycle = 0;
+  }
+
+  #cycleStep(pid: number, builds: NeededBuild[]): void {
+    const e = this.#byPid[pid]!;
+    const build = this.#evaluate(e.info.package, e);
+    if (build) builds.push(build);
+  }
+
+  /** A cycle member's state is final for this check unless the check found nothing to build. */
+  #decided(pid: number): boolean {
+    const code = this.#byPid[pid]!.state.code;
+    return code !== PackageCode.Succeeded && code !== PackageCode.Failed;
+  }
+
+  /**
    * What a package waits for, as OBS's details say it: the names of its expanded dependencies
    * whose source package is not ready (here, or in a repository of its path unless
    * `block="local"`), in expansion order, ten at most and then `...`; undefined when none.
@@ -1085,8 +1322,7 @@ export class IncrementalChecker {
     const dp = e.depPids;
     let local = false;
     for (let i = 0; i < dp.length; i++) {
-      const d = dp[i]!;
-      if (nr[d] === 1 && this.#byPid[d]!.rank !== e.rank) {
+      if (nr[dp[i]!] === 1 && this.#blocks(dp[i]!, e)) {
         local = true;
         break;
       }
@@ -1107,8 +1343,7 @@ export class IncrementalChecker {
         if (owner !== undefined) src = this.#pkgs.get(owner)?.pid ?? -1;
       }
       if (src >= 0 && src !== e.pid && this.#byPid[src] !== undefined) {
-        // Members of a cycle do not block each other.
-        if (nr[src] !== 1 || this.#byPid[src]!.rank === e.rank) continue;
+        if (nr[src] !== 1 || !this.#blocks(src, e)) continue;
       } else {
         if (!elsewhere) continue;
         const lb = this.#exp.binary(name);
@@ -1170,7 +1405,10 @@ export class IncrementalChecker {
     if (!last || (!last.meta && !last.digests)) reason = { explain: "new build", time: 0 };
     else if (last.srcmd5 !== p.verifymd5) reason = { explain: "source change", time: 0, oldsource: last.srcmd5 };
     else if (this.#rebuild !== "local") {
-      if (last.digests) {
+      if (e.cycle !== undefined && this.#incycle > 0) {
+        reason = this.#cycleMetaChange(p, e, exp.packages, last);
+        if (reason === POSTPONED) reason = undefined;
+      } else if (last.digests) {
         const direct = this.#rebuild === "direct";
         let changed: boolean;
         if (!direct && e.ids) changed = this.#sigDigest(exp.packages, e.ids) !== last.digests.sig;
@@ -1213,6 +1451,43 @@ export class IncrementalChecker {
     return { package: pkg, reason, bdeps, needed: this.#revByPid[e.pid]?.length ?? 0, depsig, digests };
   }
 
+  /**
+   * The rebuild decision of a cycle member past its sources, as OBS makes it: the meta a build
+   * would get now (each dependency's lines from the meta of the build that made it, the lines
+   * through the package's own binaries left out) against its last build's. A dependency digest
+   * equal to the recorded one, or to one found equal before, saves the comparison. In pass 1 a
+   * difference deeper than one level is put off ({@link POSTPONED}) with its depth.
+   */
+  #cycleMetaChange(p: PackageBuildInfo, e: Entry, edeps: readonly string[], last: LastBuild): BuildReason | undefined {
+    let sig: string | undefined;
+    if (last.digests && e.ids) {
+      sig = this.#sigDigest(edeps, e.ids);
+      if (sig === last.digests.sig || sig === e.accepted) return undefined;
+    }
+    const had = last.meta ?? (last.metaSha256 ? this.#metaOf(last.metaSha256) : undefined);
+    if (!had && last.metaSha256) this.#missingMetas.add(last.metaSha256);
+    const want = this.#expectedMeta(p, edeps, true);
+    if (!had || !want) {
+      // Decided again once the caller has the metas (see CheckOutput.missingMetas).
+      this.#stateDirty.add(p.package);
+      return undefined;
+    }
+    if (want.length === had.length && want.every((l, i) => l === had[i])) {
+      if (sig !== undefined) e.accepted = sig;
+      return undefined;
+    }
+    if (this.#incycle === 1) {
+      const level = diffDepth(want, had);
+      this.#cyclevel[e.pid] = level;
+      if (level > 1) return POSTPONED;
+    }
+    const direct = this.#rebuild === "direct";
+    const a = stripMeta(had, direct);
+    const b = stripMeta(want, direct);
+    if (a.length === b.length && a.every((l, i) => l === b[i])) return undefined;
+    return { explain: "meta change", time: 0, packagechange: metaChanges(a, b) };
+  }
+
   /** A digest of everything the meta comparison depends on (OBS's quick `hdrmetamd5` check). */
   #quickKey(p: PackageBuildInfo, edeps: readonly string[], last: LastBuild): string {
     const h = createHash("md5");
@@ -1224,15 +1499,27 @@ export class IncrementalChecker {
     return h.digest("hex");
   }
 
-  /** The meta a build of `p` would get now (what the worker writes after building it). */
-  #expectedMeta(p: PackageBuildInfo, edeps: readonly string[]): string[] {
+  /**
+   * The meta a build of `p` would get now (what the worker writes after building it). With
+   * `strict`, undefined when a producer's meta is not at hand (its id goes to the missing ones).
+   */
+  #expectedMeta(p: PackageBuildInfo, edeps: readonly string[]): string[];
+  #expectedMeta(p: PackageBuildInfo, edeps: readonly string[], strict: true): string[] | undefined;
+  #expectedMeta(p: PackageBuildInfo, edeps: readonly string[], strict = false): string[] | undefined {
     const lines: string[] = [];
+    let missing = false;
     for (const name of edeps) {
       const lb = this.#exp.binary(name);
       if (!lb) continue;
-      const producer = lb.binary.metaSha256 ? this.#metaOf(lb.binary.metaSha256) : undefined;
+      const id = lb.binary.metaSha256;
+      const producer = id ? this.#metaOf(id) : undefined;
+      if (strict && id && !producer) {
+        this.#missingMetas.add(id);
+        missing = true;
+      }
       lines.push(...depMetaLines(name, lb.binary.hdrmd5, producer, p.package));
     }
+    if (missing) return undefined;
     return genMeta(`${p.verifymd5}  ${p.package}`, p.subpacks, lines);
   }
 }

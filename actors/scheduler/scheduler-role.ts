@@ -170,6 +170,16 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     return m;
   };
 
+  /** A meta as {@link loadMeta}; one that cannot be read counts as none (the header md5 stands in). */
+  const loadMetaOrNone = async (sha256: string): Promise<void> => {
+    try {
+      await loadMeta(sha256);
+    } catch (err) {
+      log.warn({ err, meta: sha256 }, "build meta unreadable");
+      metas.set(sha256, []);
+    }
+  };
+
   /**
    * Results without a recorded signature (made before this scheduler's store existed) are
    * decided by comparing metas, as OBS does: then, and only then, meta texts are loaded.
@@ -502,7 +512,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     prp.dirty = false;
     const checker = prp.checker!;
     const t0 = performance.now();
-    const out = checker.check();
+    let out = checker.check();
+    // A cycle's rebuild decision compares metas (OBS's "looked harder"): the ones it needed and
+    // lacked are read, and the check, which left those members to be decided, runs again.
+    for (let round = 0; out.missingMetas.length && round < 5; round++) {
+      for (const id of out.missingMetas) await loadMetaOrNone(id);
+      out = checker.check();
+    }
     prp.lastCheckMs = performance.now() - t0;
     const before = prp.repoCode;
     prp.repoCode = out.repoCode;

@@ -11,8 +11,10 @@ import {
   releaseOf,
   signatureDigests,
   sccs,
+  type CheckOutput,
   type JobRef,
   type LastBuild,
+  type NeededBuild,
   type SignatureDigests,
 } from "../../../actors/scheduler/checker.ts";
 import type { PackageBuildInfo } from "../../../actors/source/protocol.ts";
@@ -447,6 +449,167 @@ describe("actors/scheduler/checker", () => {
       { change: "md5sum", key: "y" },
       { change: "removed", key: "y/z" },
     ]);
+  });
+
+  describe("cycles", () => {
+    /**
+     * A repository driven as the scheduler and workers would: every build a check asks for gets
+     * a job; jobs finish one at a time, in order, each with the meta the worker writes (from the
+     * metas of the builds that made its dependencies) and new binaries; a check follows each.
+     */
+    function drive(packages: PackageBuildInfo[], o: { rebuild?: "transitive" | "direct" } = {}) {
+      const metas = new Map<string, string[]>();
+      const signatures = new Map<string, string[]>();
+      const pool = new Map<string, PoolBinary>();
+      let serial = 0;
+      const c = new IncrementalChecker({
+        project: "p",
+        repository: "r",
+        arch: "x86_64",
+        rebuild: o.rebuild ?? "transitive",
+        block: "all",
+        config: config(),
+        layers: [{ project: "p", repository: "r", binaries: [] }],
+        metaOf: (s) => metas.get(s),
+        signatureOf: (pkg) => signatures.get(pkg),
+      });
+      for (const i of packages) c.upsertPackage(i);
+      const queue: NeededBuild[] = [];
+      const finish = (b: NeededBuild): void => {
+        const i = c.packageInfo(b.package)!;
+        const lines = b.bdeps
+          .filter((d) => !d.notmeta)
+          .flatMap((d) =>
+            depMetaLines(d.name, d.hdrmd5, d.metaSha256 ? metas.get(d.metaSha256) : undefined, b.package)
+          );
+        const meta = genMeta(`${i.verifymd5}  ${b.package}`, i.subpacks, lines);
+        const metaSha256 = createHash("sha256").update(meta.join("\n")).digest("hex");
+        metas.set(metaSha256, meta);
+        signatures.set(b.package, b.depsig);
+        const bins = i.subpacks.map((n) => bin(n, b.package, { hdrmd5: md5(`${n}-${++serial}`), metaSha256 }));
+        for (const x of bins) pool.set(x.name, x);
+        c.setResult(b.package, {
+          code: "succeeded",
+          srcmd5: i.verifymd5,
+          versrel: "1.0-1",
+          bcnt: 1,
+          metaSha256,
+          digests: b.digests,
+        });
+        c.applyPoolDiff(0, bins, []);
+        c.setJob(b.package, undefined);
+      };
+      /** One check; its builds become jobs. */
+      const step = (): CheckOutput => {
+        const out = c.check();
+        assert.deepEqual(out.missingMetas, []);
+        const names = out.builds.map((b) => b.package);
+        assert.equal(new Set(names).size, names.length, `one check asked twice: ${names.join(", ")}`);
+        for (const b of out.builds) {
+          c.setJob(b.package, { jobId: `j${++serial}`, srcmd5: c.packageInfo(b.package)!.verifymd5 });
+          queue.push(b);
+        }
+        return out;
+      };
+      /** The oldest job finishes; false when there is none. */
+      const finishNext = (): boolean => {
+        const next = queue.shift();
+        if (next) finish(next);
+        return next !== undefined;
+      };
+      /** Runs until nothing is left to build; the builds each check asked for, in order. */
+      const run = (limit = 30): string[][] => {
+        const asked: string[][] = [];
+        for (let n = 0; n < limit; n++) {
+          asked.push(step().builds.map((b) => b.package));
+          if (!finishNext()) return asked;
+        }
+        assert.fail(`no rest after ${limit} checks: ${JSON.stringify(asked)}`);
+      };
+      return { c, run, step, finishNext };
+    }
+
+    it("should build a cycle that forms as OBS does: the changed package, then the other, and rest", () => {
+      const d = drive([info("ca"), info("cb", { buildRequires: ["ca"] })]);
+      assert.deepEqual(d.run(), [["ca"], ["cb"], []]);
+      // ca now needs cb: a cycle. Pass 1 builds ca's source change while cb waits for it; cb's
+      // meta change follows; after it, ca's regenerated meta (cb's lines through ca left out) is
+      // unchanged: two builds, not four.
+      d.c.upsertPackage(info("ca", { buildRequires: ["cb"], srcmd5: md5("ca-2") }));
+      const first = d.c.check();
+      assert.deepEqual(first.states.get("cb"), { code: "blocked", details: "ca" });
+      d.c.recheckAll();
+      assert.deepEqual(d.run(), [["ca"], ["cb"], []]);
+      assert.deepEqual(d.c.cycles(), [["ca", "cb"]]);
+      assert.equal(d.c.states().get("ca")!.code, "succeeded");
+      assert.equal(d.c.states().get("cb")!.code, "succeeded");
+    });
+
+    it("should rebuild a cycle after a source change of one member twice, not three times", () => {
+      const d = drive([info("a", { buildRequires: ["b"] }), info("b", { buildRequires: ["a"] })]);
+      // Neither has binaries: nothing provides the other. Bootstrap through a first version of a.
+      d.c.upsertPackage(info("a"));
+      d.run();
+      d.c.upsertPackage(info("a", { buildRequires: ["b"], srcmd5: md5("a-2") }));
+      d.run();
+      // The steady state of a cycle. Now a source change of a: a, then b, then rest.
+      d.c.upsertPackage(info("a", { buildRequires: ["b"], srcmd5: md5("a-3") }));
+      assert.deepEqual(d.run(), [["a"], ["b"], []]);
+    });
+
+    it("should put off meta changes deeper than the sources to pass 2, and build them there together", () => {
+      const d = drive([
+        info("base"),
+        info("a", { buildRequires: ["b", "base"] }),
+        info("b", { buildRequires: ["a", "base"] }),
+      ]);
+      d.c.upsertPackage(info("a", { buildRequires: ["base"] }));
+      d.run();
+      d.c.upsertPackage(info("a", { buildRequires: ["b", "base"] }));
+      d.run();
+      // A new base: a direct dependency of both members (depth 2), so neither waits for the
+      // other and both build at once, each against the other's old build. Each meta then has
+      // the old base below the other member (genmetaalgo 0): pass 2 builds both once more (depth
+      // 3), as OBS does, and then they rest.
+      d.c.upsertPackage(info("base", { srcmd5: md5("base-2") }));
+      assert.deepEqual(d.run(), [["base"], ["a", "b"], [], ["a", "b"], [], []]);
+    });
+
+    it("should make a whole cycle not ready when a member is, once OBS meets the first of pass 2 again", () => {
+      // x needs z, z needs y, y needs x: in cycle order (depsort of these one-way edges) x, y, z.
+      const d = drive([info("x"), info("y", { buildRequires: ["x"] }), info("z", { buildRequires: ["y"] })]);
+      d.c.upsertPackage(info("user", { buildRequires: ["y"] }));
+      d.run();
+      d.c.upsertPackage(info("x", { buildRequires: ["z"] }));
+      d.run();
+      d.c.upsertPackage(info("z", { buildRequires: ["y"], srcmd5: md5("z-2") }));
+      // Pass 1 builds z's source change; x, which needs z, waits for it in pass 2, y for x.
+      let out = d.step();
+      assert.deepEqual(
+        out.builds.map((b) => b.package),
+        ["z"]
+      );
+      assert.deepEqual(out.states.get("x"), { code: "blocked", details: "z" });
+      assert.deepEqual(out.states.get("y"), { code: "blocked", details: "x" });
+      assert.deepEqual(out.states.get("user"), { code: "blocked", details: "y" });
+      d.finishNext();
+      // Now x's meta changed (z, depth 2): put off in pass 1, pass 2 goes y, z, x and builds x.
+      // Meeting y (the first of pass 2, not the first member) again makes all members not ready:
+      // z, checked once more, now waits for y, and so does user outside the cycle.
+      out = d.step();
+      assert.deepEqual(
+        out.builds.map((b) => b.package),
+        ["x"]
+      );
+      assert.equal(out.states.get("y")!.code, "succeeded");
+      assert.deepEqual(out.states.get("z"), { code: "blocked", details: "y" });
+      assert.deepEqual(out.states.get("user"), { code: "blocked", details: "y" });
+      assert.deepEqual([...out.notReady].sort(), ["user", "x", "y", "z"]);
+      d.finishNext();
+      // And it comes to rest, each check asking for each package once at most.
+      const rest = d.run();
+      assert.deepEqual(rest[rest.length - 1], []);
+    });
   });
 
   describe("incremental checking", () => {
