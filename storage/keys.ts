@@ -13,8 +13,10 @@
  * source
  *   ["prj", project]                              → ProjectRecord
  *   ["prjconf", project, rev]                     → project config revision
+ *   ["prjmeta", project, rev]                     → MetaRevision: a change of the project meta (who, why)
  *   ["pkg", project, package]                     → PackageRecord
  *   ["rev", project, package, rev]                → Revision
+ *   ["pkgmeta", project, package, rev]            → MetaRevision: a change of the package meta
  *   ["user", name]                                → UserRecord
  *   ["userkey", pubkey]                           → user name
  *   ["nonce", nonce]                              → expiry (ms) of a seen request nonce
@@ -73,6 +75,10 @@ export const keys = {
   projectsAll: (): Key => ["prj"],
   projectConfig: (project: string, rev: number): Key => ["prjconf", project, rev],
   projectConfigsOf: (project: string): Key => ["prjconf", project],
+  projectMetaRevision: (project: string, rev: number): Key => ["prjmeta", project, rev],
+  projectMetaRevisionsOf: (project: string): Key => ["prjmeta", project],
+  packageMetaRevision: (project: string, pkg: string, rev: number): Key => ["pkgmeta", project, pkg, rev],
+  packageMetaRevisionsOf: (project: string, pkg: string): Key => ["pkgmeta", project, pkg],
   package: (project: string, pkg: string): Key => ["pkg", project, pkg],
   packagesOf: (project: string): Key => ["pkg", project],
   revision: (project: string, pkg: string, rev: number): Key => ["rev", project, pkg, rev],

@@ -29,6 +29,16 @@ export interface Revision {
   files: SourceFile[];
 }
 
+/** One change of a project or package meta, kept as the meta's history (OBS `_history?meta=1`). */
+export interface MetaRevision {
+  rev: number;
+  /** The normalised meta after the change. */
+  xml: string;
+  user: string;
+  comment: string;
+  time: number;
+}
+
 export interface ProjectRecord {
   name: string;
   meta: ProjectMeta;
@@ -201,6 +211,8 @@ export type SourceApi = BlobApi & {
     req: Where & { xml: string; comment?: string; force?: boolean };
     res: { xml: string; created: boolean };
   };
+  /** The changes of a project's meta, oldest first. */
+  "project.meta-history": { req: Where; res: MetaRevision[] };
   "project.get-config": { req: Where & { rev?: number }; res: ConfigRevision };
   "project.put-config": { req: Where & { text: string; comment?: string }; res: { rev: number } };
   "project.delete": { req: Where & { force?: boolean; comment?: string }; res: null };
@@ -210,6 +222,8 @@ export type SourceApi = BlobApi & {
   "package.list": { req: Where; res: string[] };
   "package.get-meta": { req: WherePkg; res: { xml: string; meta: PackageMeta } };
   "package.put-meta": { req: WherePkg & { xml: string; comment?: string }; res: { xml: string; created: boolean } };
+  /** The changes of a package's meta made with `package.put-meta`, oldest first. */
+  "package.meta-history": { req: WherePkg; res: MetaRevision[] };
   /**
    * osc's commit protocol: the complete new file list with md5s. The answer is either the files
    * the server lacks (upload them, then commit again) or the new revision.
@@ -350,6 +364,8 @@ export interface PackageMetaChangedEvent extends SourceEventBase {
 export interface PackageDeletedEvent extends SourceEventBase {
   type: "package.deleted";
   package: string;
+  /** Why, as the deleter said (`kiln rdelete -m`). */
+  comment: string;
 }
 export interface ProjectDeletedEvent extends SourceEventBase {
   type: "project.deleted";
@@ -357,6 +373,8 @@ export interface ProjectDeletedEvent extends SourceEventBase {
   repositories: { name: string; archs: string[] }[];
   /** The packages it held. */
   packages: string[];
+  /** Why, as the deleter said (`kiln rdelete -m`). */
+  comment: string;
 }
 
 /** A service run was asked for (by a commit or `kiln service run`); the package is blocked until it ends. */

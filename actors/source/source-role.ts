@@ -95,6 +95,7 @@ const validators: Validators<SourceApi> = {
     force: bool(obj(raw), "force", false),
     ...comment(obj(raw)),
   }),
+  "project.meta-history": (raw) => ({ project: projectField(obj(raw)) }),
   "project.get-config": (raw) => {
     const o = obj(raw);
     const rev = optInt(o, "rev", { min: 0 });
@@ -127,6 +128,7 @@ const validators: Validators<SourceApi> = {
     xml: xml(obj(raw)),
     ...comment(obj(raw)),
   }),
+  "package.meta-history": (raw) => ({ project: projectField(obj(raw)), package: packageField(obj(raw)) }),
   "package.commit": (raw) => {
     const o = obj(raw);
     const files = arr(o, "files", commitEntry, { max: 1_000_000 });
@@ -396,7 +398,13 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "package.put-meta":
         return answer(msg.replyTo, () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
-          return state.putPackageMeta(msg.args.project, msg.args.package, msg.args.xml, caller.user);
+          const a = msg.args;
+          return state.putPackageMeta(a.project, a.package, a.xml, caller.user, a.comment ?? "");
+        });
+      case "package.meta-history":
+        return answer(msg.replyTo, () => {
+          guard.check(caller, msg.args, AccessNeed.See);
+          return state.metaHistory(msg.args.project, msg.args.package);
         });
       case "package.commit":
         return answer(msg.replyTo, () => {
@@ -430,7 +438,8 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "package.delete":
         return answer(msg.replyTo, async () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
-          await state.deletePackage(msg.args.project, msg.args.package, caller.user);
+          const a = msg.args;
+          await state.deletePackage(a.project, a.package, caller.user, a.comment ?? "");
           return null;
         });
       case "package.buildinfo":
@@ -495,7 +504,16 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         return answer(msg.replyTo, () => {
           guard.checkPutProject(caller, msg.args.project);
           const a = msg.args;
-          return state.putProjectMeta(a.project, a.xml, caller, visibleTo(caller), a.force ?? false);
+          return state.putProjectMeta(a.project, a.xml, caller, {
+            visible: visibleTo(caller),
+            force: a.force ?? false,
+            comment: a.comment ?? "",
+          });
+        });
+      case "project.meta-history":
+        return answer(msg.replyTo, () => {
+          guard.check(caller, msg.args, AccessNeed.See);
+          return state.metaHistory(msg.args.project);
         });
       case "project.get-config":
         return answer(msg.replyTo, () => {
@@ -510,7 +528,12 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
       case "project.delete":
         return answer(msg.replyTo, async () => {
           guard.check(caller, msg.args, AccessNeed.Write, action);
-          await state.deleteProject(msg.args.project, msg.args.force ?? false, caller.user, visibleTo(caller));
+          const a = msg.args;
+          await state.deleteProject(a.project, caller.user, {
+            force: a.force ?? false,
+            visible: visibleTo(caller),
+            comment: a.comment ?? "",
+          });
           return null;
         });
       case "project.build-config":
@@ -539,6 +562,7 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         });
       case "package.get-meta":
       case "package.put-meta":
+      case "package.meta-history":
       case "package.commit":
       case "package.get":
       case "package.history":

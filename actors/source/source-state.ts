@@ -5,7 +5,7 @@
  * every check comes before the first write.
  */
 import type { BlobStore, Outbox, RoleStore } from "../../storage/index.ts";
-import { keys } from "../../storage/index.ts";
+import { keys, type Key } from "../../storage/index.ts";
 import { ConflictError, InvalidInputError, NotFoundError, TooLargeError, makeEvent } from "../../transport/index.ts";
 import { concatBuildConfig } from "../common/prjconf.ts";
 import { validateFileName, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
@@ -29,6 +29,7 @@ import type {
   BuildConfigView,
   CommitEntry,
   ConfigRevision,
+  MetaRevision,
   PackageRecord,
   ProjectRecord,
   Revision,
@@ -174,6 +175,20 @@ export class SourceState {
     return [...this.#store.scan<Revision>(keys.revisionsOf(project, pkg))].map((e) => e.value);
   }
 
+  /** The changes of a project's meta (or a package's, given `pkg`), oldest first. */
+  metaHistory(project: string, pkg?: string): MetaRevision[] {
+    if (pkg === undefined) this.requireProject(project);
+    else this.requirePackage(project, pkg);
+    const prefix = pkg === undefined ? keys.projectMetaRevisionsOf(project) : keys.packageMetaRevisionsOf(project, pkg);
+    return [...this.#store.scan<MetaRevision>(prefix)].map((e) => e.value);
+  }
+
+  /** Appends a meta change to a history; call inside transact. */
+  #addMetaRevision(prefix: Key, key: (rev: number) => Key, change: Omit<MetaRevision, "rev">): void {
+    const last = [...this.#store.scan<MetaRevision>(prefix, { reverse: true, limit: 1 })][0]?.value.rev ?? 0;
+    void this.#store.db.put(key(last + 1), { rev: last + 1, ...change });
+  }
+
   config(project: string, rev?: number): ConfigRevision {
     const p = this.requireProject(project);
     const r = rev ?? p.configRev;
@@ -213,17 +228,19 @@ export class SourceState {
   // ---- projects --------------------------------------------------------------------------
 
   /**
-   * Creates or replaces a project's meta. `visible` says which other projects the caller may see:
-   * a path to one they may not is refused as if it did not exist. When a user who is not an admin
-   * creates a project, they become its maintainer (else they could not change it afterwards).
+   * Creates or replaces a project's meta and records the change, with `comment`, in the meta's
+   * history. `visible` says which other projects the caller may see: a path to one they may not is
+   * refused as if it did not exist. `force` removes repositories others build against. When a
+   * user who is not an admin creates a project, they become its maintainer (else they could not
+   * change it afterwards).
    */
   async putProjectMeta(
     name: string,
     xml: string,
     caller: Principal,
-    visible: (project: string) => boolean = () => true,
-    force = false
+    opts: { visible?: (project: string) => boolean; force?: boolean; comment?: string } = {}
   ): Promise<{ xml: string; created: boolean }> {
+    const visible = opts.visible ?? (() => true);
     validateProjectName(name);
     let meta = parseProjectMeta(xml, name);
     const prev = this.project(name);
@@ -235,7 +252,7 @@ export class SourceState {
     }
     this.#checkPaths(meta, visible);
     if (prev) this.#checkHiding(prev, meta);
-    if (prev && !force) this.#checkRemovedRepositories(prev, meta, visible);
+    if (prev && !opts.force) this.#checkRemovedRepositories(prev, meta, visible);
     const rendered = renderProjectMeta(meta);
     if (prev && prev.xml === rendered) return { xml: rendered, created: false };
     const now = Date.now();
@@ -251,6 +268,12 @@ export class SourceState {
       (m?.repositories ?? []).map((r) => ({ name: r.name, archs: r.archs }));
     await this.#store.transact(() => {
       void this.#store.db.put(keys.project(name), rec);
+      this.#addMetaRevision(keys.projectMetaRevisionsOf(name), (rev) => keys.projectMetaRevision(name, rev), {
+        xml: rendered,
+        user: caller.user,
+        comment: opts.comment ?? "",
+        time: now,
+      });
       this.#outbox.add(
         makeEvent<SourceEvent>({
           type: "project.meta-changed",
@@ -389,14 +412,14 @@ export class SourceState {
    */
   async deleteProject(
     project: string,
-    force: boolean,
     user: string,
-    visible: (project: string) => boolean = () => true
+    opts: { force?: boolean; visible?: (project: string) => boolean; comment?: string } = {}
   ): Promise<void> {
+    const visible = opts.visible ?? (() => true);
     const prj = this.requireProject(project);
     this.requireUnlocked(project);
     const users = [...new Set(this.dependentsOf(project).map((u) => u.project))];
-    if (users.length && !force) {
+    if (users.length && !opts.force) {
       const names = listNames(
         users.map((u) => ({ name: u, project: u })),
         visible,
@@ -408,6 +431,7 @@ export class SourceState {
     await this.#store.transact(() => {
       for (const pkg of packages) this.#removePackage(project, pkg.name);
       for (const k of this.#store.scanKeys(keys.projectConfigsOf(project))) void this.#store.db.remove(k);
+      for (const k of this.#store.scanKeys(keys.projectMetaRevisionsOf(project))) void this.#store.db.remove(k);
       void this.#store.db.remove(keys.project(project));
       this.#outbox.add(
         makeEvent<SourceEvent>({
@@ -416,6 +440,7 @@ export class SourceState {
           user,
           repositories: prj.meta.repositories.map((r) => ({ name: r.name, archs: r.archs })),
           packages: packages.map((p) => p.name),
+          comment: opts.comment ?? "",
         })
       );
     });
@@ -424,11 +449,13 @@ export class SourceState {
 
   // ---- packages --------------------------------------------------------------------------
 
+  /** Creates or replaces a package's meta and records the change, with `comment`, in its history. */
   async putPackageMeta(
     project: string,
     name: string,
     xml: string,
-    user: string
+    user: string,
+    comment = ""
   ): Promise<{ xml: string; created: boolean }> {
     const prj = this.requireProject(project);
     validatePackageName(name);
@@ -451,6 +478,11 @@ export class SourceState {
       : { project, name, meta, xml: rendered, rev: 0, srcmd5: computeSrcmd5([]), created: now, updated: now };
     await this.#store.transact(() => {
       void this.#store.db.put(keys.package(project, name), rec);
+      this.#addMetaRevision(
+        keys.packageMetaRevisionsOf(project, name),
+        (rev) => keys.packageMetaRevision(project, name, rev),
+        { xml: rendered, user, comment, time: now }
+      );
       this.#outbox.add(
         makeEvent<SourceEvent>({ type: "package.meta-changed", project, package: name, user, created: !prev })
       );
@@ -565,12 +597,12 @@ export class SourceState {
     return { revision };
   }
 
-  async deletePackage(project: string, pkg: string, user: string): Promise<void> {
+  async deletePackage(project: string, pkg: string, user: string, comment = ""): Promise<void> {
     this.requirePackage(project, pkg);
     this.requireUnlocked(project, pkg);
     await this.#store.transact(() => {
       this.#removePackage(project, pkg);
-      this.#outbox.add(makeEvent<SourceEvent>({ type: "package.deleted", project, package: pkg, user }));
+      this.#outbox.add(makeEvent<SourceEvent>({ type: "package.deleted", project, package: pkg, user, comment }));
     });
     await this.#outbox.flush();
   }
@@ -589,6 +621,7 @@ export class SourceState {
     }
     void this.#store.db.remove(keys.serviceRun(project, pkg));
     for (const m of md5s) void this.#store.db.remove(keys.sourceRef(m, project, pkg));
+    for (const k of this.#store.scanKeys(keys.packageMetaRevisionsOf(project, pkg))) void this.#store.db.remove(k);
     void this.#store.db.remove(keys.package(project, pkg));
   }
 

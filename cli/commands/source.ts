@@ -2,7 +2,17 @@
  * Source commands: `meta`, `commit`, `checkout`, `ls`, `history`, `rdelete`, `identity`, `user`.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
@@ -54,13 +64,22 @@ export async function scanCommitDir(dir: string): Promise<{ entries: CommitEntry
   return { entries, paths };
 }
 
-function editText(initial: string, suffix: string): string {
+/**
+ * Lets the user edit `initial` in `$VISUAL`/`$EDITOR`, in a file of a fresh private directory (a
+ * predictable name in /tmp could be planted or read by others). The caller removes it once the
+ * edit is stored, and keeps it when it is not, so the edit is not lost.
+ */
+function editText(initial: string, suffix: string): { text: string; file: string; remove(): void } {
   const editor = process.env.VISUAL ?? process.env.EDITOR ?? "vi";
-  const file = path.join(os.tmpdir(), `kiln-edit-${process.pid}${suffix}`);
-  writeFileSync(file, initial);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "kiln-edit-"));
+  const file = path.join(dir, `edit${suffix}`);
+  writeFileSync(file, initial, { mode: 0o600 });
   const r = spawnSync(editor, [file], { stdio: "inherit", shell: false });
-  if (r.status !== 0) throw new InvalidInputError(`editor ${editor} exited with ${r.status ?? r.signal}`);
-  return readFileSync(file, "utf8");
+  if (r.status !== 0) {
+    const why = r.error ? r.error.message : `exited with ${r.status ?? r.signal}`;
+    throw new InvalidInputError(`editor ${editor} ${why}; the text is kept in ${file}`);
+  }
+  return { text: readFileSync(file, "utf8"), file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 export function registerSourceCommands(program: Command, cenv: CommandEnv): void {
@@ -91,6 +110,7 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
           return `config revision ${r.rev}\n`;
         };
         let text: string | undefined;
+        let edited: ReturnType<typeof editText> | undefined;
         if (o.file !== undefined) text = o.file === "-" ? readFileSync(0, "utf8") : readFileSync(o.file, "utf8");
         else if (o.edit) {
           let current = "";
@@ -105,15 +125,30 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
                   ? `<package name="${pkg}" project="${project}">\n  <title></title>\n  <description></description>\n</package>\n`
                   : "";
           }
-          text = editText(current, kind === "prjconf" ? ".txt" : ".xml");
-          if (text === current) return print("no change");
+          edited = editText(current, kind === "prjconf" ? ".txt" : ".xml");
+          text = edited.text;
+          if (text === current) {
+            edited.remove();
+            return print("no change");
+          }
         }
         if (text === undefined) {
           const out = await get();
           if (cenv.json()) return printJson(kind === "prjconf" ? { text: out } : { xml: out });
           return print(out);
         }
-        const stored = await put(text);
+        let stored: string;
+        try {
+          stored = await put(text);
+        } catch (err) {
+          if (edited) {
+            process.stderr.write(
+              `kiln: the change was not stored; your edit is kept in ${edited.file} (send it again with -F ${edited.file})\n`
+            );
+          }
+          throw err;
+        }
+        edited?.remove();
         if (cenv.json()) return printJson({ stored });
         process.stdout.write(stored.endsWith("\n") ? stored : stored + "\n");
       });
@@ -128,7 +163,10 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
       .description(`print, set (-F FILE, - for stdin) or edit (-e) the ${desc}`)
       .option("-F, --file <file>", "read the new content from FILE")
       .option("-e, --edit", "edit in $EDITOR")
-      .option("-m, --message <text>", "comment for the change");
+      .option(
+        "-m, --message <text>",
+        kind === "prjconf" ? "comment for the config revision" : "comment for the change, kept in the meta's history"
+      );
     if (kind === "prj") {
       cmd.option("--force", "remove repositories even when other projects build against them");
     }
@@ -240,10 +278,24 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     });
 
   program
-    .command("history <project> <package>")
-    .description("list the revisions of a package")
-    .action(async (project: string, pkg: string) => {
+    .command("history <project> [package]")
+    .description("list the revisions of a package, or with --meta the changes of a project's or package's meta")
+    .option("--meta", "the meta's history (who changed it, when, and the -m comment)")
+    .action(async (project: string, pkg: string | undefined, o: { meta?: boolean }) => {
       await withClients(cenv, async (c) => {
+        if (o.meta) {
+          const changes = pkg
+            ? await c.source.call("package.meta-history", { project, package: pkg })
+            : await c.source.call("project.meta-history", { project });
+          if (cenv.json()) return printJson(changes);
+          return print(
+            table(
+              ["REV", "USER", "TIME", "COMMENT"],
+              changes.map((r) => [r.rev, r.user, new Date(r.time).toISOString(), r.comment.split("\n")[0] ?? ""])
+            )
+          );
+        }
+        if (!pkg) throw new InvalidInputError("history needs PROJECT PACKAGE (or --meta for a project's meta)");
         const revs = await c.source.call("package.history", { project, package: pkg });
         if (cenv.json()) return printJson(revs);
         print(
@@ -259,7 +311,7 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
     .command("rdelete <project> [package]")
     .description("delete a package, or a whole project")
     .option("--force", "delete a project even when other projects build against it")
-    .option("-m, --message <text>", "comment")
+    .option("-m, --message <text>", "why: recorded in the deletion event (kiln events)")
     .action(async (project: string, pkg: string | undefined, o: { force?: boolean; message?: string }) => {
       await withClients(cenv, async (c) => {
         const comment = o.message ? { comment: o.message } : {};

@@ -3,12 +3,21 @@
  * identity files against one `kiln up`.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { check } from "../helpers/check.ts";
-import { KILN_BIN, kiln, kilnOk, removeDir, startKilnUp, type KilnEnv, type KilnUp } from "../helpers/kiln.ts";
+import {
+  KILN_BIN,
+  kiln,
+  kilnOk,
+  removeDir,
+  startKilnUp,
+  type KilnEnv,
+  type KilnRun,
+  type KilnUp,
+} from "../helpers/kiln.ts";
 
 /** A long-running `kiln` command (like `kiln events`) whose output lines are read as they come. */
 function follow(env: KilnEnv, args: string[]): { lines<T>(): T[]; output(): string; stop(): Promise<void> } {
@@ -65,6 +74,22 @@ describe("e2e/source: identities and access through the CLI", function () {
     kiln(up, ["--identity", identity, ...args], input !== undefined ? { input } : {});
   const anonymous = (args: string[], input?: string) =>
     kiln(up, ["--data", nobody, ...args], input !== undefined ? { input } : {});
+  /** `kiln` as the admin with more environment (an editor, a temp directory). */
+  const withEnv = async (env: Record<string, string>, args: string[]): Promise<KilnRun> => {
+    const r = await execa("node", [KILN_BIN, ...args], {
+      env: { KILN_DATA: up.dataDir, KILN_NATS_URL: up.natsUrl, KILN_LOG_LEVEL: "warn", HOME: up.dataDir, ...env },
+      extendEnv: true,
+      reject: false,
+      timeout: 120_000,
+    });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  /** A small executable script in the test's directory. */
+  const script = (name: string, body: string): string => {
+    const file = path.join(tmp, name);
+    writeFileSync(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    return file;
+  };
 
   it("should create identities and let the admin register them as users", async () => {
     const key = (await kilnOk(up, ["identity", "new", "--out", aliceId])).trim();
@@ -190,6 +215,42 @@ describe("e2e/source: identities and access through the CLI", function () {
       await admin.stop();
       await outsider.stop();
     }
+  });
+
+  it("should edit a meta in $EDITOR, keeping the edit when the server refuses it and removing it once stored", async () => {
+    const edTmp = path.join(tmp, "edit-tmp");
+    mkdirSync(edTmp);
+    const editor = (file: string) => ({ VISUAL: file, EDITOR: file, TMPDIR: edTmp });
+    // tsx keeps its cache in TMPDIR too.
+    const edits = (): string[] => readdirSync(edTmp).filter((n) => n.startsWith("kiln-edit-"));
+    const broken = script("broken-editor", `printf '<project name="shared"><frobnicate/></project>\\n' > "$1"`);
+    const retitle = script("retitle-editor", `sed -i 's|<title>[^<]*</title>|<title>Edited</title>|' "$1"`);
+
+    const bad = await withEnv(editor(broken), ["meta", "prj", "shared", "-e"]);
+    assert.equal(bad.exitCode, 2, bad.stderr);
+    assert.match(bad.stderr, /unknown element <frobnicate>/);
+    const kept = /your edit is kept in (\S+) \(send it again with -F/.exec(bad.stderr)?.[1];
+    assert.ok(kept, bad.stderr);
+    assert.ok(kept.startsWith(path.join(edTmp, "kiln-edit-")), kept);
+    assert.match(readFileSync(kept, "utf8"), /frobnicate/, "the user's edit is what is kept");
+    assert.equal(statSync(path.dirname(kept)).mode & 0o777, 0o700, "a private directory");
+    removeDir(path.dirname(kept));
+
+    const ok = await withEnv(editor(retitle), ["meta", "prj", "shared", "-e", "-m", "retitled in the editor"]);
+    assert.equal(ok.exitCode, 0, ok.stderr);
+    assert.deepEqual(edits(), [], "the edit is removed once stored");
+    assert.match(await kilnOk(up, ["meta", "prj", "shared"]), /<title>Edited<\/title>/);
+    const hist = JSON.parse(await kilnOk(up, ["--json", "history", "shared", "--meta"])) as {
+      user: string;
+      comment: string;
+    }[];
+    assert.deepEqual(hist.at(-1) && [hist.at(-1)!.user, hist.at(-1)!.comment], ["admin", "retitled in the editor"]);
+    assert.match(await kilnOk(up, ["history", "shared", "--meta"]), /admin\s+\S+\s+retitled in the editor/);
+
+    const same = await withEnv(editor("true"), ["meta", "pkg", "shared", "pkg", "-e"]);
+    assert.equal(same.exitCode, 0, same.stderr);
+    assert.match(same.stdout, /no change/);
+    assert.deepEqual(edits(), []);
   });
 
   it("should refuse a file over the size limit given to kiln up, with exit 6", async () => {

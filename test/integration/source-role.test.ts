@@ -277,11 +277,11 @@ describe("source/role (integration)", function () {
       const src = h.client(h.admin);
       await commitFiles(src, "base", "gone", { "gone.spec": "Name: gone\n" });
       const c = await cursor();
-      await src.call("package.delete", { project: "base", package: "gone" });
+      await src.call("package.delete", { project: "base", package: "gone", comment: "obsolete" });
       await refused(src.call("package.get", { project: "base", package: "gone" }), "ERR_NOT_FOUND", /'gone'/);
       assert.deepEqual(await src.call("package.list", { project: "base" }), ["hello"]);
       const [e] = await eventsSince(c, 1);
-      assert.deepEqual([e?.event.type, e?.event.package], ["package.deleted", "gone"]);
+      assert.deepEqual([e?.event.type, e?.event.package, e?.event.comment], ["package.deleted", "gone", "obsolete"]);
     });
 
     it("should announce package meta changes, saying when the package is new", async () => {
@@ -294,6 +294,50 @@ describe("source/role (integration)", function () {
         [e?.event.type, e?.event.package, e?.event.created],
         ["package.meta-changed", "meta-only", true]
       );
+    });
+
+    it("should keep the history of a meta with each change's user and comment, and drop it with the project", async () => {
+      const src = h.client(h.admin);
+      const pkgXml = (title: string) =>
+        `<package name="p" project="metahist"><title>${title}</title><description/></package>`;
+      await src.call("project.put-meta", { project: "metahist", xml: projectXml("metahist"), comment: "created" });
+      await src.call("project.put-meta", { project: "metahist", xml: projectXml("metahist") }); // no change
+      const second = await src.call("project.put-meta", {
+        project: "metahist",
+        xml: projectXml("metahist", { repos: [{ name: "std" }] }),
+        comment: "add std",
+      });
+      const hist = await src.call("project.meta-history", { project: "metahist" });
+      assert.deepEqual(
+        hist.map((r) => [r.rev, r.user, r.comment]),
+        [
+          [1, "admin", "created"],
+          [2, "admin", "add std"],
+        ]
+      );
+      assert.equal(hist[1]?.xml, second.xml);
+      await src.call("package.put-meta", { project: "metahist", package: "p", xml: pkgXml("one") });
+      await src.call("package.put-meta", { project: "metahist", package: "p", xml: pkgXml("two"), comment: "retitle" });
+      assert.deepEqual(
+        (await src.call("package.meta-history", { project: "metahist", package: "p" })).map((r) => [r.rev, r.comment]),
+        [
+          [1, ""],
+          [2, "retitle"],
+        ]
+      );
+      const c = await cursor();
+      await src.call("project.delete", { project: "metahist", comment: "done with it" });
+      const [e] = await eventsSince(c, 1);
+      assert.deepEqual([e?.event.type, e?.event.comment], ["project.deleted", "done with it"]);
+      // Created again, it starts a new history.
+      await src.call("project.put-meta", { project: "metahist", xml: projectXml("metahist") });
+      assert.deepEqual(
+        (await src.call("project.meta-history", { project: "metahist" })).map((r) => r.rev),
+        [1]
+      );
+      await src.call("package.put-meta", { project: "metahist", package: "p", xml: pkgXml("again") });
+      assert.equal((await src.call("package.meta-history", { project: "metahist", package: "p" })).length, 1);
+      await src.call("project.delete", { project: "metahist" });
     });
   });
 
