@@ -416,7 +416,11 @@ export class RepoState {
    * others are updated when loaded (or verified when next loaded).
    */
   async configChanged(project: string): Promise<PoolChangeCounts> {
-    for (const x of this.prpasOf(project)) await this.ensurePrpa(x.project, x.repository, x.arch);
+    const counts = zeroCounts();
+    // A pool loaded now is built with the new config already: its load applies the change.
+    for (const x of this.prpasOf(project)) {
+      addCounts(counts, await this.ensurePrpa(x.project, x.repository, x.arch, { configChanged: true }));
+    }
     const affected = [...this.#prpas.values()].filter(
       (st) => st.project === project || st.config.path.some((e) => e.project === project)
     );
@@ -427,7 +431,6 @@ export class RepoState {
         await this.#lookups.buildConfig(st.project, st.repository, st.arch)
       );
     }
-    const counts = zeroCounts();
     await this.#transact([...configs.keys()], () => {
       for (const [k, config] of configs) {
         const old = this.#prpas.get(k);
@@ -494,38 +497,42 @@ export class RepoState {
    * Loads a repository/arch's pool into memory: fetches its build config and missing flags,
    * then, in one transaction, rebuilds the incremental pool from the stored results and repairs
    * the stored pool if it differs (a crash between versions, an ExportFilter changed while the
-   * role was down).
+   * role was down). Resolves with what the repair changed when this call did the loading.
+   * `configChanged` says the config is known to have changed, so a repair is expected.
    */
-  async ensurePrpa(project: string, repository: string, arch: string): Promise<void> {
+  async ensurePrpa(
+    project: string,
+    repository: string,
+    arch: string,
+    opts: { configChanged?: boolean } = {}
+  ): Promise<PoolChangeCounts> {
     const k = prpaKey(project, repository, arch);
-    if (this.#prpas.has(k)) return;
+    if (this.#prpas.has(k)) return zeroCounts();
     let pending = this.#loading.get(k);
-    if (!pending) {
-      pending = (async () => {
-        const config = await this.#lookups.buildConfig(project, repository, arch);
-        await this.ensureFlags(project, this.packagesIn(project, repository, arch));
-        return this.#store.transact(() => {
-          const have = this.#prpas.get(k);
-          if (have) return have;
-          const pool = this.#buildPool(
-            project,
-            repository,
-            arch,
-            this.#readBinInfos(project, repository, arch),
-            config
-          );
-          const st: PrpaState = { project, repository, arch, pool, config };
-          this.#prpas.set(k, st);
-          const fixed = this.#repairStored(st, pool);
-          if (fixed.added + fixed.removed + fixed.changed > 0) {
-            this.#log.warn({ project, repository, arch, ...fixed }, "stored pool repaired on load");
-          }
-          return st;
-        });
-      })().finally(() => this.#loading.delete(k));
-      this.#loading.set(k, pending);
+    if (pending) {
+      await pending;
+      return zeroCounts();
     }
+    let fixed = zeroCounts();
+    pending = (async () => {
+      const config = await this.#lookups.buildConfig(project, repository, arch);
+      await this.ensureFlags(project, this.packagesIn(project, repository, arch));
+      return this.#store.transact(() => {
+        const have = this.#prpas.get(k);
+        if (have) return have;
+        const pool = this.#buildPool(project, repository, arch, this.#readBinInfos(project, repository, arch), config);
+        const st: PrpaState = { project, repository, arch, pool, config };
+        this.#prpas.set(k, st);
+        fixed = this.#repairStored(st, pool);
+        if (fixed.added + fixed.removed + fixed.changed === 0) return st;
+        if (opts.configChanged) this.#log.debug({ project, repository, arch, ...fixed }, "pool loaded with new config");
+        else this.#log.warn({ project, repository, arch, ...fixed }, "stored pool repaired on load");
+        return st;
+      });
+    })().finally(() => this.#loading.delete(k));
+    this.#loading.set(k, pending);
     await pending;
+    return fixed;
   }
 
   #loaded(project: string, repository: string, arch: string): PrpaState {

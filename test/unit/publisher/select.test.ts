@@ -167,7 +167,7 @@ describe("publisher/select", () => {
 
   describe("mergeArchs", () => {
     const arch = (a: string, pkgs: PublishPackage[]): { arch: string; binaries: SelectedBinary[] } => ({
-      arch,
+      arch: a,
       binaries: selectArch(pkgs, undefined).binaries,
     });
 

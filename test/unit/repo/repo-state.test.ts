@@ -380,8 +380,16 @@ describe("actors/repo/repo-state", () => {
     assert.deepEqual(Object.keys(view(h.state.pool(P, R, "x86_64"))).sort(), ["other", "tool"]);
     // A filter that no longer keeps `other` here takes it out of the pool at once.
     h.src.exportFilter = [{ regex: "^other-", archs: ["aarch64"] }];
-    await h.state.configChanged(P);
+    // Counted over the project's archs: `other` leaves x86_64, and on i586 the project's filter
+    // (which replaces OBS's defaults) keeps foo-32bit there now.
+    assert.deepEqual(await h.state.configChanged(P), { added: 1, removed: 1, changed: 0 });
     assert.deepEqual(Object.keys(view(h.state.pool(P, R, "x86_64"))), ["tool"]);
+    assert.deepEqual(Object.keys(view(h.state.pool(P, R, "i586"))), ["foo-32bit"]);
+    // The same when the pool is not loaded: loading it with the new filter is the change.
+    h.state.unload();
+    h.src.exportFilter = [{ regex: "^tool-", archs: ["aarch64"] }];
+    assert.deepEqual(await h.state.configChanged(P), { added: 1, removed: 1, changed: 0 });
+    assert.deepEqual(Object.keys(view(h.state.pool(P, R, "x86_64"))), ["other"]);
   });
 
   it("should keep the previous binaries after a failed build and refuse to wipe a locked package", async () => {
