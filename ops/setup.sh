@@ -54,12 +54,12 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v node >/dev/null 2>&1; then
-  echo "kiln setup: Node.js 20 or newer is required (node not found)" >&2
+  echo "kiln setup: Node.js 20.19 or newer is required (node not found)" >&2
   exit 1
 fi
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-if ((node_major < 20)); then
-  echo "kiln setup: Node.js 20 or newer is required (found $(node --version))" >&2
+# package.json's engines: Node 20.19 or newer (tsx and require(esm) behaviour kiln relies on).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "kiln setup: Node.js 20.19 or newer is required (found $(node --version))" >&2
   exit 1
 fi
 
