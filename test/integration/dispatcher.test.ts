@@ -198,17 +198,17 @@ describe("dispatcher/ (real role, simulated workers)", function () {
     const job = await submit(simJob("con", "big", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
     const free = await submit(simJob("con", "small"));
     await check(() => plain.accepted.some((j) => j.jobId === free.jobId), { name: "plain job assigned" });
-    await check(
-      async () =>
-        /no compliant workers/.test((await jobOf(job.jobId))?.details ?? "") || (await jobOf(job.jobId)) === null,
-      {
-        name: "explained",
-      }
+    // No known worker has the label: the job fails (the stack has no repo role to take the failed
+    // result, so the job stays listed with its reason).
+    await check(async () => (await jobOf(job.jobId))?.details !== undefined, { name: "explained" });
+    assert.equal(
+      (await jobOf(job.jobId))?.details,
+      "package build was not possible: no compliant workers (constraints mismatch hint: hostlabel)"
     );
+    assert.equal((await jobOf(job.jobId))?.workerId, "kiln-dispatcher");
+    assert.ok(!plain.accepted.some((j) => j.jobId === job.jobId));
     // A compliant worker that is down makes the job wait instead of fail.
     const big = new SimWorker(nc, { workerId: "bigmem", hostLabels: ["BIGMEM"] });
-    const job2 = await submit(simJob("con", "big2", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
-    void job2;
     await big.start();
     await big.stop(true);
     const job3 = await submit(simJob("con", "big3", { constraints: { prjconf: [], recipe: ["hostlabel BIGMEM"] } }));
@@ -239,6 +239,90 @@ describe("dispatcher/ (real role, simulated workers)", function () {
         name: "both refused",
       }
     );
+  });
+
+  it("should fail a job after 5 + 20/workers refusals, as OBS does, before every worker refused it", async () => {
+    // 10 workers: the job fails at the refusal after 5 + 20/10 = 7, so two workers never get it.
+    const ws: SimWorker[] = [];
+    for (let i = 0; i < 10; i++) ws.push(await sim(`r${i}`));
+    const job = await submit(simJob("refused", "x"));
+    const refusers: string[] = [];
+    for (let i = 1; i <= 8; i++) {
+      // Each refusal keeps the job away from its worker: the next assignment is elsewhere.
+      const holder = await check(
+        async () => {
+          const v = await jobOf(job.jobId);
+          return v?.code === "building" && v.workerId && !refusers.includes(v.workerId) ? v.workerId : undefined;
+        },
+        { name: `assignment ${i}` }
+      );
+      assert.equal((await jobOf(job.jobId))?.rejections ?? 0, i - 1);
+      await s.dispatcher.call("job.reject", {
+        jobId: job.jobId,
+        workerId: holder,
+        reason: `no (${i})`,
+        hostBad: false,
+      });
+      refusers.push(holder);
+    }
+    const failed = await check(async () => {
+      const v = await jobOf(job.jobId);
+      return v?.details?.startsWith("refused by") ? v : undefined;
+    });
+    assert.equal(failed.details, "refused by 8 workers, last: no (8)");
+    assert.equal(failed.rejections, 8);
+    assert.equal(failed.workerId, "kiln-dispatcher");
+    assert.equal(new Set(refusers).size, 8);
+    assert.equal(ws.filter((w) => w.accepted.some((j) => j.jobId === job.jobId)).length, 8);
+  });
+
+  it("should re-queue a job whose worker does not answer job.assign in time, and mark that worker down", async () => {
+    await s.stopRole(s.roles.find((r) => r.role === "dispatcher")!);
+    await s.startRole("dispatcher", {
+      heartbeatMs: 200,
+      downAfterMs: 2000,
+      startupGraceMs: 0,
+      constraintCheckMs: 50,
+      assignTimeoutMs: 500,
+    });
+    // Registered and heartbeating, but its answer to job.assign never comes.
+    const mute = await sim("mute", { acceptGate: () => new Promise<void>(() => undefined) });
+    const job = await submit(simJob("mute", "a"));
+    await check(async () => (await jobOf(job.jobId))?.workerId === "mute", { name: "assigned to the mute worker" });
+    assert.equal((await jobOf(job.jobId))?.code, "dispatching");
+    await check(
+      async () => (await s.dispatcher.call("worker.list", {})).find((w) => w.workerId === "mute")?.state === "down",
+      { timeoutMs: 5000, name: "mute worker marked down" }
+    );
+    const view = (await s.dispatcher.call("worker.list", {})).find((w) => w.workerId === "mute")!;
+    assert.match(view.details ?? "", /^unreachable: /);
+    const answering = await sim("answering");
+    await check(() => answering.accepted.some((j) => j.jobId === job.jobId), {
+      name: "re-queued to a worker that answers",
+    });
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building" });
+    assert.equal(mute.accepted.length, 0);
+  });
+
+  it("should re-queue a restored running job whose worker never comes back after a dispatcher restart", async () => {
+    const vanishing = await sim("vanishing");
+    const job = await submit(simJob("restart", "orphan"));
+    await check(async () => (await jobOf(job.jobId))?.code === "building", { name: "building" });
+    await s.stopRole(s.roles.find((r) => r.role === "dispatcher")!);
+    // Its worker goes silent while the dispatcher is away, and never returns.
+    await vanishing.stop(false);
+    await s.startRole("dispatcher");
+    const restored = await jobOf(job.jobId);
+    assert.equal(restored?.code, "building", "kept with its worker at first: it may still come back");
+    assert.equal(restored?.workerId, "vanishing");
+    const heir = await sim("heir");
+    await check(() => heir.accepted.some((j) => j.jobId === job.jobId), {
+      timeoutMs: 15_000,
+      name: "re-queued after the grace period",
+    });
+    assert.equal(vanishing.accepted.length, 1);
+    const ws = await s.dispatcher.call("worker.list", {});
+    assert.equal(ws.find((w) => w.workerId === "vanishing")?.state, "down");
   });
 
   it("should list workers with state and current job", async () => {

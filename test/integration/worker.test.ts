@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -135,6 +135,16 @@ describe("worker/ (through the whole service)", function () {
     assert.match(stats, /<memory>\s*<usage>\s*<size unit="M">\d+<\/size>/);
     assert.match(stats, /<disk>\s*<usage>\s*<size unit="M">\d+<\/size>/);
     assert.match(stats, /<binaries>1<\/binaries>/);
+
+    // Nothing of the build stays on the worker: job directory, build root and log are gone.
+    const jobsDirs = readdirSync(s.dataDir)
+      .filter((d) => d.startsWith("worker-"))
+      .map((d) => path.join(s.dataDir, d, "worker", "main", "jobs"))
+      .filter((d) => existsSync(d));
+    assert.equal(jobsDirs.length, 1, "the main worker's jobs directory");
+    await check(() => readdirSync(jobsDirs[0]!).length === 0, {
+      name: `jobs directory emptied (${readdirSync(jobsDirs[0]!).join(", ")})`,
+    });
   });
 
   it("should keep the previous packages when a rebuild is unchanged, without a rebuild cascade", async () => {
