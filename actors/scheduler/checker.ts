@@ -629,7 +629,13 @@ export class IncrementalChecker {
       e.quick = undefined;
       e.accepted = undefined;
     } else {
+      const known = this.#pids.has(info.package);
       const pid = this.#pidOf(info.package);
+      // A package that comes back: expansions that use binaries it left in the pool counted
+      // them as not local while it was gone.
+      if (known)
+        for (const [name, owner] of this.#src)
+          if (owner === info.package) this.#namesChanged.add(this.#exp.nameId(name));
       const entry: Entry = {
         info,
         pid,
@@ -657,6 +663,8 @@ export class IncrementalChecker {
     this.#filtersFrom = 0;
     this.#states.delete(name);
     this.#force.delete(name);
+    // OBS wipes a deleted package's meta: back, it is a new build.
+    this.#results.delete(name);
     this.#setReady(e.pid, name, true);
     this.#pending.delete(name);
     this.#redeclare(name, e.info.subpacks, []);

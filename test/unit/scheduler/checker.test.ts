@@ -12,11 +12,13 @@ import {
   signatureDigests,
   sccs,
   type CheckOutput,
+  type CheckerSetup,
   type JobRef,
   type LastBuild,
   type NeededBuild,
   type SignatureDigests,
 } from "../../../actors/scheduler/checker.ts";
+import type { BuildReason } from "../../../actors/scheduler/protocol.ts";
 import type { PackageBuildInfo } from "../../../actors/source/protocol.ts";
 
 const md5 = (s: string): string => createHash("md5").update(s).digest("hex");
@@ -285,6 +287,91 @@ describe("actors/scheduler/checker", () => {
     // Once cancelled, they are no longer asked for.
     for (const u of out.unwanted) c.setJob(u.package, undefined);
     assert.deepEqual(c.check().unwanted, []);
+  });
+
+  it("should block on packages not ready in a repository of the path, except with block=local or never", () => {
+    for (const block of ["all", "local", "never"] as const) {
+      const c = new IncrementalChecker({
+        project: "p",
+        repository: "r",
+        arch: "x86_64",
+        rebuild: "transitive",
+        block,
+        config: config(),
+        layers: [
+          { project: "p", repository: "r", binaries: [bin("lib", "lib")] },
+          { project: "base", repository: "std", binaries: [bin("glibc", "glibc-src"), bin("zlib", "zlib")] },
+        ],
+        metaOf: () => undefined,
+      });
+      c.upsertPackage(info("lib"));
+      c.upsertPackage(info("app", { buildRequires: ["glibc", "zlib"] }));
+      c.upsertPackage(info("tool", { buildRequires: ["lib", "zlib"] }));
+      // The base repository's glibc-src (which builds binary glibc) is being rebuilt.
+      c.setNotReadyElsewhere("base/std", new Set(["glibc-src"]));
+      const out = c.check();
+      const states = Object.fromEntries(
+        [...out.states].map(([k, v]) => [k, `${v.code}${v.details ? `: ${v.details}` : ""}`])
+      );
+      const expected = {
+        // OBS names the binary it waits for, not its source package.
+        all: { lib: "scheduled", app: "blocked: glibc", tool: "blocked: lib" },
+        local: { lib: "scheduled", app: "scheduled", tool: "blocked: lib" },
+        never: { lib: "scheduled", app: "scheduled", tool: "scheduled" },
+      }[block];
+      assert.deepEqual(states, expected, block);
+      assert.deepEqual(
+        out.builds.map((b) => b.package).sort(),
+        Object.entries(expected)
+          .filter(([, v]) => v === "scheduled")
+          .map(([k]) => k)
+          .sort(),
+        block
+      );
+      // Ready again over there: nothing waits for it any more.
+      c.setNotReadyElsewhere("base/std", new Set());
+      assert.equal(c.check().states.get("app")!.code, "scheduled", block);
+    }
+  });
+
+  it("should follow changes of the block and rebuild modes", () => {
+    const digests = signatureDigests(
+      [],
+      () => undefined,
+      () => undefined,
+      true
+    );
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config(),
+      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib"), bin("app", "app")] }],
+      metaOf: () => undefined,
+    });
+    c.upsertPackage(info("lib", { srcmd5: md5("lib-2") }));
+    c.upsertPackage(info("app", { buildRequires: ["lib"] }));
+    c.setResult("lib", { code: "succeeded", srcmd5: md5("lib-1"), versrel: "1.0-1", bcnt: 1, digests });
+    c.setResult("app", { code: "succeeded", srcmd5: md5("src-app"), versrel: "1.0-1", bcnt: 1, digests });
+    assert.deepEqual(c.check().states.get("app"), { code: "blocked", details: "lib" });
+    c.setModes("transitive", "never");
+    // Not blocked; and its recorded dependencies (none) differ from lib's: a meta change.
+    let out = c.check();
+    assert.equal(out.states.get("app")!.code, "scheduled");
+    assert.deepEqual(
+      out.builds.map((b) => [b.package, b.reason.explain]),
+      [
+        ["lib", "source change"],
+        ["app", "meta change"],
+      ]
+    );
+    c.setModes("local", "never");
+    out = c.check();
+    assert.equal(out.states.get("app")!.code, "succeeded");
+    c.setModes("local", "all");
+    assert.equal(c.check().states.get("app")!.code, "succeeded");
   });
 
   it("should not count a package that waits for its own sources as not ready", () => {
@@ -613,13 +700,44 @@ describe("actors/scheduler/checker", () => {
   });
 
   describe("incremental checking", () => {
+    /** The cycles the histories form: each member's dependency on the next. */
+    const RING: Record<string, string> = {
+      pkg20: "pkg21",
+      pkg21: "pkg20",
+      pkg30: "pkg31",
+      pkg31: "pkg32",
+      pkg32: "pkg30",
+    };
     /** Codes the random histories went through, all seeds together. */
     const seenAll = new Set<string>();
+    /** What else they went through: cycles, modes, blockers elsewhere, excluded packages. */
+    const sawAll = new Set<string>();
 
     after(() => {
       // Together the histories must have gone through every kind of state, or they tested little.
-      for (const code of ["scheduled", "succeeded", "failed", "blocked", "unresolvable", "locked", "disabled"]) {
+      for (const code of [
+        "scheduled",
+        "succeeded",
+        "failed",
+        "blocked",
+        "unresolvable",
+        "locked",
+        "disabled",
+        "excluded",
+      ]) {
         assert.ok(seenAll.has(code), `no history ever had a ${code} package (seen: ${[...seenAll].join(",")})`);
+      }
+      for (const what of [
+        "cycle",
+        "cycle build",
+        "blocked elsewhere",
+        "rebuild=direct",
+        "rebuild=local",
+        "block=local",
+        "block=never",
+        "meta change",
+      ]) {
+        assert.ok(sawAll.has(what), `no history had a ${what} (saw: ${[...sawAll].join(",")})`);
       }
     });
 
@@ -630,29 +748,47 @@ describe("actors/scheduler/checker", () => {
         const N = 40;
         const names = Array.from({ length: N }, (_, i) => `pkg${i}`);
         const metas = new Map<string, string[]>();
-        const cfg = config("Prefer: pkg3\n");
-        const setup = {
+        const configs = [
+          "Prefer: pkg3\n",
+          "Prefer: pkg5\n",
+          "Prefer: pkg3\nBuildFlags: excludebuild:pkg7\n",
+          "Prefer: pkg3\nIgnore: pkg1\n",
+        ];
+        const setup: Omit<CheckerSetup, "layers"> = {
           project: "p",
           repository: "r",
           arch: "x86_64",
-          rebuild: "transitive" as const,
-          block: "all" as const,
-          config: cfg,
+          rebuild: "transitive",
+          block: "all",
+          config: config(configs[0]),
           metaOf: (s: string) => metas.get(s),
         };
+        // A repository of the path: binaries ext0..ext4 of packages e0..e4 there.
+        const base = new Map<string, PoolBinary>();
+        for (let i = 0; i < 5; i++) base.set(`ext${i}`, bin(`ext${i}`, `e${i}`));
+        let elsewhere = new Set<string>();
         // The model: everything the checker is told, to rebuild a fresh one from.
         const pkgs = new Map<string, PackageBuildInfo>();
         const pool = new Map<string, PoolBinary>();
         const results = new Map<string, LastBuild>();
         const jobs = new Map<string, JobRef>();
         const force = new Set<string>();
-        const inc = new IncrementalChecker({ ...setup, layers: [{ project: "p", repository: "r", binaries: [] }] });
+        const inc = new IncrementalChecker({
+          ...setup,
+          layers: [
+            { project: "p", repository: "r", binaries: [] },
+            { project: "b", repository: "r", binaries: [...base.values()] },
+          ],
+        });
         const newInfo = (name: string, salt: string): PackageBuildInfo => {
           // Mostly on lower-numbered packages (a distribution is mostly a DAG), rarely backwards.
           const me = names.indexOf(name);
+          // Members of the cycles depend on few others, or they would rarely all build.
           const deps = names
-            .filter((n, i) => n !== name && r() < (i < me ? 0.08 : 0.005))
+            .filter((n, i) => n !== name && (!RING[name] || i < 4) && r() < (i < me ? 0.08 : 0.012))
             .map((n) => (r() < 0.2 ? `${n} >= 1` : n));
+          if (r() < 0.15) deps.push(`ext${Math.floor(r() * 5)}`);
+          if (RING[name] && r() < 0.5) deps.push(RING[name]);
           if (r() < 0.05) deps.push("virtual-thing");
           if (r() < 0.02) deps.push("does-not-exist");
           const flags = {
@@ -709,13 +845,25 @@ describe("actors/scheduler/checker", () => {
         const compare = (step: number): void => {
           const out = inc.check();
           for (const st of out.states.values()) seen.add(st.code);
+          if (inc.cycles().length) sawAll.add("cycle");
+          if (setup.rebuild !== "transitive") sawAll.add(`rebuild=${setup.rebuild}`);
+          if (setup.block !== "all") sawAll.add(`block=${setup.block}`);
+          for (const st of out.states.values()) if (/ext\d/.test(st.details)) sawAll.add("blocked elsewhere");
+          for (const b of out.builds) {
+            if (b.reason.explain === "meta change") sawAll.add("meta change");
+            if (inc.cycles().some((cy) => cy.includes(b.package))) sawAll.add("cycle build");
+          }
           const fresh = checkFromScratch({
             ...setup,
-            layers: [{ project: "p", repository: "r", binaries: [...pool.values()] }],
+            layers: [
+              { project: "p", repository: "r", binaries: [...pool.values()] },
+              { project: "b", repository: "r", binaries: [...base.values()] },
+            ],
             packages: [...pkgs.values()],
             results,
             jobs,
             forceRebuild: force,
+            notReadyElsewhere: new Map([["b/r", elsewhere]]),
           });
           const full = fresh.output;
           for (const [k, v] of out.states) {
@@ -732,6 +880,11 @@ describe("actors/scheduler/checker", () => {
           assert.deepEqual(a, b, `states differ at step ${step}`);
           assert.deepEqual([...out.notReady].sort(), [...full.notReady].sort(), `notReady differs at step ${step}`);
           assert.equal(out.repoCode, full.repoCode, `repository code differs at step ${step}`);
+          // The same builds asked for, for the same reasons.
+          const asked = (o: CheckOutput): [string, BuildReason][] =>
+            o.builds.map((b): [string, BuildReason] => [b.package, b.reason]).sort((x, y) => (x[0] < y[0] ? -1 : 1));
+          assert.deepEqual(asked(out), asked(full), `builds differ at step ${step}`);
+          assert.deepEqual(out.missingMetas, []);
           // Act on the builds as the scheduler and workers would.
           for (const b of full.builds) {
             const roll = r();
@@ -798,6 +951,41 @@ describe("actors/scheduler/checker", () => {
             const i = newInfo(name, `re${step}`);
             pkgs.set(name, i);
             inc.upsertPackage(i);
+          } else if (op < 0.63) {
+            const rebuild = pick(["transitive", "transitive", "direct", "local"] as const);
+            const block = pick(["all", "all", "local", "never"] as const);
+            setup.rebuild = rebuild;
+            setup.block = block;
+            inc.setModes(rebuild, block);
+          } else if (op < 0.65) {
+            setup.config = config(pick(configs));
+            inc.setConfig(setup.config);
+          } else if (op < 0.69) {
+            // The repository of the path: some of its packages are being rebuilt, or are done.
+            elsewhere = new Set(["e0", "e1", "e2", "e3", "e4"].filter(() => r() < 0.3));
+            inc.setNotReadyElsewhere("b/r", elsewhere);
+          } else if (op < 0.76) {
+            // A commit that adds or drops a member's part of a cycle (pkg20-pkg21, pkg30-31-32):
+            // built first without it, the members then form the cycle.
+            const m = pick(Object.keys(RING));
+            const p = pkgs.get(m);
+            if (p) {
+              const has = p.buildRequires.includes(RING[m]!);
+              const i = {
+                ...p,
+                buildRequires: has ? p.buildRequires.filter((d) => d !== RING[m]) : [...p.buildRequires, RING[m]!],
+                srcmd5: md5(`${m}-ring-${step}`),
+                verifymd5: md5(`${m}-ring-${step}`),
+              };
+              pkgs.set(m, i);
+              inc.upsertPackage(i);
+            }
+          } else if (op < 0.78) {
+            // One of its binaries changes (a meta change for its users here).
+            const n = `ext${Math.floor(r() * 5)}`;
+            const b = bin(n, base.get(n)!.package, { hdrmd5: md5(`${n}-${step}`) });
+            base.set(n, b);
+            inc.applyPoolDiff(1, [b], [n]);
           }
           compare(step);
         }
