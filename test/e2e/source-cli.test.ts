@@ -3,6 +3,7 @@
  * identity files against one `kiln up`.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -251,6 +252,82 @@ describe("e2e/source: identities and access through the CLI", function () {
     assert.equal(same.exitCode, 0, same.stderr);
     assert.match(same.stdout, /no change/);
     assert.deepEqual(edits(), []);
+  });
+
+  it("should say where kiln up created the admin identity, and use it by default", async () => {
+    const file = path.join(up.dataDir, "admin.identity");
+    assert.ok(
+      up
+        .log()
+        .includes(`identity: created admin identity ${file} (user 'admin'); kiln commands on this machine use it`),
+      up.log().slice(0, 3000)
+    );
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal((await kilnOk(up, ["user", "whoami"])).trim(), "admin (admin)");
+  });
+
+  it("should list the files of a package with kiln ls PROJECT PACKAGE", async () => {
+    const out = await kilnOk(up, ["ls", "shared", "pkg"]);
+    const rows = out.trim().split("\n");
+    assert.match(rows[0] ?? "", /^NAME\s+SIZE\s+MD5$/);
+    const row = (name: string): string[] => {
+      const data = readFileSync(path.join(pkgDir, name));
+      return [name, String(data.length), createHash("md5").update(data).digest("hex")];
+    };
+    assert.deepEqual(
+      rows.slice(1).map((r) => r.split(/\s+/)),
+      [row("notes.txt"), row("pkg.spec")]
+    );
+    const json = JSON.parse(await kilnOk(up, ["--json", "ls", "shared", "pkg"])) as { rev: number; files: unknown[] };
+    assert.deepEqual([json.rev, json.files.length], [2, 2]);
+    const none = await kiln(up, ["ls", "shared", "nothing"]);
+    assert.equal(none.exitCode, 3);
+    assert.match(none.stderr, /package 'nothing' does not exist in project 'shared'/);
+  });
+
+  it("should refuse rdelete and repository removal for a project others build against, unless --force", async () => {
+    const base = `<project name="lib"><title/><description/><repository name="std"><arch>x86_64</arch></repository></project>`;
+    await kilnOk(up, ["meta", "prj", "lib", "-F", "-"], { input: base });
+    await kilnOk(up, ["meta", "prj", "app", "-F", "-"], {
+      input: `<project name="app"><title/><description/><repository name="std"><path project="lib" repository="std"/><arch>x86_64</arch></repository></project>`,
+    });
+    const noRepos = path.join(tmp, "lib-without-std.xml");
+    writeFileSync(noRepos, `<project name="lib"><title/><description/></project>`);
+    const removal = await kiln(up, ["meta", "prj", "lib", "-F", noRepos]);
+    assert.equal(removal.exitCode, 5, removal.stderr);
+    assert.match(
+      removal.stderr,
+      /project 'lib': cannot remove repository 'std', used by 'app\/std'; change with --force/
+    );
+    assert.match(await kilnOk(up, ["meta", "prj", "lib"]), /<repository name="std">/, "nothing changed");
+
+    const refusedDelete = await kiln(up, ["rdelete", "lib"]);
+    assert.equal(refusedDelete.exitCode, 5, refusedDelete.stderr);
+    assert.match(refusedDelete.stderr, /project 'lib' is used by 'app'; delete with --force to break them/);
+    assert.match(await kilnOk(up, ["ls"]), /^lib$/m);
+
+    await kilnOk(up, ["meta", "prj", "lib", "-F", noRepos, "--force"]);
+    assert.doesNotMatch(await kilnOk(up, ["meta", "prj", "lib"]), /<repository/);
+    await kilnOk(up, ["meta", "prj", "lib", "-F", "-"], { input: base });
+    assert.match(await kilnOk(up, ["rdelete", "lib", "--force", "-m", "replaced"]), /deleted project lib/);
+    assert.doesNotMatch(await kilnOk(up, ["ls"]), /^lib$/m);
+    assert.match(await kilnOk(up, ["rdelete", "app"]), /deleted project app/);
+  });
+
+  it("should remove a user, whose identity then counts for nothing", async () => {
+    const carolId = path.join(tmp, "carol.identity");
+    const key = (await kilnOk(up, ["identity", "new", "--out", carolId])).trim();
+    await kilnOk(up, ["user", "add", "carol", "--pubkey", key]);
+    assert.equal((await as(carolId, ["user", "whoami"])).stdout.trim(), "carol");
+    const denied = await as(aliceId, ["user", "remove", "carol"]);
+    assert.equal(denied.exitCode, 4);
+    assert.match(denied.stderr, /user 'alice' may not remove users: only admins may/);
+    assert.match(await kilnOk(up, ["user", "remove", "carol"]), /removed user carol/);
+    const users = JSON.parse(await kilnOk(up, ["--json", "user", "list"])) as { name: string }[];
+    assert.ok(!users.some((u) => u.name === "carol"));
+    const gone = await as(carolId, ["meta", "prjconf", "shared", "-F", "-"], "BuildFlags: x\n");
+    assert.equal(gone.exitCode, 4, gone.stderr);
+    assert.match(gone.stderr, new RegExp(`key ${key} is not registered with this kiln`));
   });
 
   it("should refuse a file over the size limit given to kiln up, with exit 6", async () => {
