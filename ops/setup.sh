@@ -16,6 +16,9 @@ declare -A NEED=(
   [rpmlint]=rpmlint
   [unshare]=util-linux
   [ip]=iproute2
+  # source services' own network namespace (sandbox/netns.ts)
+  [pasta]=passt
+  [nsenter]=util-linux
   [git]=git
   [curl]=curl
   [xz]=xz-utils

@@ -49,6 +49,8 @@ export {
 export type { RpmBuildJob, BuildOutcome, BuildStats, BuildtimeServices, BuildtimeServiceCall } from "./rpmbuild.ts";
 export { runSandboxed, KillReason } from "./run.ts";
 export type { SandboxRunOptions, SandboxRoot, SandboxResult, SandboxStats } from "./run.ts";
+export { checkIsolatedNetworkTools, validatePorts } from "./netns.ts";
+export type { IsolatedNetwork } from "./netns.ts";
 export { sandboxSelfTest, REQUIRED_TOOLS } from "./self-test.ts";
 export type { SelfTestOptions } from "./self-test.ts";
 export { describeResult } from "./outcome.ts";

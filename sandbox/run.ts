@@ -4,7 +4,7 @@
  * post-build hook runners (network on or off, any base `/usr`, any read-only inputs).
  */
 import { randomInt } from "node:crypto";
-import { chownSync, lstatSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { chownSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import type { Dirent } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
@@ -17,6 +17,8 @@ import { preparedEtc, readHostAlternatives, writeMinimalEtc } from "./etc.ts";
 import { SandboxSetupError } from "./errors.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { validateLimits } from "./limits.ts";
+import { isolatedResolvConfOfHost, openIsolatedNetwork, validatePorts } from "./netns.ts";
+import type { IsolatedNetwork, NetnsHandle } from "./netns.ts";
 import {
   PIDS_OVERHEAD,
   SANDBOX_UID_RANGE,
@@ -56,8 +58,12 @@ export interface SandboxRunOptions {
   cwd?: string;
   /** Added to the fixed base environment (PATH, HOME, LANG, …); the worker's own is never passed. */
   env?: Readonly<Record<string, string>>;
-  /** Share the host's network (source services). @default false: a private, empty network */
-  network?: boolean;
+  /**
+   * `true`: the host's own network; an {@link IsolatedNetwork}: a network namespace of the run's
+   * own with outbound connectivity but no view of the host's loopback (source services).
+   * @default false: a private, empty network
+   */
+  network?: boolean | IsolatedNetwork;
   root?: SandboxRoot;
   /** Read-only views of host paths (sources, results to check). */
   binds?: readonly SandboxBind[];
@@ -195,7 +201,9 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   const limits = validateLimits({ ...opts.limits });
   const dir = checkAbsolute(opts.dir, "sandbox dir");
   const graceMs = opts.graceMs ?? 2000;
-  const network = opts.network ?? false;
+  const network = (opts.network ?? false) !== false;
+  const isolated = typeof opts.network === "object" ? opts.network : undefined;
+  if (isolated) validatePorts(isolated.hostLoopbackPorts);
   const hostname = opts.hostname ?? "kiln-build";
   const privileged = process.getuid?.() === 0;
   const hostUid = privileged
@@ -282,6 +290,8 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
         path.join(dir, "etc")
       )
     : await preparedEtc({ hostname, alternatives: baseUsr === "/usr" });
+  // A resolver on the host's loopback is not there in a network of the run's own.
+  if (isolated) writeFileSync(path.join(etcDir, "resolv.conf"), isolatedResolvConfOfHost(), { mode: 0o644 });
   stageBinds.push({ source: etcDir, name: "kiln-etc" });
   for (const d of outDirs) stageBinds.push({ source: d, name: d, writable: true });
   for (const [i, r] of rpms.entries()) stageBinds.push({ source: r, name: stageName(i, r), file: true });
@@ -325,7 +335,12 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
       ...(opts.collect ? { collect: opts.collect } : {}),
       ...(opts.personality ? { personality: opts.personality } : {}),
     });
-    return await supervise({ opts, limits, dir, script, privileged, cgroups, graceMs });
+    const netns = isolated ? await openIsolatedNetwork(isolated, { privileged, log, dir }) : undefined;
+    try {
+      return await supervise({ opts, limits, dir, script, privileged, cgroups, graceMs, netns });
+    } finally {
+      await netns?.close();
+    }
   } finally {
     await cgroups.remove(log);
   }
@@ -339,6 +354,8 @@ interface SuperviseArgs {
   privileged: boolean;
   cgroups: RunCgroups;
   graceMs: number;
+  /** The run's own network namespace, which the wrapper is started in. */
+  netns: NetnsHandle | undefined;
 }
 
 /** Starts the wrapper and enforces the limits until it and every process below it are gone. */
@@ -350,25 +367,36 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   if (opts.signal?.aborted) return { type: "sandbox.killed", reason: KillReason.Aborted, signal: "SIGTERM", stats };
 
   const force = new AbortController();
-  const unshareArgs = a.privileged
-    ? ["--mount", "--propagation", "private"]
-    : ["--user", "--map-root-user", "--mount", "--propagation", "private"];
-  const child = execa(
+  const unshareArgs =
+    a.privileged || a.netns?.joinsUserNamespace
+      ? ["--mount", "--propagation", "private"]
+      : ["--user", "--map-root-user", "--mount", "--propagation", "private"];
+  const argv = [
+    ...(a.netns?.enter ?? []),
     "unshare",
-    [...unshareArgs, "--", "setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c", a.script, "kiln-sandbox"],
-    {
-      cwd: a.dir,
-      env: { PATH: HOST_PATH },
-      extendEnv: false,
-      stdio: ["ignore", "pipe", "pipe", "pipe"],
-      buffer: false,
-      reject: false,
-      cancelSignal: force.signal,
-      killSignal: "SIGKILL",
-      // Backstop only: the wall-time limit below ends the run first.
-      timeout: limits.wallMs + graceMs + 30_000,
-    }
-  );
+    ...unshareArgs,
+    "--",
+    "setpriv",
+    "--pdeathsig",
+    "KILL",
+    "--",
+    "/bin/sh",
+    "-c",
+    a.script,
+    "kiln-sandbox",
+  ];
+  const child = execa(argv[0]!, argv.slice(1), {
+    cwd: a.dir,
+    env: { PATH: HOST_PATH },
+    extendEnv: false,
+    stdio: ["ignore", "pipe", "pipe", "pipe"],
+    buffer: false,
+    reject: false,
+    cancelSignal: force.signal,
+    killSignal: "SIGKILL",
+    // Backstop only: the wall-time limit below ends the run first.
+    timeout: limits.wallMs + graceMs + 30_000,
+  });
   const wrapperPid = child.pid;
   log.debug({ wrapperPid, dir: a.dir }, "sandbox started");
 

@@ -15,7 +15,9 @@
  * The sandbox (sandbox/run.ts) shows the host's `/usr`, kiln's minimal `/etc`, the services
  * directory at `/kiln/services` and the working directory at `/kiln/src`, both read-only; the
  * writable tree is a size-limited tmpfs. kiln's data directory and other hidden paths are never
- * visible. The network is shared for the service role (downloads, git) and absent at build time.
+ * visible. In the service role the network is a namespace of the sandbox's own with outbound
+ * connectivity but none of the host's loopback (sandbox/netns.ts), so that a service cannot reach
+ * kiln's NATS server or anything else that listens there; at build time there is none.
  * The copy of the sources into the sandbox, the outdir checks and the listing of what is left
  * happen inside the sandbox, by a fixed shell script, as the sandbox user; everything they report
  * is checked again here before a file is taken.
@@ -24,7 +26,7 @@ import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from "nod
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { describeResult, runSandboxed, type SandboxLimits } from "../../sandbox/index.ts";
+import { describeResult, runSandboxed, type IsolatedNetwork, type SandboxLimits } from "../../sandbox/index.ts";
 import { validateFileName } from "../common/names.ts";
 import { serviceArgs, serviceFileName, type ServiceParam } from "./service-xml.ts";
 
@@ -98,8 +100,11 @@ export interface RunServicesOptions {
   /** Private directory for the sandboxes (one subdirectory per service). */
   scratchDir: string;
   servicesDir: string;
-  /** Share the host's network (the service role); off at build time. */
-  network: boolean;
+  /**
+   * The services' network: a namespace of their own (the service role), `true` for the host's
+   * own, `false` for none.
+   */
+  network: boolean | IsolatedNetwork;
   /** Limits of each service. */
   limits: SandboxLimits;
   /** Most files one service may write. @default {@link DEFAULT_MAX_SERVICE_FILES} */

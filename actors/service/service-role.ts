@@ -9,8 +9,9 @@
  *   package aborts and replaces an older one still running or queued.
  * - A run fetches its job (`package.service-job`: the revision's files and the services, or null
  *   when the run is no longer current), downloads the files into a private working directory,
- *   runs the services (runner.ts; network allowed, kiln's data directory invisible, limits per
- *   service), uploads what they made and delivers it (`package.service-result`). A service that
+ *   runs the services (runner.ts; outbound network in a namespace of their own without the
+ *   host's loopback, kiln's data directory invisible, limits per service), uploads what they
+ *   made and delivers it (`package.service-result`). A service that
  *   fails is a result too: its error and output are delivered.
  * - When kiln itself fails (source role unreachable, sandbox not set up), nothing is delivered and
  *   the run is tried again later, as OBS retries transient service errors.
@@ -33,7 +34,13 @@ import {
   type BridgedRequest,
   type EventConsumer,
 } from "../../transport/index.ts";
-import { validateLimits, type SandboxLimits } from "../../sandbox/index.ts";
+import {
+  checkIsolatedNetworkTools,
+  validateLimits,
+  validatePorts,
+  type IsolatedNetwork,
+  type SandboxLimits,
+} from "../../sandbox/index.ts";
 import { answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { acquireLease, answerPings, pingInfo, type RoleContext, type RunningRole } from "../common/runtime.ts";
 import type { CommitEntry, ServiceJob, ServiceRequestedEvent, SourceApi } from "../source/protocol.ts";
@@ -60,6 +67,12 @@ export interface ServiceRoleOptions {
   concurrency?: number;
   /** Host paths services must never see besides kiln's data directory. */
   hiddenPaths?: string[];
+  /**
+   * TCP ports of this host's loopback that services may connect to (as 127.0.0.1:<port> inside
+   * their sandbox), e.g. a local mirror. Nothing else of the host's loopback, where kiln's NATS
+   * server listens, is reachable from a service. @default none
+   */
+  hostLoopbackPorts?: number[];
   /** First wait before a run that kiln failed is tried again (doubling, up to 10 minutes). @default 5 s */
   retryMs?: number;
 }
@@ -75,6 +88,9 @@ const validators: Validators<ServiceApi> = {
 
 export async function startServiceRole(ctx: RoleContext, opts: ServiceRoleOptions = {}): Promise<RunningRole> {
   const log = ctx.log.child({ role: "service" });
+  // Without these no service could run: refuse to start rather than fail every run.
+  checkIsolatedNetworkTools();
+  const network: IsolatedNetwork = { type: "isolated", hostLoopbackPorts: validatePorts(opts.hostLoopbackPorts ?? []) };
   const lease = await acquireLease(ctx, "service");
   const runsDir = path.join(ctx.dataDir, "service", "runs");
   // What a previous process left is of no use: runs start from their job again.
@@ -126,7 +142,7 @@ export async function startServiceRole(ctx: RoleContext, opts: ServiceRoleOption
           workDir,
           scratchDir: path.join(dir, "sandbox"),
           servicesDir,
-          network: true,
+          network,
           limits,
           maxFiles: opts.maxFiles ?? DEFAULT_MAX_SERVICE_FILES,
           package: { project: job.project, package: job.package },
@@ -312,7 +328,7 @@ export async function startServiceRole(ctx: RoleContext, opts: ServiceRoleOption
   const stopPing = answerPings(ctx.nc, () =>
     pingInfo("service", ctx.nodeId, startedAt, { running: running.size, queued: queued.size })
   );
-  log.info({ servicesDir, concurrency, limits }, "service role started");
+  log.info({ servicesDir, concurrency, limits, hostLoopbackPorts: network.hostLoopbackPorts }, "service role started");
   return {
     role: "service",
     async stop(): Promise<void> {

@@ -42,7 +42,17 @@ interface LimitFlags {
   maxFiles?: number;
   maxConfigSize?: number;
   servicesDir?: string;
+  serviceAllowPort?: number[];
 }
+
+const port =
+  (what: string) =>
+  (v: string, prev: number[] = []): number[] => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < 1 || n > 65535)
+      throw new InvalidInputError(`${what} must be a port number, got '${v}'`);
+    return [...prev, n];
+  };
 
 /** The source role's size limits (`kiln up`, `kiln serve`). */
 function addLimitOptions(cmd: Command): Command {
@@ -54,7 +64,12 @@ function addLimitOptions(cmd: Command): Command {
     )
     .option("--max-files <n>", "most files in one package revision (default 10000)", int("--max-files"))
     .option("--max-config-size <size>", "largest project config (default 1M)", parseSize("--max-config-size"))
-    .option("--services-dir <dir>", "programs of source services (default: kiln's own, ops/services)");
+    .option("--services-dir <dir>", "programs of source services (default: kiln's own, ops/services)")
+    .option(
+      "--service-allow-port <port>",
+      "a TCP port of this host's loopback that source services may connect to (repeatable; default: none)",
+      port("--service-allow-port")
+    );
 }
 
 function limitsOf(o: LimitFlags): Partial<Actors.SourceLimits> | undefined {
@@ -117,6 +132,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
         await runUp({
           ...(limits ? { sourceLimits: limits } : {}),
           ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
+          ...(o.serviceAllowPort ? { serviceHostPorts: o.serviceAllowPort } : {}),
           dataDir: s.dataDir,
           ...(s.natsUrlSet ? { natsUrl: s.natsUrl } : {}),
           natsPort: o.natsPort,
@@ -150,6 +166,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
       const starters = parseRoles(o.roles, {
         ...(limits ? { sourceLimits: limits } : {}),
         ...(o.servicesDir ? { servicesDir: path.resolve(o.servicesDir) } : {}),
+        ...(o.serviceAllowPort ? { serviceHostPorts: o.serviceAllowPort } : {}),
         serviceUsers: [{ name, pubkey: role.identity.publicKey }],
       });
       const withSource = o.roles.split(",").some((r) => r.trim() === "source");

@@ -23,6 +23,7 @@ import {
   type RoleContext,
   type RunningPublisher,
   type RunningRole,
+  type ServiceRoleOptions,
   type SourceApi,
   type SourceLimits,
   type WorkerOptions,
@@ -145,6 +146,8 @@ export interface UpOptions {
   sourceLimits?: Partial<SourceLimits>;
   /** Programs of source services (service role and workers). @default kiln's own, ops/services */
   servicesDir?: string;
+  /** Ports of this host's loopback that source services may connect to. @default none */
+  serviceHostPorts?: number[];
   /** Announce on stderr where things are. */
   announce?: (text: string) => void;
 }
@@ -187,7 +190,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
         ...(opts.sourceLimits ? { limits: opts.sourceLimits } : {}),
         serviceUsers: [{ name: roleUserName(nodeId), pubkey: role.identity.publicKey }],
       }),
-    (ctx) => startServiceRole(ctx, opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
+    (ctx) => startServiceRole(ctx, serviceRoleOptions(opts)),
     (ctx) => startRepoRole(ctx),
     (ctx) => startPublisherRole(ctx, opts.publishPort !== undefined ? { httpPort: opts.publishPort } : {}),
     (ctx) => startDispatcherRole(ctx),
@@ -244,6 +247,16 @@ export interface ServeOptions {
   serviceUsers?: { name: string; pubkey: string }[];
   /** Programs of source services, for the service role. @default kiln's own, ops/services */
   servicesDir?: string;
+  /** Ports of this host's loopback that source services may connect to. @default none */
+  serviceHostPorts?: number[];
+}
+
+/** The service role's options from `kiln up`/`kiln serve` flags. */
+function serviceRoleOptions(opts: { servicesDir?: string; serviceHostPorts?: number[] }): ServiceRoleOptions {
+  return {
+    ...(opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
+    ...(opts.serviceHostPorts ? { hostLoopbackPorts: opts.serviceHostPorts } : {}),
+  };
 }
 
 /** `kiln serve --roles source,repo,dispatcher,scheduler:x86_64`. */
@@ -267,7 +280,7 @@ export function parseRoles(spec: string, opts: ServeOptions = {}): Starter[] {
         starters.push((ctx) => startRepoRole(ctx));
         break;
       case "service":
-        starters.push((ctx) => startServiceRole(ctx, opts.servicesDir ? { servicesDir: opts.servicesDir } : {}));
+        starters.push((ctx) => startServiceRole(ctx, serviceRoleOptions(opts)));
         break;
       case "publisher": {
         // `publisher:<port>` also serves the published trees over HTTP on 127.0.0.1.

@@ -1,7 +1,8 @@
 /**
  * Source services through the `kiln` command against `kiln up`: a failing service shows in
  * `kiln service wait|status` and `kiln results`; `kiln service run` runs it again once the
- * upstream file is right, and the package builds.
+ * upstream file is right, and the package builds. Services reach the test's HTTP server on
+ * loopback only because `kiln up --service-allow-port` names its port.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -17,7 +18,8 @@ describe("e2e/service: kiln service run|status|wait with kiln up", function () {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-e2e-svc-"));
 
   before(async () => {
-    [up, http] = await Promise.all([startKilnUp({ workers: 1 }), startLoopbackServer()]);
+    http = await startLoopbackServer();
+    up = await startKilnUp({ workers: 1, extraArgs: ["--service-allow-port", String(http.port)] });
   });
   after(async () => {
     await http?.close();

@@ -5,12 +5,18 @@
  * HTTP server on loopback started here.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { once } from "node:events";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import {
+  runServices,
   startServiceRole,
   type RepoResult,
+  type RunServicesOptions,
+  type ServiceParam,
+  type ServicesOutcome,
   type Revision,
   type ServiceRunRecord,
   type ServiceStatusView,
@@ -66,12 +72,31 @@ const PREAMBLE = `#!/bin/sh
 while [ $# -gt 0 ]; do case "$1" in --outdir) out=$2; shift 2 ;; *) shift ;; esac; done
 `;
 
+/**
+ * Tries a TCP connection to each `--target HOST/PORT` and reports `HOST/PORT reachable` or
+ * `unreachable` in report.txt, then downloads `--url` (a hostile service looking around).
+ */
+const NET_PROBE = `#!/bin/bash
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out=$2; shift 2 ;; --target) targets+=("$2"); shift 2 ;; --url) url=$2; shift 2 ;; *) shift ;; esac
+done
+for t in "\${targets[@]}"; do
+  if timeout 5 bash -c 'exec 3<>"/dev/tcp/$1"' probe "$t" 2>/dev/null; then echo "$t reachable"; else echo "$t unreachable"; fi
+done > "$out/report.txt"
+curl -fsS --max-time 20 -o "$out/download.txt" "$url"
+`;
+
 describe("service role (real roles, sandboxed services, real builds)", function () {
   this.timeout(300_000);
   let c: RoleCluster;
   let http: LoopbackServer;
   let tmp: string;
   let programs: string;
+  /** Shown to services at /kiln/services/secret, unless hidden. */
+  let secretDir: string;
+  /** Listens on every address of the host; no service may connect to it. */
+  let other: net.Server;
   let startService: () => Promise<void>;
 
   before(async () => {
@@ -93,7 +118,29 @@ ls -la "${c.dataDir}" > "$out/listing" && exit 0
 echo "read_data: kiln's data directory is not there" >&2
 exit 1
 `,
+      read_secret: `${PREAMBLE}if cat /kiln/services/secret/token > "$out/stolen"; then exit 0; fi
+echo "read_secret: the secret is not there" >&2
+exit 1
+`,
+      net_probe: NET_PROBE,
+      many_files: `#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --outdir) out=$2; shift 2 ;; --count) n=$2; shift 2 ;; *) shift ;; esac; done
+i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
+`,
+      dash_name: `${PREAMBLE}printf x > "$out/-x"\n`,
+      dot_name: `${PREAMBLE}printf x > "$out/.hidden"\n`,
+      // Prints all the time, so that only the wall-time limit can stop it.
+      chatty: `${PREAMBLE}while :; do echo "chatty: still here"; sleep 0.2; done\n`,
     });
+    // A secret in a directory the sandbox shows (the services directory), readable by the
+    // sandbox's uid: only hiding it keeps it from services.
+    secretDir = path.join(programs, "secret");
+    mkdirSync(secretDir, { mode: 0o755 });
+    chmodSync(secretDir, 0o755);
+    writeFileSync(path.join(secretDir, "token"), "s3cret\n", { mode: 0o644 });
+    other = net.createServer((s) => s.destroy());
+    other.listen(0, "::");
+    await once(other, "listening");
     // kiln's roles sign with an identity registered as a service user: the service role's right
     // to deliver service output.
     const roleId = Identity.create();
@@ -109,6 +156,9 @@ exit 1
             concurrency: 4,
             cpuSeconds: CPU_SECONDS,
             retryMs: 200,
+            hiddenPaths: [secretDir],
+            // The test's HTTP server on loopback: the only port of it services reach.
+            hostLoopbackPorts: [http.port],
           }
         )
       );
@@ -118,6 +168,7 @@ exit 1
   after(async () => {
     await c?.stop();
     await http?.close();
+    other?.close();
     rmSync(tmp, { recursive: true, force: true });
     if (programs) rmSync(programs, { recursive: true, force: true });
   });
@@ -158,6 +209,52 @@ exit 1
     head: await c.source.call("package.get", { project, package: pkg }),
     history: await c.source.call("package.history", { project, package: pkg }),
   });
+
+  const LIMITS = {
+    wallMs: 60_000,
+    idleLogMs: IDLE_MS,
+    logBytes: MiB,
+    memoryBytes: 512 * MiB,
+    diskBytes: DISK,
+    pids: 256,
+  };
+
+  /**
+   * Runs services as the service role does (runner.ts, real sandboxes) on a working directory
+   * holding keep.txt, without network and with the role's hidden paths unless `o` says otherwise.
+   */
+  async function runDirect(
+    calls: { name: string; params?: ServiceParam[] }[],
+    o: Partial<RunServicesOptions> = {}
+  ): Promise<{ outcome: ServicesOutcome; workDir: string }> {
+    const root = mkdtempSync(path.join(tmp, "direct-"));
+    chmodSync(root, 0o755);
+    const workDir = path.join(root, "src");
+    mkdirSync(workDir, { mode: 0o755 });
+    writeFileSync(path.join(workDir, "keep.txt"), "keep\n", { mode: 0o644 });
+    const outcome = await runServices(
+      calls.map((s) => ({ name: s.name, params: s.params ?? [] })),
+      {
+        workDir,
+        scratchDir: path.join(root, "sandbox"),
+        servicesDir: programs,
+        network: false,
+        limits: LIMITS,
+        cpuSeconds: CPU_SECONDS,
+        hiddenPaths: [c.dataDir, secretDir],
+        log: c.ctx.log,
+        ...o,
+      }
+    );
+    return { outcome, workDir };
+  }
+
+  /** The host's addresses a connection can name without a scope (not loopback, not link-local). */
+  const hostAddresses = (): string[] =>
+    Object.values(os.networkInterfaces())
+      .flatMap((l) => l ?? [])
+      .filter((a) => !a.internal && !a.address.startsWith("fe80:") && !a.address.startsWith("169.254."))
+      .map((a) => a.address);
 
   it("should download and verify a tarball and build from it (seed 004 example 1)", async () => {
     const tgz = await tarball("krabber-1.0", { README: "krabber\n" });
@@ -498,5 +595,44 @@ exit 1
       assert.deepEqual(st.expansion?.files, [], `${name} left service files`);
       assert.equal(await result("hostile", pkg), null, `${name}: something was built`);
     }
+  });
+  it("should keep services off kiln's NATS server and the host's loopback and addresses, but for the allowed ports", async () => {
+    http.files.set("/probe.txt", Buffer.from("probe\n"));
+    const natsPort = Number(new URL(c.server.url).port);
+    const otherPort = (other.address() as net.AddressInfo).port;
+    const allowed = `127.0.0.1/${http.port}`;
+    const targets = [
+      `127.0.0.1/${natsPort}`,
+      `127.0.0.1/${otherPort}`,
+      ...hostAddresses().map((a) => `${a}/${otherPort}`),
+      allowed,
+    ];
+    const params: ServiceParam[] = [
+      ...targets.map((t) => ({ name: "target", value: t })),
+      { name: "url", value: `${http.base}/probe.txt` },
+    ];
+    // The probe sees them all on the host's network (what services had before): it can tell.
+    const host = await runDirect([{ name: "net_probe", params }], { network: true });
+    assert.equal(host.outcome.type, "services.succeeded", host.outcome.output);
+    assert.equal(
+      readFileSync(path.join(host.workDir, "report.txt"), "utf8"),
+      targets.map((t) => `${t} reachable\n`).join("")
+    );
+
+    await c.source.call("project.put-meta", { project: "netiso", xml: META("netiso") });
+    const dir = writeSpec(tmp, "probe");
+    const xml = params.map((p) => `<param name="${p.name}">${p.value}</param>`).join("");
+    await put(dir, "_service", services(`<service name="net_probe">${xml}</service>`));
+    await c.commitDir("netiso", "probe", dir);
+    const run = await runEnded("netiso", "probe");
+    assert.equal(run.state, "succeeded", run.output);
+    const files = new Map((await status("netiso", "probe")).expansion!.files.map((f) => [f.name, f.sha256]));
+    const read = async (name: string): Promise<string> =>
+      (await readBlobBytes(c.source, files.get(name)!, 64 * 1024)).toString();
+    assert.equal(
+      await read("_service:net_probe:report.txt"),
+      targets.map((t) => `${t} ${t === allowed ? "reachable" : "unreachable"}\n`).join("")
+    );
+    assert.equal(await read("_service:net_probe:download.txt"), "probe\n");
   });
 });
