@@ -300,6 +300,10 @@ export async function runServices(
       return failed(svc.name, `${svc.name} wrote ${outputs.length} files, more than the limit of ${maxFiles}`);
     }
     for (const name of outputs) {
+      // Later services get outputs by patterns (`*.tar`) and pass them on to tools as arguments.
+      if (name.startsWith("-")) {
+        return failed(svc.name, `${svc.name} wrote a file it may not: ${shown(name)} starts with '-'`);
+      }
       try {
         validateFileName(name);
       } catch (err) {

@@ -1,8 +1,9 @@
 /**
  * Source services through the `kiln` command against `kiln up`: a failing service shows in
  * `kiln service wait|status` and `kiln results`; `kiln service run` runs it again once the
- * upstream file is right, and the package builds. Services reach the test's HTTP server on
- * loopback only because `kiln up --service-allow-port` names its port.
+ * upstream file is right, and the package builds; `--mode disabled` runs the services the server
+ * leaves alone and commits their files; `kiln service wait --timeout` gives up. Services reach the
+ * test's HTTP server on loopback only because `kiln up --service-allow-port` names its port.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -111,5 +112,57 @@ describe("e2e/service: kiln service run|status|wait with kiln up", function () {
 
     const roles = (JSON.parse(await kilnOk(up, ["--json", "status"])) as { role: string }[]).map((p) => p.role);
     assert.ok(roles.includes("service"), `kiln up runs the service role: ${roles.join(", ")}`);
+  });
+  it("should run disabled services on request and commit their files, and give up waiting after --timeout", async () => {
+    http.files.set("/extra.txt", Buffer.from("extra\n"));
+    http.files.set("/slow.txt", Buffer.from("slow\n"));
+    const meta = path.join(tmp, "meta2.xml");
+    writeFileSync(
+      meta,
+      `<project name="svc2"><title/><description/><repository name="r"><arch>x86_64</arch></repository></project>`
+    );
+    await kilnOk(up, ["meta", "prj", "svc2", "-F", meta]);
+    const dir = path.join(tmp, "off");
+    await put(
+      dir,
+      "_service",
+      `<services><service name="download_url" mode="disabled"><param name="url">${http.base}/extra.txt</param></service></services>\n`
+    );
+    await put(dir, "README", "off\n");
+    await kilnOk(up, ["commit", "svc2", "off", dir, "-m", "disabled services only"]);
+    const none = await kiln(up, ["service", "wait", "svc2", "off"]);
+    assert.equal(none.exitCode, 0, none.stderr);
+    assert.match(none.stdout, /svc2\/off has no service runs/);
+    const run = await kiln(up, ["service", "run", "svc2", "off", "--mode", "disabled", "-w"]);
+    assert.equal(run.exitCode, 0, run.stderr + run.stdout);
+    assert.match(run.stdout, /run 1 \(disabled\) of revision 1: succeeded after .*, committed as revision 2/);
+    assert.match(await kilnOk(up, ["ls", "svc2", "off"]), /extra\.txt/);
+    const bad = await kiln(up, ["service", "run", "svc2", "off", "--mode", "sometimes"]);
+    assert.equal(bad.exitCode, 2, bad.stderr);
+    assert.match(bad.stderr, /--mode must be one of/);
+
+    // A run that cannot end yet: its download is held by the server.
+    const held = http.hold("/slow.txt");
+    const slow = path.join(tmp, "slow");
+    await put(
+      slow,
+      "_service",
+      `<services><service name="download_url"><param name="url">${http.base}/slow.txt</param></service></services>\n`
+    );
+    await put(slow, "README", "slow\n");
+    await kilnOk(up, ["commit", "svc2", "slow", slow, "-m", "slow download"]);
+    await held.held;
+    const started = Date.now();
+    const gaveUp = await kiln(up, ["service", "wait", "svc2", "slow", "--timeout", "1"]);
+    assert.equal(gaveUp.exitCode, 1, gaveUp.stderr + gaveUp.stdout);
+    assert.match(gaveUp.stderr, /service run 1 of svc2\/slow is still running after 1\.0 s/);
+    assert.ok(Date.now() - started < 30_000);
+    const badTimeout = await kiln(up, ["service", "wait", "svc2", "slow", "--timeout", "soon"]);
+    assert.equal(badTimeout.exitCode, 2, badTimeout.stderr);
+    assert.match(badTimeout.stderr, /--timeout must be a number of seconds, got 'soon'/);
+    held.release();
+    const done = await kiln(up, ["service", "wait", "svc2", "slow", "--timeout", "120"]);
+    assert.equal(done.exitCode, 0, done.stderr + done.stdout);
+    assert.match(done.stdout, /run 1 \(server\) of revision 1: succeeded/);
   });
 });

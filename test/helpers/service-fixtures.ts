@@ -20,6 +20,11 @@ export interface LoopbackServer {
   port: number;
   /** URL path → content. */
   files: Map<string, Buffer>;
+  /**
+   * Holds requests for `urlPath` (a file of {@link files}) until the returned function is called,
+   * for runs that must still be running; resolves once a request is being held.
+   */
+  hold(urlPath: string): { held: Promise<void>; release(): void };
   /** Creates a work repository with `build`, publishes it bare at `<base>/git/<name>.git`; returns the work tree. */
   publishRepo(name: string, build: (work: string) => Promise<void>): Promise<string>;
   /** Publishes the work tree's current state again (after new commits). */
@@ -57,6 +62,7 @@ export async function git(cwd: string, args: string[], when = 1700000000): Promi
 export async function startLoopbackServer(): Promise<LoopbackServer> {
   const root = await mkdtemp(path.join(os.tmpdir(), "kiln-svc-http-"));
   const files = new Map<string, Buffer>();
+  const holds = new Map<string, { gate: Promise<void>; arrived: () => void }>();
   const serveFile = async (res: http.ServerResponse, file: string): Promise<void> => {
     try {
       const body = await readFile(file);
@@ -74,13 +80,19 @@ export async function startLoopbackServer(): Promise<LoopbackServer> {
       else void serveFile(res, path.join(root, rel));
       return;
     }
-    const body = files.get(p);
-    if (!body) {
-      res.writeHead(404).end("not found\n");
-      return;
-    }
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
-    res.end(body);
+    const send = (): void => {
+      const body = files.get(p);
+      if (!body) {
+        res.writeHead(404).end("not found\n");
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+      res.end(body);
+    };
+    const h = holds.get(p);
+    if (!h) return send();
+    h.arrived();
+    void h.gate.then(send);
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -97,6 +109,20 @@ export async function startLoopbackServer(): Promise<LoopbackServer> {
     base: `http://127.0.0.1:${port}`,
     port,
     files,
+    hold(urlPath) {
+      let release!: () => void;
+      let arrived!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const held = new Promise<void>((r) => (arrived = r));
+      holds.set(urlPath, { gate, arrived });
+      return {
+        held,
+        release: () => {
+          holds.delete(urlPath);
+          release();
+        },
+      };
+    },
     async publishRepo(name, build) {
       const work = path.join(root, "work", name);
       await mkdir(work, { recursive: true });

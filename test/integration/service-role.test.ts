@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -248,6 +248,11 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
     );
     return { outcome, workDir };
   }
+
+  const failure = (o: ServicesOutcome): string => {
+    assert.equal(o.type, "services.failed", o.output);
+    return o.type === "services.failed" ? o.error : "";
+  };
 
   /** The host's addresses a connection can name without a scope (not loopback, not link-local). */
   const hostAddresses = (): string[] =>
@@ -634,5 +639,67 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
       targets.map((t) => `${t} ${t === allowed ? "reachable" : "unreachable"}\n`).join("")
     );
     assert.equal(await read("_service:net_probe:download.txt"), "probe\n");
+  });
+
+  it("should fail a service that writes more files than allowed, and take as many as allowed", async () => {
+    const count = (n: number): ServiceParam[] => [{ name: "count", value: String(n) }];
+    const over = await runDirect([{ name: "many_files", params: count(6) }], { maxFiles: 5 });
+    assert.equal(failure(over.outcome), "many_files wrote 6 files, more than the limit of 5");
+    assert.deepEqual(readdirSync(over.workDir), ["keep.txt"], "nothing of the run was taken");
+    const at = await runDirect([{ name: "many_files", params: count(5) }], { maxFiles: 5 });
+    assert.equal(at.outcome.type, "services.succeeded", at.outcome.output);
+    assert.deepEqual(readdirSync(at.workDir).sort(), ["f1", "f2", "f3", "f4", "f5", "keep.txt"]);
+  });
+
+  it("should refuse outputs named like an option or a hidden file", async () => {
+    const dash = await runDirect([{ name: "dash_name" }]);
+    assert.equal(failure(dash.outcome), `dash_name wrote a file it may not: "-x" starts with '-'`);
+    assert.deepEqual(readdirSync(dash.workDir), ["keep.txt"]);
+    const dot = await runDirect([{ name: "dot_name" }]);
+    assert.equal(
+      failure(dot.outcome),
+      `dot_name wrote a file it may not: invalid file name ".hidden": must not start with '.'`
+    );
+    assert.deepEqual(readdirSync(dot.workDir), ["keep.txt"]);
+  });
+
+  it("should stop a service that keeps printing at its wall-time limit", async () => {
+    const started = Date.now();
+    const { outcome, workDir } = await runDirect([{ name: "chatty" }], {
+      limits: { ...LIMITS, wallMs: 3000, idleLogMs: 60_000 },
+    });
+    assert.equal(failure(outcome), "chatty: killed: wall time 3 s exceeded");
+    assert.match(outcome.output, /chatty: still here/);
+    assert.ok(Date.now() - started < 30_000, "ended by the wall time, not by a backstop");
+    assert.deepEqual(readdirSync(workDir), ["keep.txt"]);
+  });
+
+  it("should neither block nor run a package whose services are localonly, buildtime, manual or disabled, and build it (as OBS)", async () => {
+    await c.source.call("project.put-meta", { project: "notserver", xml: META("notserver") });
+    const dir = writeSpec(tmp, "quiet");
+    // Each would fail the run if the server ran it.
+    const nowhere = `${http.base}/no/such/file.tar.gz`;
+    await put(
+      dir,
+      "_service",
+      services(
+        [
+          `<service name="download_url" mode="localonly"><param name="url">${nowhere}</param></service>`,
+          `<service name="bad_exit" mode="manual"/>`,
+          `<service name="bad_exit" mode="disabled"/>`,
+          `<service name="set_version" mode="buildtime"><param name="version">1.0</param></service>`,
+        ].join("\n")
+      )
+    );
+    await c.commitDir("notserver", "quiet", dir);
+    const st = await status("notserver", "quiet");
+    assert.equal(st.run, undefined, "no service run was started");
+    assert.deepEqual(
+      st.services.map((s) => s.mode),
+      ["localonly", "manual", "disabled", "buildtime"]
+    );
+    assert.equal((await settle("notserver")).get("quiet"), "succeeded");
+    assert.equal((await status("notserver", "quiet")).run, undefined);
+    assert.ok((await result("notserver", "quiet"))?.binaries.some((b) => b.filename.startsWith("quiet-")));
   });
 });
