@@ -578,7 +578,11 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
       ["escape_abs", /^escape_abs: .*\/x: Read-only file system$/],
       ["escape_link", /^escape_link wrote "passwd", which is not a regular file$/],
       ["fill_disk", new RegExp(`^fill_disk: .*disk limit.*${DISK}`)],
+      // The test's data directory is under /tmp, which no sandbox shows: this case alone would pass
+      // without any hiding. read_secret (and the test after this one) is the one that can fail.
       ["read_data", /^read_data: kiln's data directory is not there$/],
+      // A hidden path inside a directory the sandbox shows (see the test after this one).
+      ["read_secret", /^read_secret: the secret is not there$/],
     ];
     const before = new Map<string, Awaited<ReturnType<typeof revisions>>>();
     for (const [name] of cases) {
@@ -601,6 +605,15 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
       assert.equal(await result("hostile", pkg), null, `${name}: something was built`);
     }
   });
+  it("should show services a hidden path only when it is not hidden (the read_secret case can fail)", async () => {
+    const shown = await runDirect([{ name: "read_secret" }], { hiddenPaths: [c.dataDir] });
+    assert.equal(shown.outcome.type, "services.succeeded", shown.outcome.output);
+    assert.equal(readFileSync(path.join(shown.workDir, "stolen"), "utf8"), "s3cret\n");
+    const hidden = await runDirect([{ name: "read_secret" }]);
+    assert.equal(failure(hidden.outcome), "read_secret: the secret is not there");
+    assert.deepEqual(readdirSync(hidden.workDir), ["keep.txt"]);
+  });
+
   it("should keep services off kiln's NATS server and the host's loopback and addresses, but for the allowed ports", async () => {
     http.files.set("/probe.txt", Buffer.from("probe\n"));
     const natsPort = Number(new URL(c.server.url).port);
