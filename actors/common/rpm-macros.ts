@@ -5,7 +5,9 @@
  * its own small macro processor, and the scheduler's view of a spec file is whatever that
  * processor makes of it. kiln therefore reproduces obs-build's behaviour, quirks included, rather
  * than rpm's: `%(…)` turns the rest of the line into `MACRO`, `%[…]` swallows the rest of the line,
- * `%1D` names a macro called `1D`, unknown macros stay in the text, a line that expands more than
+ * `%1D` names a macro called `1D`, unknown macros stay in the text (`%undefine` among them: obs-build
+ * has none, so `%undefine x` leaves `x` defined, and real specs' build dependencies follow from
+ * that), a line that expands more than
  * 1000 macros becomes `MACRO`, numbers print the way Perl prints them, and so on. The reference is
  * obs-build 20210120 (`Build/Rpm.pm`: `expandmacros`, `macroend`, `grabargs`, `expr`), checked
  * against the real Perl code by `test/integration/spec-oracle.test.ts`.
@@ -100,12 +102,6 @@ export class MacroContext {
     if (argSpec !== undefined) this.args.set(name, argSpec);
     else this.args.delete(name);
     this.macros.set(name, body);
-  }
-
-  /** Removes a macro. */
-  undefine(name: string): void {
-    this.macros.delete(name);
-    this.args.delete(name);
   }
 
   /** Charges `n` units of scanning work against the parse's budget. */
@@ -394,11 +390,6 @@ export function expandMacros(ctx: MacroContext, lineIn: string, tries = 0, depth
         }
         line = "";
         break;
-      } else if (name === "undefine") {
-        // kiln extension: obs-build 20210120 leaves `%undefine` in the text; rpm drops the macro.
-        const m = /^[ \t\n\r\f\v]*([0-9a-zA-Z_]+)/.exec(t.brace !== undefined ? (data ?? "") : line);
-        if (m) ctx.undefine(m[1]!);
-        if (t.brace === undefined) line = "";
       } else if (
         name === "defined" ||
         name === "with" ||
