@@ -83,6 +83,8 @@ export interface RepoResult {
   repository: string;
   arch: string;
   code: RepoCode;
+  /** Why it is in that state, when OBS says so (`broken`: `unresolvable preinstalls: …`, …). */
+  details?: string;
   /** Events that can change these results are not yet processed. */
   dirty: boolean;
   packages: PackageResult[];

@@ -15,11 +15,11 @@
  * A fresh checker given the same inputs computes everything; the two agree (tested).
  */
 import { createHash } from "node:crypto";
-import type { BuildConfig } from "../common/prjconf.ts";
+import { expandFlag, type BuildConfig } from "../common/prjconf.ts";
 import { depMetaLines, genMeta } from "../common/build-meta.ts";
 import { PackageCode, RepoCode, type BuildDep, type BuildResultCode, type PoolBinary } from "../common/model.ts";
 import type { PackageBuildInfo } from "../source/protocol.ts";
-import type { TraceFilter } from "./expand.ts";
+import { getPreinstalls, getVminstalls, type TraceFilter } from "./expand.ts";
 import { RepoExpansion, type Expansion, type PoolLayer } from "./expansion.ts";
 import type { BuildReason } from "./protocol.ts";
 
@@ -115,6 +115,8 @@ export interface CheckOutput {
   unwanted: UnwantedJob[];
   notReady: ReadonlySet<string>;
   repoCode: RepoCode;
+  /** Why the repository is `broken` (then no package was looked at). */
+  repoDetails?: string;
   /**
    * Meta blobs (by id) a cycle's rebuild decision needed and `metaOf` did not have: the members
    * that needed them are decided again at the next check; load them and check again.
@@ -902,6 +904,23 @@ export class IncrementalChecker {
 
   check(): CheckOutput {
     const exp = this.#exp;
+    // OBS's expandandsort: with `ExpandFlags: preinstallexpand`, unresolvable preinstalls break
+    // the whole repository before any package is looked at (what changed is looked at later).
+    const broken = this.#brokenBy();
+    if (broken !== undefined) {
+      return {
+        states: this.#states,
+        builds: [],
+        unwanted: [],
+        notReady: this.#notReady,
+        repoCode: RepoCode.Broken,
+        repoDetails: broken,
+        missingMetas: [],
+        evaluated: 0,
+        expanded: 0,
+        timings: { expandMs: 0, orderMs: 0, evaluateMs: 0 },
+      };
+    }
     // 1. Which expansions may have changed.
     const version = exp.index.version;
     if (!this.#expandAll && version !== this.#indexVersion) {
@@ -1059,6 +1078,17 @@ export class IncrementalChecker {
       expanded: toExpand.length,
       timings: { expandMs: tOrder - tExpand, orderMs: tEvaluate - tOrder, evaluateMs: tEnd - tEvaluate },
     };
+  }
+
+  /** Why the repository cannot be checked at all, if it cannot (OBS `expandandsort`). */
+  #brokenBy(): string | undefined {
+    const config = this.#exp.config;
+    if (expandFlag(config, "preinstallexpand") === undefined) return undefined;
+    const pre = getPreinstalls(config, this.#exp.index);
+    if (!pre.ok) return `unresolvable ${pre.errors[0]}`;
+    const vm = getVminstalls(config, this.#exp.index);
+    if (!vm.ok) return `unresolvable ${vm.errors[0]}`;
+    return undefined;
   }
 
   /**

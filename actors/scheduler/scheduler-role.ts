@@ -77,6 +77,15 @@ interface Prp {
   checker?: IncrementalChecker;
   path: { project: string; repository: string }[];
   repoCode: RepoResult["code"];
+  /** Why the repository is `broken`, when it is. */
+  repoDetails?: string;
+  /**
+   * Set while a repository of the path does not exist: the repository cannot be read (OBS's
+   * `repository 'P/R' is unavailable`); it is read again at the next event.
+   */
+  unavailable?: string;
+  /** A check is running (OBS shows `scheduling` meanwhile). */
+  checking?: boolean;
   /** Something changed since the last check. */
   dirty: boolean;
   /** A check message is in the RepoArch mailbox; more events need not send another. */
@@ -231,6 +240,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     prp.pending = pending;
     try {
       const checker = await readPrp(prp);
+      if (typeof checker === "string") {
+        prp.unavailable = checker;
+        // Read again at the next event (a path project created or changed sends one).
+        prp.reload = true;
+        return;
+      }
+      prp.unavailable = undefined;
       for (let update = pending.shift(); update; update = pending.shift()) await update(checker);
       prp.checker = checker;
     } finally {
@@ -238,7 +254,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     }
   };
 
-  const readPrp = async (prp: Prp): Promise<IncrementalChecker> => {
+  /** The repository's checker, freshly read; or why it cannot be read. */
+  const readPrp = async (prp: Prp): Promise<IncrementalChecker | string> => {
     const view = await source.call(
       "project.build-config",
       { project: prp.project, repository: prp.repository },
@@ -246,6 +263,12 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     );
     const config = parseBuildConfig(view.layers, { arch });
     prp.path = view.path;
+    const pathRepos = new Map<string, RepositoryMeta[] | undefined>();
+    for (const e of view.path.slice(1)) {
+      if (!pathRepos.has(e.project)) pathRepos.set(e.project, await repositoriesOf(e.project));
+      if (!pathRepos.get(e.project)?.some((r) => r.name === e.repository))
+        return `repository '${e.project}/${e.repository}' is unavailable`;
+    }
     const layers = [];
     for (const e of view.path) layers.push({ ...e, binaries: await loadPool(e.project, e.repository) });
     const checker: IncrementalChecker = new IncrementalChecker({
@@ -296,6 +319,16 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     if (prp.pending) prp.pending.push(fn);
     else if (prp.checker && !prp.reload) await fn(prp.checker);
     markDirty(prp);
+  };
+
+  /** A project's repositories; undefined when the project does not exist. */
+  const repositoriesOf = async (project: string): Promise<RepositoryMeta[] | undefined> => {
+    try {
+      return (await source.call("project.get-meta", { project }, { idempotent: true })).meta.repositories;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ERR_NOT_FOUND") throw err;
+      return undefined;
+    }
   };
 
   /** Repositories of a project that build for this arch, created or updated from its meta. */
@@ -505,9 +538,42 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     setImmediate(step);
   };
 
+  /** Sets a repository's state; a change goes to the publisher (it publishes finished ones). */
+  const setRepoState = async (prp: Prp, code: RepoResult["code"], details?: string): Promise<void> => {
+    prp.repoDetails = details;
+    if (code === prp.repoCode) return;
+    prp.repoCode = code;
+    log.info({ project: prp.project, repository: prp.repository, code }, "repository state changed");
+    const ev = makeEvent<RepoStateChangedEvent>({
+      type: "repo.state-changed",
+      project: prp.project,
+      repository: prp.repository,
+      arch,
+      code,
+    });
+    // Through the outbox: the publisher acts on it, so it must arrive even if NATS hiccups now.
+    await store.transact(() => outbox.add(ev));
+    void outbox.flush();
+  };
+
   const check = async (prp: Prp): Promise<void> => {
     if (!prps.has(prpKey(prp.project, prp.repository))) return;
-    while (prp.reload || !prp.checker) await loadPrp(prp);
+    prp.checking = true;
+    try {
+      await checkNow(prp);
+    } finally {
+      prp.checking = false;
+    }
+  };
+
+  const checkNow = async (prp: Prp): Promise<void> => {
+    while (prp.reload || !prp.checker) {
+      await loadPrp(prp);
+      if (prp.unavailable !== undefined) {
+        prp.dirty = false;
+        return setRepoState(prp, RepoCode.Broken, prp.unavailable);
+      }
+    }
     if (!prp.dirty) return;
     prp.dirty = false;
     const checker = prp.checker!;
@@ -520,8 +586,6 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       out = checker.check();
     }
     prp.lastCheckMs = performance.now() - t0;
-    const before = prp.repoCode;
-    prp.repoCode = out.repoCode;
     for (const b of out.builds) await submitJob(prp, checker, b);
     if (out.unwanted.length) await cancelJobs(prp, checker, out.unwanted);
     // The jobs just submitted are not in this check's output: check again to show them.
@@ -542,20 +606,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       d.checker?.setNotReadyElsewhere(prpKey(prp.project, prp.repository), checker.notReady());
       markDirty(d);
     }
-    if (before !== prp.repoCode) {
-      log.info({ project: prp.project, repository: prp.repository, code: prp.repoCode }, "repository state changed");
-      // The publisher publishes a repository when an arch of it is finished.
-      const ev = makeEvent<RepoStateChangedEvent>({
-        type: "repo.state-changed",
-        project: prp.project,
-        repository: prp.repository,
-        arch,
-        code: prp.repoCode,
-      });
-      // Through the outbox: the publisher acts on it, so it must arrive even if NATS hiccups now.
-      await store.transact(() => outbox.add(ev));
-      void outbox.flush();
-    }
+    await setRepoState(prp, out.repoCode, out.repoDetails);
   };
 
   const gate = new AccessGate(ctx.rpc);
@@ -786,8 +837,16 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
                 project: prp.project,
                 repository: prp.repository,
                 arch,
-                code: prp.repoCode,
-                dirty: pending > 0 || prp.dirty || prp.queued || prp.reload || !checker || busy > 0,
+                // OBS's :schedulerstate is `scheduling` while the repository is being checked.
+                code: prp.checking ? RepoCode.Scheduling : prp.repoCode,
+                ...(prp.repoDetails !== undefined && !prp.checking ? { details: prp.repoDetails } : {}),
+                dirty:
+                  pending > 0 ||
+                  prp.dirty ||
+                  prp.queued ||
+                  // A broken repository waits for an event, not for its next read.
+                  ((prp.reload || !checker) && prp.unavailable === undefined) ||
+                  busy > 0,
                 packages,
               };
             });

@@ -237,6 +237,43 @@ describe("actors/scheduler (real roles, real builds)", function () {
     );
   });
 
+  it("should call a repository broken, with OBS's details, while a path repository is gone or preinstalls are unresolvable", async () => {
+    const repoOf = async (project: string): Promise<RepoResult> =>
+      (await c.sched().call("results.get", { project }))[0]!;
+    await c.source.call("project.put-meta", { project: "pbase", xml: META("pbase") });
+    await c.source.call("project.put-meta", {
+      project: "puser",
+      xml: `<project name="puser"><title/><description/><repository name="r"><path project="pbase" repository="r"/><arch>x86_64</arch></repository></project>`,
+    });
+    await c.commitDir("puser", "tool", writeSpec(tmp, "tool"));
+    await settle(c, "puser");
+    assert.equal((await repoOf("puser")).code, "finished");
+    // The path repository goes away (forced): puser cannot be read.
+    await c.source.call("project.put-meta", {
+      project: "pbase",
+      xml: `<project name="pbase"><title/><description/></project>`,
+      force: true,
+    });
+    await check(async () => (await repoOf("puser")).code === "broken", { timeoutMs: 30_000, name: "puser broken" });
+    const broken = await repoOf("puser");
+    assert.equal(broken.details, "repository 'pbase/r' is unavailable");
+    assert.equal(broken.dirty, false);
+    // Back: readable again, and finished.
+    await c.source.call("project.put-meta", { project: "pbase", xml: META("pbase") });
+    await check(async () => (await repoOf("puser")).code === "finished", { timeoutMs: 30_000, name: "puser again" });
+    assert.equal((await repoOf("puser")).details, undefined);
+
+    // Preinstalls expanded at the repository (ExpandFlags: preinstallexpand) that nothing provides.
+    await c.source.call("project.put-config", {
+      project: "puser",
+      text: "Preinstall: no-such-shell\nExpandFlags: preinstallexpand\n",
+    });
+    await check(async () => (await repoOf("puser")).code === "broken", { timeoutMs: 30_000, name: "preinstalls" });
+    assert.equal((await repoOf("puser")).details, "unresolvable preinstalls: nothing provides no-such-shell");
+    await c.source.call("project.put-config", { project: "puser", text: "" });
+    await check(async () => (await repoOf("puser")).code === "finished", { timeoutMs: 30_000, name: "config fixed" });
+  });
+
   it("should rebuild on request with a new build counter", async () => {
     const before = await c.repo.call("result.get", {
       project: "local",

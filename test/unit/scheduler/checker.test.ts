@@ -374,6 +374,39 @@ describe("actors/scheduler/checker", () => {
     assert.equal(c.check().states.get("app")!.code, "succeeded");
   });
 
+  it("should call the repository broken while its preinstalls are unresolvable (ExpandFlags: preinstallexpand)", () => {
+    const c = new IncrementalChecker({
+      project: "p",
+      repository: "r",
+      arch: "x86_64",
+      rebuild: "transitive",
+      block: "all",
+      config: config("Preinstall: bash\nExpandFlags: preinstallexpand\n"),
+      layers: [{ project: "p", repository: "r", binaries: [] }],
+      metaOf: () => undefined,
+    });
+    c.upsertPackage(info("app"));
+    let out = c.check();
+    assert.equal(out.repoCode, "broken");
+    assert.equal(out.repoDetails, "unresolvable preinstalls: nothing provides bash");
+    // Nothing was looked at, nothing is built.
+    assert.deepEqual(out.builds, []);
+    assert.equal(out.states.size, 0);
+    c.applyPoolDiff(0, [bin("bash", "bash")], []);
+    out = c.check();
+    assert.equal(out.repoCode, "building");
+    assert.equal(out.repoDetails, undefined);
+    assert.deepEqual(
+      out.builds.map((b) => b.package),
+      ["app"]
+    );
+    // Without the flag, a missing preinstall is each package's problem (unresolvable), as in OBS.
+    c.setConfig(config("Preinstall: zsh\n"));
+    out = c.check();
+    assert.equal(out.repoCode, "finished");
+    assert.equal(out.states.get("app")!.code, "unresolvable");
+  });
+
   it("should not count a package that waits for its own sources as not ready", () => {
     const { output } = checkFromScratch({
       project: "p",
