@@ -19,6 +19,7 @@ import { keys } from "./keys.ts";
 export interface BlobRecord {
   md5: string;
   size: number;
+  /** When the content was stored, or last uploaded again (garbage collection's grace runs from it). */
   time: number;
 }
 
@@ -64,6 +65,8 @@ export class BlobStore implements BlobReader, BlobWriter {
   readonly #uploads = new Map<string, UploadSession>();
   readonly #uploadIdleMs: number;
   readonly #sweeper: NodeJS.Timeout;
+  /** Placing and collecting one blob exclude each other (by sha256). */
+  readonly #busy = new Map<string, Promise<unknown>>();
 
   constructor(opts: BlobStoreOptions) {
     this.dir = opts.dir;
@@ -269,7 +272,23 @@ export class BlobStore implements BlobReader, BlobWriter {
    * different content with the same md5 (a collision) is refused and not stored. The refusal does
    * not name the stored content's sha256, which would let the uploader read it.
    */
-  async #place(tmpPath: string, info: BlobInfo): Promise<void> {
+  #place(tmpPath: string, info: BlobInfo): Promise<void> {
+    return this.#exclusive(info.sha256, () => this.#placeNow(tmpPath, info));
+  }
+
+  /** Runs `fn` once no other placing or collecting of this blob runs. */
+  async #exclusive<T>(sha256: string, fn: () => Promise<T>): Promise<T> {
+    for (let p = this.#busy.get(sha256); p; p = this.#busy.get(sha256)) await p.catch(() => undefined);
+    const run = fn();
+    this.#busy.set(sha256, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#busy.get(sha256) === run) this.#busy.delete(sha256);
+    }
+  }
+
+  async #placeNow(tmpPath: string, info: BlobInfo): Promise<void> {
     const collides = (): boolean => {
       const known = this.#store.get<string>(keys.md5(info.md5));
       return known !== undefined && known !== info.sha256;
@@ -289,19 +308,63 @@ export class BlobStore implements BlobReader, BlobWriter {
     mkdirSync(path.dirname(dest), { recursive: true });
     if (existsSync(dest)) rmSync(tmpPath, { force: true });
     else renameSync(tmpPath, dest);
-    if (!this.#store.get(keys.blob(info.sha256))) {
-      try {
-        await this.#store.transact(() => {
-          // Again inside the write transaction: another upload may have indexed the md5 meanwhile.
-          if (collides()) refuse();
-          void this.#store.db.put(keys.blob(info.sha256), { md5: info.md5, size: info.size, time: Date.now() });
-          void this.#store.db.put(keys.md5(info.md5), info.sha256);
+    const known = this.#store.get(keys.blob(info.sha256)) !== undefined;
+    try {
+      // Content uploaded again gets a fresh time: its uploader is about to refer to it, so
+      // garbage collection must give it the grace period again.
+      await this.#store.transact(() => {
+        // Again inside the write transaction: another upload may have indexed the md5 meanwhile.
+        if (collides()) refuse();
+        void this.#store.db.put(keys.blob(info.sha256), { md5: info.md5, size: info.size, time: Date.now() });
+        void this.#store.db.put(keys.md5(info.md5), info.sha256);
+      });
+    } catch (err) {
+      if (!known && !this.#store.get(keys.blob(info.sha256))) rmSync(dest, { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Garbage collection: removes every stored blob that `referenced` says nothing uses and that
+   * was stored (or last uploaded) more than `graceMs` ago. `referenced` is asked again in the
+   * write transaction that removes the record, so a change that refers to the blob at the same
+   * time (in its own write transaction) either keeps it or finds it gone.
+   */
+  async collect(opts: {
+    graceMs: number;
+    referenced: (info: BlobInfo) => boolean;
+  }): Promise<{ removed: number; bytes: number }> {
+    const cutoff = Date.now() - opts.graceMs;
+    const stale = (sha256: string): BlobRecord | undefined => {
+      const rec = this.#store.get<BlobRecord>(keys.blob(sha256));
+      if (!rec || rec.time > cutoff || opts.referenced({ sha256, md5: rec.md5, size: rec.size })) return undefined;
+      return rec;
+    };
+    const candidates: string[] = [];
+    for (const { key } of this.#store.scan<BlobRecord>(keys.blobsAll())) {
+      const sha256 = String(key[1]);
+      if (stale(sha256)) candidates.push(sha256);
+    }
+    let removed = 0;
+    let bytes = 0;
+    for (const sha256 of candidates) {
+      const gone = await this.#exclusive(sha256, async () => {
+        const rec = await this.#store.transact(() => {
+          const r = stale(sha256);
+          if (!r) return undefined;
+          void this.#store.db.remove(keys.blob(sha256));
+          if (this.#store.get(keys.md5(r.md5)) === sha256) void this.#store.db.remove(keys.md5(r.md5));
+          return r;
         });
-      } catch (err) {
-        if (!this.#store.get(keys.blob(info.sha256))) rmSync(dest, { force: true });
-        throw err;
+        if (rec) rmSync(this.pathOf(sha256), { force: true });
+        return rec;
+      });
+      if (gone) {
+        removed++;
+        bytes += gone.size;
       }
     }
+    return { removed, bytes };
   }
 
   async #sweep(): Promise<void> {

@@ -6,7 +6,7 @@
  *
  * ```
  * shared (every role's database)
- *   ["blob", sha256]                              → BlobRecord {md5, size, time}
+ *   ["blob", sha256]                              → BlobRecord {md5, size, time stored or last uploaded}
  *   ["md5", md5]                                  → sha256 (OBS clients speak md5)
  *   ["outbox", seq]                               → event not yet acknowledged by the stream
  *   ["meta", name]                                → role bookkeeping (schema version, node id)
@@ -65,6 +65,7 @@ export function prefixRange(prefix: Key): { start: KeyPart[]; end: (KeyPart | Bu
 export const keys = {
   // shared
   blob: (sha256: string): Key => ["blob", sha256],
+  blobsAll: (): Key => ["blob"],
   md5: (md5: string): Key => ["md5", md5],
   outbox: (seq: number): Key => ["outbox", seq],
   outboxAll: (): Key => ["outbox"],

@@ -10,9 +10,12 @@
  *
  * Blob verbs bypass the actors: content is immutable and addressed by hash. Reads are served to
  * whoever names a sha256, which only a caller allowed to list the files learns. Uploads must be
- * signed by a registered user. Because the store is shared by all projects, a commit may only
- * refer (by md5) to content the committer uploaded themselves recently or can already read in
- * some package: otherwise naming the md5 of a hidden file would hand out its content.
+ * signed by a user who may commit somewhere (an admin, a maintainer of some project or package)
+ * or by kiln's roles (service output). Because the store is shared by all projects, a commit may
+ * only refer (by md5) to content the committer uploaded themselves recently or can already read
+ * in some package: otherwise naming the md5 of a hidden file would hand out its content. Content
+ * nothing refers to is collected once it is older than a grace period (at start and
+ * periodically), so uploads that are never committed do not fill the disk.
  */
 import path from "node:path";
 import { dispatch, spawn, stop, type Ref } from "nact";
@@ -290,6 +293,13 @@ export interface SourceRoleOptions {
   uploadIdleMs?: number;
   /** How long an uploader may refer to content they uploaded, in a commit. @default 1 hour */
   uploadGrantMs?: number;
+  /**
+   * Stored content that no revision refers to is removed once it is this old (since it was
+   * uploaded last); at least `uploadGrantMs`. @default 1 day
+   */
+  blobGraceMs?: number;
+  /** How often unreferenced content is collected (also once at start). @default 1 hour */
+  blobGcIntervalMs?: number;
 }
 
 type Sweep = { type: "children.sweep" };
@@ -839,6 +849,12 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
         if (caller.anonymous) {
           throw new UnauthenticatedError("uploads must be signed by a registered user (kiln --identity FILE)");
         }
+        if (!mayRunServices(caller) && !state.maySomewhereCommit(caller)) {
+          throw new ForbiddenError(
+            `user '${caller.user}' may not upload: uploads are for commits, which need an admin or a maintainer of some project or package (home:${caller.user} may be created by its user)`,
+            { data: { user: caller.user, need: "upload" } }
+          );
+        }
         if (meta.type === "upload.put") {
           const info = (await blobs0(args, meta)) as BlobInfo;
           grants.granted(caller.user, info);
@@ -870,6 +886,20 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
     dispatch(root, { type: "children.sweep" });
     grants.sweep(uploadIdleMs);
   }, 60_000);
+  const graceMs = Math.max(opts.blobGraceMs ?? 24 * 3600_000, opts.uploadGrantMs ?? 3600_000);
+  let collecting: Promise<void> | undefined;
+  const collect = (): void => {
+    if (collecting) return;
+    collecting = blobs
+      .collect({ graceMs, referenced: (info) => state.referencesOf(info.md5).length > 0 })
+      .then((r) => {
+        if (r.removed > 0) log.info({ removed: r.removed, bytes: r.bytes }, "unreferenced content collected");
+      })
+      .catch((err: unknown) => log.warn({ err }, "collecting unreferenced content failed"))
+      .finally(() => (collecting = undefined));
+  };
+  collect();
+  const gc = setInterval(collect, opts.blobGcIntervalMs ?? 3600_000);
   const sub = bridgeActor(ctx.nc, root as unknown as Ref<BridgedRequest>, {
     subject: subjects.rpcAll(Role.Source),
     queue: Role.Source,
@@ -884,9 +914,11 @@ export async function startSourceRole(ctx: RoleContext, opts: SourceRoleOptions 
     role: "source",
     async stop(): Promise<void> {
       clearInterval(sweep);
+      clearInterval(gc);
       stopPing();
       await sub.drain();
       identities.close();
+      await collecting;
       await blobs.close();
       await store.close();
       await lease.release();

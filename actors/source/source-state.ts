@@ -10,7 +10,14 @@ import { ConflictError, InvalidInputError, NotFoundError, TooLargeError, makeEve
 import { concatBuildConfig } from "../common/prjconf.ts";
 import { validateFileName, validatePackageName, validateProjectName, validateRepositoryName } from "../common/names.ts";
 import type { SourceFile } from "../common/model.ts";
-import { isHidden, lockedByOwnFlag, sourcesHidden, type Principal } from "./access.ts";
+import {
+  canWritePackage,
+  canWriteProject,
+  isHidden,
+  lockedByOwnFlag,
+  sourcesHidden,
+  type Principal,
+} from "./access.ts";
 import {
   expandRepositoryPath,
   findPathLoop,
@@ -108,6 +115,9 @@ export class SourceState {
   readonly #blobs: BlobStore;
   readonly #outbox: Outbox<SourceEvent>;
   readonly limits: SourceLimits;
+  /** Counts changes of who maintains what, so answers derived from the metas can be cached. */
+  #metaGeneration = 0;
+  readonly #maintainers = new Map<string, { generation: number; answer: boolean }>();
 
   constructor(deps: SourceStateDeps) {
     this.#store = deps.store;
@@ -151,6 +161,29 @@ export class SourceState {
     if (prj && lockedByOwnFlag(prj.meta)) throw lockedError(`project '${project}'`);
     const pk = pkg === undefined ? undefined : this.package(project, pkg);
     if (pk && lockedByOwnFlag(pk.meta)) throw lockedError(`package '${project}/${pkg}'`);
+  }
+
+  /**
+   * Whether the caller may commit to some package: an admin, or a maintainer (in person or by a
+   * group) of some project or package. Uploads are for commits, so only they may upload. The
+   * answer is cached until a meta changes.
+   */
+  maySomewhereCommit(caller: Principal): boolean {
+    if (caller.admin) return true;
+    if (caller.anonymous || caller.service) return false;
+    const key = `${caller.user}\u0000${[...caller.groups].sort().join("\u0000")}`;
+    const cached = this.#maintainers.get(key);
+    if (cached && cached.generation === this.#metaGeneration) return cached.answer;
+    const generation = this.#metaGeneration;
+    let answer = false;
+    for (const prj of this.listProjects()) {
+      if (canWriteProject(caller, prj.meta)) answer = true;
+      else answer = this.listPackages(prj.name).some((pkg) => canWritePackage(caller, prj.meta, pkg.meta));
+      if (answer) break;
+    }
+    if (this.#maintainers.size > 10_000) this.#maintainers.clear();
+    this.#maintainers.set(key, { generation, answer });
+    return answer;
   }
 
   listProjects(): ProjectRecord[] {
@@ -268,6 +301,7 @@ export class SourceState {
       (m?.repositories ?? []).map((r) => ({ name: r.name, archs: r.archs }));
     await this.#store.transact(() => {
       void this.#store.db.put(keys.project(name), rec);
+      this.#metaGeneration++;
       this.#addMetaRevision(keys.projectMetaRevisionsOf(name), (rev) => keys.projectMetaRevision(name, rev), {
         xml: rendered,
         user: caller.user,
@@ -433,6 +467,7 @@ export class SourceState {
       for (const k of this.#store.scanKeys(keys.projectConfigsOf(project))) void this.#store.db.remove(k);
       for (const k of this.#store.scanKeys(keys.projectMetaRevisionsOf(project))) void this.#store.db.remove(k);
       void this.#store.db.remove(keys.project(project));
+      this.#metaGeneration++;
       this.#outbox.add(
         makeEvent<SourceEvent>({
           type: "project.deleted",
@@ -478,6 +513,7 @@ export class SourceState {
       : { project, name, meta, xml: rendered, rev: 0, srcmd5: computeSrcmd5([]), created: now, updated: now };
     await this.#store.transact(() => {
       void this.#store.db.put(keys.package(project, name), rec);
+      this.#metaGeneration++;
       this.#addMetaRevision(
         keys.packageMetaRevisionsOf(project, name),
         (rev) => keys.packageMetaRevision(project, name, rev),
@@ -575,7 +611,11 @@ export class SourceState {
     const rev = rec.rev + 1;
     const revision: Revision = { rev, srcmd5, user, comment, time: Date.now(), files };
     const created = this.package(project, pkg) === undefined;
-    await this.#store.transact(() => {
+    const gone = await this.#store.transact(() => {
+      // Garbage collection may have removed unreferenced content since it was looked up; it
+      // removes in its own write transaction, so checking here decides it either way.
+      const collected = files.filter((f) => this.#store.get(keys.blob(f.sha256)) === undefined);
+      if (collected.length) return collected;
       void this.#store.db.put(keys.revision(project, pkg, rev), revision);
       void this.#store.db.put(keys.package(project, pkg), { ...rec, rev, srcmd5, updated: revision.time });
       for (const f of files) void this.#store.db.put(keys.sourceRef(f.md5, project, pkg), 1);
@@ -592,7 +632,12 @@ export class SourceState {
         })
       );
       also?.(revision);
+      return [];
     });
+    if (gone.length) {
+      const names = new Set(gone.map((f) => f.name));
+      return { missing: entries.filter((e) => names.has(e.name)) };
+    }
     await this.#outbox.flush();
     return { revision };
   }
@@ -623,6 +668,7 @@ export class SourceState {
     for (const m of md5s) void this.#store.db.remove(keys.sourceRef(m, project, pkg));
     for (const k of this.#store.scanKeys(keys.packageMetaRevisionsOf(project, pkg))) void this.#store.db.remove(k);
     void this.#store.db.remove(keys.package(project, pkg));
+    this.#metaGeneration++;
   }
 
   /** Reads a small stored file (spec, _constraints) as text. */
