@@ -917,6 +917,8 @@ describe("actors/scheduler/checker", () => {
           const asked = (o: CheckOutput): [string, BuildReason][] =>
             o.builds.map((b): [string, BuildReason] => [b.package, b.reason]).sort((x, y) => (x[0] < y[0] ? -1 : 1));
           assert.deepEqual(asked(out), asked(full), `builds differ at step ${step}`);
+          const once = new Set(out.builds.map((b) => b.package));
+          assert.equal(once.size, out.builds.length, `a package asked for twice at step ${step}`);
           assert.deepEqual(out.missingMetas, []);
           // Act on the builds as the scheduler and workers would.
           for (const b of full.builds) {
