@@ -11,6 +11,7 @@ const log = pino({ level: "silent" });
 /** Every key function with sample arguments and the array it must produce. */
 const EXPECTED: [keyof typeof keys, Key, Key][] = [
   ["blob", ["ab".repeat(32)], ["blob", "ab".repeat(32)]],
+  ["blobsAll", [], ["blob"]],
   ["md5", ["0123"], ["md5", "0123"]],
   ["outbox", [7], ["outbox", 7]],
   ["outboxAll", [], ["outbox"]],
@@ -19,6 +20,10 @@ const EXPECTED: [keyof typeof keys, Key, Key][] = [
   ["projectsAll", [], ["prj"]],
   ["projectConfig", ["home:a", 3], ["prjconf", "home:a", 3]],
   ["projectConfigsOf", ["home:a"], ["prjconf", "home:a"]],
+  ["projectMetaRevision", ["home:a", 2], ["prjmeta", "home:a", 2]],
+  ["projectMetaRevisionsOf", ["home:a"], ["prjmeta", "home:a"]],
+  ["packageMetaRevision", ["home:a", "hello", 4], ["pkgmeta", "home:a", "hello", 4]],
+  ["packageMetaRevisionsOf", ["home:a", "hello"], ["pkgmeta", "home:a", "hello"]],
   ["package", ["home:a", "hello"], ["pkg", "home:a", "hello"]],
   ["packagesOf", ["home:a"], ["pkg", "home:a"]],
   ["revision", ["home:a", "hello", 12], ["rev", "home:a", "hello", 12]],
