@@ -186,7 +186,17 @@ const validators: Validators<DispatcherApi> = {
     }
     const packages = optArr(o, "packages", (v) => String(v), { max: 10_000 });
     if (packages !== undefined) r.packages = packages;
-    if (bool(o, "discard", false)) r.discard = true;
+    return r;
+  },
+  "job.discard": (raw) => {
+    const o = obj(raw);
+    const r: DispatcherApi["job.discard"]["req"] = { project: str(o, "project") };
+    for (const f of ["repository", "arch"] as const) {
+      const v = optStr(o, f);
+      if (v !== undefined) r[f] = v;
+    }
+    const packages = optArr(o, "packages", (v) => String(v), { max: 10_000 });
+    if (packages !== undefined) r.packages = packages;
     if (bool(o, "onlyQueued", false)) r.onlyQueued = true;
     return r;
   },
@@ -383,6 +393,26 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
   };
 
   /** Tells a worker to kill a job; failures are harmless (it may be gone). */
+  /** Live jobs (not failing or being aborted) of a project, narrowed as `job.abort`/`job.discard` ask. */
+  const matchingJobs = (a: {
+    project: string;
+    package?: string;
+    packages?: string[];
+    repository?: string;
+    arch?: string;
+  }): JobRecord[] => {
+    const pkgs = new Set([...(a.packages ?? []), ...(a.package !== undefined ? [a.package] : [])]);
+    return [...jobs.values()].filter(
+      (rec) =>
+        rec.job.project === a.project &&
+        (pkgs.size === 0 || pkgs.has(rec.job.package)) &&
+        (a.repository === undefined || rec.job.repository === a.repository) &&
+        (a.arch === undefined || rec.job.arch === a.arch) &&
+        !rec.failure &&
+        !rec.aborting
+    );
+  };
+
   const abortOnWorker = (workerId: string, jobId: string, reason: string, discard: boolean): void => {
     const w = workers.get(workerId);
     if (!w) return;
@@ -862,38 +892,36 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
       case "job.abort":
         return answer(msg.replyTo, async () => {
           const a = msg.args;
-          if (!a.discard) await allowed(msg, a.project, AccessNeed.Write);
-          const pkgs = new Set([...(a.packages ?? []), ...(a.package !== undefined ? [a.package] : [])]);
-          let aborted = 0;
+          await allowed(msg, a.project, AccessNeed.Write);
           const jobIds: string[] = [];
-          for (const rec of [...jobs.values()]) {
-            const j = rec.job;
-            if (j.project !== a.project) continue;
-            if (pkgs.size > 0 && !pkgs.has(j.package)) continue;
-            if (a.repository !== undefined && j.repository !== a.repository) continue;
-            if (a.arch !== undefined && j.arch !== a.arch) continue;
-            if (a.onlyIfNot !== undefined && j.jobId === a.onlyIfNot) continue;
-            if (rec.failure || rec.aborting) continue;
-            if (a.discard) {
-              if (a.onlyQueued && (rec.code !== JobCode.Scheduled || rec.workerId !== undefined)) continue;
-              aborted++;
-              jobIds.push(j.jobId);
-              supersede(rec);
-              continue;
-            }
-            aborted++;
-            jobIds.push(j.jobId);
+          for (const rec of matchingJobs(a)) {
+            if (a.onlyIfNot !== undefined && rec.job.jobId === a.onlyIfNot) continue;
+            jobIds.push(rec.job.jobId);
             if (rec.code === JobCode.Scheduled || !rec.workerId) {
               failJob(rec, "aborted before the build started");
               continue;
             }
             rec.aborting = "aborted by a user";
             persist(rec);
-            if (rec.code === JobCode.Building) abortOnWorker(rec.workerId, j.jobId, rec.aborting, false);
+            if (rec.code === JobCode.Building) abortOnWorker(rec.workerId, rec.job.jobId, rec.aborting, false);
           }
-          if (aborted) log.info({ ...a, aborted }, a.discard ? "jobs discarded" : "jobs aborted");
-          if (a.discard && aborted) kick();
-          return { aborted, jobIds };
+          if (jobIds.length) log.info({ ...a, aborted: jobIds.length }, "jobs aborted");
+          return { aborted: jobIds.length, jobIds };
+        });
+      case "job.discard":
+        return answer(msg.replyTo, () => {
+          const a = msg.args;
+          const jobIds: string[] = [];
+          for (const rec of matchingJobs(a)) {
+            if (a.onlyQueued && (rec.code !== JobCode.Scheduled || rec.workerId !== undefined)) continue;
+            jobIds.push(rec.job.jobId);
+            supersede(rec);
+          }
+          if (jobIds.length) {
+            log.info({ ...a, discarded: jobIds.length }, "jobs discarded");
+            kick();
+          }
+          return { discarded: jobIds.length, jobIds };
         });
       case "assign.accepted": {
         const rec = jobs.get(msg.jobId);

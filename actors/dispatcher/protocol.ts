@@ -95,13 +95,8 @@ export type DispatcherApi = {
   };
   /**
    * `kiln abort`: ends matching jobs as failed. A building job is killed on its worker, which
-   * reports the failure with its log; a queued one is failed by the dispatcher.
-   *
-   * With `discard`, a scheduler's supersession (OBS `killjob`/`killscheduled`): the jobs are
-   * dropped without a result, a running one killed on its worker without an upload; with
-   * `onlyQueued`, only jobs no worker has yet. Trusted as `job.submit` is (only kiln's roles,
-   * workers and operators reach the dispatcher), so it needs no write access to the project,
-   * which a scheduler does not have and a deleted project no longer grants.
+   * reports the failure with its log; a queued one is failed by the dispatcher. Needs the right
+   * to change the project.
    */
   "job.abort": {
     req: {
@@ -111,10 +106,25 @@ export type DispatcherApi = {
       repository?: string;
       arch?: string;
       onlyIfNot?: string;
-      discard?: boolean;
-      onlyQueued?: boolean;
     };
     res: { aborted: number; jobIds: string[] };
+  };
+  /**
+   * From a scheduler: its supersession (OBS `killjob`/`killscheduled`). The jobs are dropped
+   * without a result, a running one killed on its worker without an upload; with `onlyQueued`,
+   * only jobs no worker has yet. Trusted as `job.submit` is: NATS authorization gives it to
+   * kiln's roles alone, so it needs no write access to the project, which a scheduler does not
+   * have and a deleted project no longer grants. Users end jobs with `job.abort`.
+   */
+  "job.discard": {
+    req: {
+      project: string;
+      packages?: string[];
+      repository?: string;
+      arch?: string;
+      onlyQueued?: boolean;
+    };
+    res: { discarded: number; jobIds: string[] };
   };
 };
 

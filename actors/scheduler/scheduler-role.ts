@@ -484,20 +484,19 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
 
   /**
    * Cancels jobs the check no longer wants (OBS `killunwantedjobs`): through the dispatcher's
-   * `job.abort` with `discard`, so they end without a result, as OBS's `killjob` purges them.
+   * `job.discard`, so they end without a result, as OBS's `killjob` purges them.
    */
   const cancelJobs = async (prp: Prp, checker: IncrementalChecker, unwanted: readonly UnwantedJob[]): Promise<void> => {
     for (const evenRunning of [true, false]) {
       const list = unwanted.filter((u) => u.evenRunning === evenRunning);
       if (!list.length) continue;
       const r = await dispatcher.call(
-        "job.abort",
+        "job.discard",
         {
           project: prp.project,
           repository: prp.repository,
           arch,
           packages: list.map((u) => u.package),
-          discard: true,
           ...(evenRunning ? {} : { onlyQueued: true }),
         },
         { idempotent: true, timeoutMs: 30_000 }
@@ -517,11 +516,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   /** Cancels every job of a repository this scheduler no longer builds (OBS `wipeobsoleterepo`). */
   const cancelRepository = async (project: string, repository?: string): Promise<void> => {
     const r = await dispatcher.call(
-      "job.abort",
-      { project, ...(repository !== undefined ? { repository } : {}), arch, discard: true },
+      "job.discard",
+      { project, ...(repository !== undefined ? { repository } : {}), arch },
       { idempotent: true, timeoutMs: 30_000 }
     );
-    if (r.aborted) log.info({ project, repository, jobs: r.aborted }, "jobs of a dropped repository cancelled");
+    if (r.discarded) log.info({ project, repository, jobs: r.discarded }, "jobs of a dropped repository cancelled");
   };
 
   // A check leaves the filters of its new expansions to be made (IncrementalChecker.makeFilters):
@@ -958,8 +957,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   for (const j of await listAllJobs(dispatcher, { arch })) {
     if (prps.has(prpKey(j.project, j.repository))) continue;
     await dispatcher.call(
-      "job.abort",
-      { project: j.project, repository: j.repository, arch, packages: [j.package], discard: true },
+      "job.discard",
+      { project: j.project, repository: j.repository, arch, packages: [j.package] },
       { idempotent: true, timeoutMs: 30_000 }
     );
     log.info(

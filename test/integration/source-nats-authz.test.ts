@@ -169,10 +169,17 @@ describe("ops/nats authorization (integration)", function () {
     alice.publish("kiln.evt.project.deleted.hidden", encode({ type: "project.deleted", project: "hidden" }));
     alice.publish("kiln.rpc.repo.result.put", encode({ args: {} }));
     alice.publish("kiln.rpc.dispatcher.job.submit", encode({ args: {} }));
+    // A scheduler's supersession drops jobs without a write check: kiln's roles alone send it.
+    alice.publish("kiln.rpc.dispatcher.job.discard", encode({ args: { project: "public" } }));
     alice.publish("kiln.rpc.source.project.list", encode({ args: {} }));
     await alice.flush();
     await ops.flush();
-    const forged = ["kiln.evt.project.deleted.hidden", "kiln.rpc.repo.result.put", "kiln.rpc.dispatcher.job.submit"];
+    const forged = [
+      "kiln.evt.project.deleted.hidden",
+      "kiln.rpc.repo.result.put",
+      "kiln.rpc.dispatcher.job.submit",
+      "kiln.rpc.dispatcher.job.discard",
+    ];
     await check(() => refusals.length >= forged.length, { name: "the server's refusals" });
     assert.deepEqual(
       refusals,
