@@ -8,6 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 import type { Logger } from "pino";
+import { UnavailableError } from "../transport/index.ts";
 import { prefixRange, keys, type Key } from "./keys.ts";
 
 export interface StoreOptions {
@@ -46,11 +47,13 @@ export class RoleStore {
   }
 
   get<T>(key: Key): T | undefined {
+    this.#open();
     return this.db.get(key) as T | undefined;
   }
 
   /** Values of every key under a prefix, in key order. */
   *scan<T>(prefix: Key, opts: { reverse?: boolean; limit?: number } = {}): Generator<{ key: Key; value: T }> {
+    this.#open();
     const r = prefixRange(prefix);
     const range = opts.reverse
       ? { start: r.end, end: r.start, reverse: true, ...(opts.limit ? { limit: opts.limit } : {}) }
@@ -62,6 +65,7 @@ export class RoleStore {
 
   /** Keys only, under a prefix. */
   *scanKeys(prefix: Key): Generator<Key> {
+    this.#open();
     for (const key of this.db.getKeys(prefixRange(prefix) as never)) yield key as Key;
   }
 
@@ -78,6 +82,7 @@ export class RoleStore {
 
   /** A key's value, from the store or by `fallback`. */
   getOr<T>(key: Key, fallback: () => T): T {
+    this.#open();
     const v = this.db.get(key);
     return v === undefined ? fallback() : (v as T);
   }
@@ -92,6 +97,14 @@ export class RoleStore {
 
   sub(name: string): Database<unknown, Key> {
     return this.db.openDB<unknown, Key>({ name, encoding: "msgpack" });
+  }
+
+  /**
+   * A read after close must not reach lmdb-js: it would arm a timer that throws, uncaught, in a
+   * later turn ("Attempt to reset an invalid read txn"). The reader gets this error instead.
+   */
+  #open(): void {
+    if (this.#closed) throw new UnavailableError(`the store at ${this.path} is closed`);
   }
 
   async close(): Promise<void> {

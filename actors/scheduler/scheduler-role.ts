@@ -995,6 +995,10 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       await consumer.stop();
       for (const k of [...repoArch.keys()]) stop(repoArch.get(k));
       stop(root);
+      // A check under way goes on to its end, reading and writing the store: it closes after.
+      const deadline = Date.now() + 30_000;
+      while (busy > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      if (busy > 0) log.warn({ checks: busy }, "scheduler stops with checks still running");
       await store.close();
       await lease.release();
       log.info({}, "scheduler stopped");
