@@ -99,10 +99,15 @@ const REBUILD_CODES: readonly string[] = [
   "unknown",
 ];
 
-function renderResults(rs: RepoResult[]): string {
+/**
+ * `kiln results` as text: one row per package, and a row with the repository's own state where
+ * it says something (no packages yet, or OBS's reason: broken, …).
+ */
+export function renderResults(rs: RepoResult[]): string {
   const rows: string[][] = [];
   for (const r of rs) {
-    if (!r.packages.length) rows.push([r.repository, r.arch, "", `(${r.code}${r.dirty ? ", outdated" : ""})`, ""]);
+    if (!r.packages.length || r.details)
+      rows.push([r.repository, r.arch, "", `(${r.code}${r.dirty ? ", outdated" : ""})`, r.details ?? ""]);
     for (const p of r.packages) rows.push([r.repository, r.arch, p.package, p.code + (r.dirty ? "*" : ""), p.details]);
   }
   return table(["REPOSITORY", "ARCH", "PACKAGE", "CODE", "DETAILS"], rows);

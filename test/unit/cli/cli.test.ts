@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { UNFINISHED_CODES } from "../../../actors/index.ts";
-import { WAIT_CODES } from "../../../cli/commands/build.ts";
+import { WAIT_CODES, renderResults } from "../../../cli/commands/build.ts";
 import { DEFAULT_NATS_URL, EXIT, adminIdentityPath, exitCodeOf, loadSettings } from "../../../cli/index.ts";
 import {
   ConflictError,
@@ -78,5 +78,40 @@ describe("cli/main", () => {
 
   it("should wait in results -w on exactly the codes the actors call unfinished", () => {
     assert.deepEqual([...WAIT_CODES].sort(), [...UNFINISHED_CODES].sort());
+  });
+
+  it("should show a repository's own state in results when it has details or no packages", () => {
+    const text = renderResults([
+      {
+        project: "p",
+        repository: "broken-repo",
+        arch: "x86_64",
+        code: "broken",
+        details: "unresolvable preinstalls: nothing provides bash",
+        dirty: false,
+        packages: [
+          { project: "p", repository: "broken-repo", arch: "x86_64", package: "a", code: "broken", details: "" },
+        ],
+      },
+      { project: "p", repository: "empty", arch: "x86_64", code: "finished", dirty: true, packages: [] },
+      {
+        project: "p",
+        repository: "std",
+        arch: "x86_64",
+        code: "finished",
+        dirty: false,
+        packages: [{ project: "p", repository: "std", arch: "x86_64", package: "b", code: "succeeded", details: "" }],
+      },
+    ]);
+    const lines = text
+      .trimEnd()
+      .split("\n")
+      .map((l) => l.trim().split(/\s{2,}/));
+    assert.deepEqual(lines.slice(1), [
+      ["broken-repo", "x86_64", "(broken)", "unresolvable preinstalls: nothing provides bash"],
+      ["broken-repo", "x86_64", "a", "broken"],
+      ["empty", "x86_64", "(finished, outdated)"],
+      ["std", "x86_64", "b", "succeeded"],
+    ]);
   });
 });
