@@ -67,6 +67,34 @@ function bin(name: string, pkg: string, o: Partial<PoolBinary> = {}): PoolBinary
 const config = (text = ""): BuildConfig =>
   parseBuildConfig([{ project: "p", repository: "r", text }], { arch: "x86_64" });
 
+/** Repository p/r on x86_64 with only its own pool (`binaries`), transitive, block=all; `o` overrides. */
+function checkerSetup(o: Partial<CheckerSetup> & { binaries?: PoolBinary[] } = {}): CheckerSetup {
+  const { binaries = [], ...rest } = o;
+  return {
+    project: "p",
+    repository: "r",
+    arch: "x86_64",
+    rebuild: "transitive",
+    block: "all",
+    config: config(),
+    layers: [{ project: "p", repository: "r", binaries }],
+    metaOf: () => undefined,
+    ...rest,
+  };
+}
+
+const checker = (o: Parameters<typeof checkerSetup>[0] = {}): IncrementalChecker =>
+  new IncrementalChecker(checkerSetup(o));
+
+/** The digests of a build that had no dependencies. */
+const noDigests = (): SignatureDigests =>
+  signatureDigests(
+    [],
+    () => undefined,
+    () => undefined,
+    true
+  );
+
 describe("actors/scheduler/checker", () => {
   it("should order packages by dependencies and find cycles", () => {
     const edges = new Map([
@@ -83,14 +111,7 @@ describe("actors/scheduler/checker", () => {
     const metas = new Map<string, string[]>();
     const off = { build: false, lock: false, useforbuild: true, debuginfo: false, publish: true };
     const { output } = checkFromScratch({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config("BuildFlags: excludebuild:listed\n"),
-      layers: [{ project: "p", repository: "r", binaries: [] }],
-      metaOf: (s) => metas.get(s),
+      ...checkerSetup({ config: config("BuildFlags: excludebuild:listed\n"), metaOf: (s) => metas.get(s) }),
       packages: [
         // Locked comes first, even before an ExclusiveArch that excludes it (OBS checkpkgs).
         info("ex", { errorCode: "excluded", error: "excluded", flags: { ...off, lock: true } }),
@@ -133,16 +154,7 @@ describe("actors/scheduler/checker", () => {
   });
 
   it("should show a package scheduled while a job for its sources exists, before unresolvable and blocked", () => {
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
-      metaOf: () => undefined,
-    });
+    const c = checker({ binaries: [bin("lib", "lib")] });
     c.upsertPackage(info("lib"));
     c.upsertPackage(info("app", { buildRequires: ["lib"] }));
     c.upsertPackage(info("gone", { buildRequires: ["nope"] }));
@@ -167,26 +179,9 @@ describe("actors/scheduler/checker", () => {
 
   it("should name the binaries a blocked package waits for, ten at most, as OBS does", () => {
     const libs = Array.from({ length: 12 }, (_, i) => `lib${String(i).padStart(2, "0")}`);
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [
-        {
-          project: "p",
-          repository: "r",
-          // "core" builds two of them: both are named (OBS lists binaries, not packages).
-          binaries: [
-            bin("core", "core"),
-            bin("core-devel", "core", { requires: ["core"] }),
-            ...libs.map((l) => bin(l, l)),
-          ],
-        },
-      ],
-      metaOf: () => undefined,
+    const c = checker({
+      // "core" builds two of them: both are named (OBS lists binaries, not packages).
+      binaries: [bin("core", "core"), bin("core-devel", "core", { requires: ["core"] }), ...libs.map((l) => bin(l, l))],
     });
     c.upsertPackage(info("core", { subpacks: ["core", "core-devel"] }));
     for (const l of libs) c.upsertPackage(info(l));
@@ -201,22 +196,8 @@ describe("actors/scheduler/checker", () => {
   });
 
   it("should let rebuild=local ignore blockers while the last build has the current sources", () => {
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "local",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib"), bin("app", "app")] }],
-      metaOf: () => undefined,
-    });
-    const digests = signatureDigests(
-      [],
-      () => undefined,
-      () => undefined,
-      true
-    );
+    const c = checker({ rebuild: "local", binaries: [bin("lib", "lib"), bin("app", "app")] });
+    const digests = noDigests();
     c.upsertPackage(info("lib", { srcmd5: md5("src-lib-2") }));
     c.upsertPackage(info("app", { buildRequires: ["lib"] }));
     c.upsertPackage(info("new", { buildRequires: ["lib"] }));
@@ -237,24 +218,10 @@ describe("actors/scheduler/checker", () => {
   });
 
   it("should ask to cancel the jobs OBS's killunwantedjobs and wipeobsolete kill", () => {
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
-      metaOf: () => undefined,
-    });
+    const c = checker({ binaries: [bin("lib", "lib")] });
     const names = ["lib", "off", "lk", "xa", "blk", "unres", "bad", "same", "gone", "done"];
     for (const n of names) c.upsertPackage(info(n));
-    const digests = signatureDigests(
-      [],
-      () => undefined,
-      () => undefined,
-      true
-    );
+    const digests = noDigests();
     c.setResult("done", { code: "succeeded", srcmd5: md5("src-done"), versrel: "1.0-1", bcnt: 1, digests });
     // Every package has a job of older sources, but "same" (current sources) and "lib" (none).
     for (const n of names.slice(1)) {
@@ -291,18 +258,12 @@ describe("actors/scheduler/checker", () => {
 
   it("should block on packages not ready in a repository of the path, except with block=local or never", () => {
     for (const block of ["all", "local", "never"] as const) {
-      const c = new IncrementalChecker({
-        project: "p",
-        repository: "r",
-        arch: "x86_64",
-        rebuild: "transitive",
+      const c = checker({
         block,
-        config: config(),
         layers: [
           { project: "p", repository: "r", binaries: [bin("lib", "lib")] },
           { project: "base", repository: "std", binaries: [bin("glibc", "glibc-src"), bin("zlib", "zlib")] },
         ],
-        metaOf: () => undefined,
       });
       c.upsertPackage(info("lib"));
       c.upsertPackage(info("app", { buildRequires: ["glibc", "zlib"] }));
@@ -335,22 +296,8 @@ describe("actors/scheduler/checker", () => {
   });
 
   it("should follow changes of the block and rebuild modes", () => {
-    const digests = signatureDigests(
-      [],
-      () => undefined,
-      () => undefined,
-      true
-    );
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib"), bin("app", "app")] }],
-      metaOf: () => undefined,
-    });
+    const digests = noDigests();
+    const c = checker({ binaries: [bin("lib", "lib"), bin("app", "app")] });
     c.upsertPackage(info("lib", { srcmd5: md5("lib-2") }));
     c.upsertPackage(info("app", { buildRequires: ["lib"] }));
     c.setResult("lib", { code: "succeeded", srcmd5: md5("lib-1"), versrel: "1.0-1", bcnt: 1, digests });
@@ -375,16 +322,7 @@ describe("actors/scheduler/checker", () => {
   });
 
   it("should call the repository broken while its preinstalls are unresolvable (ExpandFlags: preinstallexpand)", () => {
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config("Preinstall: bash\nExpandFlags: preinstallexpand\n"),
-      layers: [{ project: "p", repository: "r", binaries: [] }],
-      metaOf: () => undefined,
-    });
+    const c = checker({ config: config("Preinstall: bash\nExpandFlags: preinstallexpand\n") });
     c.upsertPackage(info("app"));
     let out = c.check();
     assert.equal(out.repoCode, "broken");
@@ -409,14 +347,7 @@ describe("actors/scheduler/checker", () => {
 
   it("should not count a package that waits for its own sources as not ready", () => {
     const { output } = checkFromScratch({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("svc", "svc")] }],
-      metaOf: () => undefined,
+      ...checkerSetup({ binaries: [bin("svc", "svc")] }),
       packages: [
         info("svc", { errorCode: "blocked", error: "service in progress" }),
         info("user", { buildRequires: ["svc"] }),
@@ -432,16 +363,7 @@ describe("actors/scheduler/checker", () => {
 
   it("should block a package on a dependency that is being rebuilt, and unblock it after", () => {
     const metas = new Map<string, string[]>();
-    const c = new IncrementalChecker({
-      project: "p",
-      repository: "r",
-      arch: "x86_64",
-      rebuild: "transitive",
-      block: "all",
-      config: config(),
-      layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
-      metaOf: (s) => metas.get(s),
-    });
+    const c = checker({ metaOf: (s) => metas.get(s), binaries: [bin("lib", "lib")] });
     c.upsertPackage(info("lib"));
     c.upsertPackage(info("app", { buildRequires: ["lib"] }));
     const out = c.check();
@@ -469,16 +391,7 @@ describe("actors/scheduler/checker", () => {
   it("should rebuild on meta change, naming the changed dependency, and not with rebuild=local", () => {
     for (const mode of ["transitive", "direct", "local"] as const) {
       const metas = new Map<string, string[]>();
-      const c = new IncrementalChecker({
-        project: "p",
-        repository: "r",
-        arch: "x86_64",
-        rebuild: mode,
-        block: "all",
-        config: config(),
-        layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib")] }],
-        metaOf: (s) => metas.get(s),
-      });
+      const c = checker({ rebuild: mode, metaOf: (s) => metas.get(s), binaries: [bin("lib", "lib")] });
       c.upsertPackage(info("app", { buildRequires: ["lib"] }));
       const appMeta = genMeta(`${md5("src-app")}  app`, ["app"], depMetaLines("lib", md5("hdr-lib"), undefined, "app"));
       c.setResult("app", {
@@ -509,25 +422,15 @@ describe("actors/scheduler/checker", () => {
   it("should decide rebuilds by the dependency signature the job recorded, honouring rebuild=direct", () => {
     for (const mode of ["transitive", "direct"] as const) {
       const signatures = new Map<string, string[]>();
-      const c = new IncrementalChecker({
+      const c = checker({
         signatureOf: (p) => signatures.get(p),
-        project: "p",
-        repository: "r",
-        arch: "x86_64",
         rebuild: mode,
         block: "never",
-        config: config(),
-        layers: [{ project: "p", repository: "r", binaries: [bin("lib", "lib", { metaSha256: "meta-1" })] }],
-        metaOf: () => undefined,
+        binaries: [bin("lib", "lib", { metaSha256: "meta-1" })],
       });
       c.upsertPackage(info("lib"));
       c.upsertPackage(info("app", { buildRequires: ["lib"] }));
-      const empty = signatureDigests(
-        [],
-        () => undefined,
-        () => undefined,
-        true
-      );
+      const empty = noDigests();
       c.setResult("lib", { code: "succeeded", srcmd5: md5("src-lib"), versrel: "1.0-1", bcnt: 1, digests: empty });
       const first = c.check();
       assert.equal(first.states.get("app")!.code, "scheduled");
@@ -582,14 +485,8 @@ describe("actors/scheduler/checker", () => {
       const signatures = new Map<string, string[]>();
       const pool = new Map<string, PoolBinary>();
       let serial = 0;
-      const c = new IncrementalChecker({
-        project: "p",
-        repository: "r",
-        arch: "x86_64",
+      const c = checker({
         rebuild: o.rebuild ?? "transitive",
-        block: "all",
-        config: config(),
-        layers: [{ project: "p", repository: "r", binaries: [] }],
         metaOf: (s) => metas.get(s),
         signatureOf: (pkg) => signatures.get(pkg),
       });
@@ -787,15 +684,10 @@ describe("actors/scheduler/checker", () => {
           "Prefer: pkg3\nBuildFlags: excludebuild:pkg7\n",
           "Prefer: pkg3\nIgnore: pkg1\n",
         ];
-        const setup: Omit<CheckerSetup, "layers"> = {
-          project: "p",
-          repository: "r",
-          arch: "x86_64",
-          rebuild: "transitive",
-          block: "all",
+        const setup: Omit<CheckerSetup, "layers"> = checkerSetup({
           config: config(configs[0]),
           metaOf: (s: string) => metas.get(s),
-        };
+        });
         // A repository of the path: binaries ext0..ext4 of packages e0..e4 there.
         const base = new Map<string, PoolBinary>();
         for (let i = 0; i < 5; i++) base.set(`ext${i}`, bin(`ext${i}`, `e${i}`));
