@@ -17,12 +17,14 @@ import {
   startWorker,
   type DispatcherApi,
   type RepoApi,
+  type RepoResult,
   type RoleContext,
   type RunningRole,
   type SchedulerApi,
   type SourceApi,
 } from "../../actors/index.ts";
 import { Identity, Role, RoleClient, RpcClient, connectNats, subjects, uploadFile } from "../../transport/index.ts";
+import { check } from "./check.ts";
 import { startServer, stopAll, type TestServer } from "./nats-server.ts";
 
 export interface RoleCluster {
@@ -118,6 +120,8 @@ export function writeSpec(
     body?: string;
     /** Packages whose installed version file this one copies into its own (its output depends on them). */
     embeds?: string[];
+    /** A %build section running this (to fail, or to take a while). */
+    build?: string;
   } = {}
 ): string {
   const dir = path.join(root, name);
@@ -134,6 +138,7 @@ export function writeSpec(
     ...(o.requires ?? []).map((d) => `Requires: ${d}`),
     "%description",
     `${name} ${o.body ?? ""}`,
+    ...(o.build === undefined ? [] : ["%build", o.build]),
     "%install",
     `mkdir -p %{buildroot}/usr/share/${name}`,
     `echo ${o.version ?? "1.0"} > %{buildroot}/usr/share/${name}/version`,
@@ -144,4 +149,33 @@ export function writeSpec(
   ];
   writeFileSync(path.join(dir, `${name}.spec`), lines.join("\n"));
   return dir;
+}
+
+/** The meta of a project with one repository `r` for x86_64; `extra` adds attributes to the repository. */
+export const projectMeta = (name: string, extra = ""): string =>
+  `<project name="${name}"><title/><description/><repository name="r"${extra}><arch>x86_64</arch></repository></project>`;
+
+const WAITING = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
+
+/** Polls until the scheduler has nothing left to do for the project, and returns its last results. */
+export async function settledResults(c: RoleCluster, project: string, timeoutMs = 120_000): Promise<RepoResult[]> {
+  let last: RepoResult[] = [];
+  await check(
+    async () => {
+      last = await c.sched().call("results.get", { project });
+      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !WAITING.has(p.code)));
+    },
+    { timeoutMs, intervalMs: 100, name: `settle ${project}` }
+  );
+  return last;
+}
+
+/** {@link settledResults} as each package's code, with its details after a colon. */
+export async function settledStates(
+  c: RoleCluster,
+  project: string,
+  timeoutMs = 120_000
+): Promise<Map<string, string>> {
+  const last = await settledResults(c, project, timeoutMs);
+  return new Map(last.flatMap((r) => r.packages.map((p) => [p.package, p.code + (p.details ? `: ${p.details}` : "")])));
 }

@@ -7,54 +7,21 @@ import assert from "node:assert/strict";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { RepoResult } from "../../actors/index.ts";
 import { check } from "../helpers/check.ts";
 import { kiln, kilnOk, type KilnEnv } from "../helpers/kiln.ts";
-import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
-
-const WAIT = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
+import {
+  projectMeta as META,
+  settledResults,
+  startRoleCluster,
+  writeSpec,
+  type RoleCluster,
+} from "../helpers/roles.ts";
 
 /** Waits until the scheduler has nothing left to do for the project, and returns the codes. */
 async function settle(c: RoleCluster, project: string): Promise<Record<string, string>> {
-  let last: RepoResult[] = [];
-  await check(
-    async () => {
-      last = await c.sched().call("results.get", { project });
-      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !WAIT.has(p.code)));
-    },
-    { timeoutMs: 180_000, intervalMs: 100, name: `settle ${project}` }
-  );
+  const last = await settledResults(c, project, 180_000);
   return Object.fromEntries(last.flatMap((r) => r.packages.map((p) => [p.package, p.code])));
 }
-
-/** A noarch package whose %build runs `build` (to fail, or to take a while). */
-function writeBuildSpec(root: string, name: string, build: string, version = "1.0"): string {
-  const dir = path.join(root, name);
-  mkdirSync(dir, { recursive: true });
-  const spec = [
-    `Name: ${name}`,
-    `Version: ${version}`,
-    "Release: 1",
-    `Summary: ${name}`,
-    "License: MIT",
-    "BuildArch: noarch",
-    "%description",
-    name,
-    "%build",
-    build,
-    "%install",
-    `mkdir -p %{buildroot}/usr/share/${name}`,
-    `echo ${version} > %{buildroot}/usr/share/${name}/version`,
-    "%files",
-    `/usr/share/${name}`,
-    "",
-  ];
-  writeFileSync(path.join(dir, `${name}.spec`), spec.join("\n"));
-  return dir;
-}
-
-const META = (name: string, extra = ""): string =>
-  `<project name="${name}"><title/><description/><repository name="r"${extra}><arch>x86_64</arch></repository></project>`;
 
 describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles, real builds)", function () {
   this.timeout(600_000);
@@ -118,7 +85,7 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
   it("should rebuild only the failed packages with --code failed", async () => {
     await c.source.call("project.put-meta", { project: "redo", xml: META("redo") });
     await c.commitDir("redo", "ok", writeSpec(tmp, "ok"));
-    await c.commitDir("redo", "bad", writeBuildSpec(tmp, "bad", "echo this build fails; exit 1"));
+    await c.commitDir("redo", "bad", writeSpec(tmp, "bad", { build: "echo this build fails; exit 1" }));
     assert.deepEqual(await settle(c, "redo"), { bad: "failed", ok: "succeeded" });
     const ok1 = (await result("redo", "ok"))!;
     const bad1 = (await result("redo", "bad"))!;
@@ -145,7 +112,7 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
 
   it("should keep a running build of the current sources on rebuild, as OBS does", async () => {
     await c.source.call("project.put-meta", { project: "busy", xml: META("busy") });
-    await c.commitDir("busy", "slow", writeBuildSpec(tmp, "slow", "sleep 8"));
+    await c.commitDir("busy", "slow", writeSpec(tmp, "slow", { build: "sleep 8" }));
     const job = await check(
       async () => (await c.dispatcher.call("job.list", { project: "busy" })).find((j) => j.code === "building"),
       { timeoutMs: 120_000, name: "slow building" }
@@ -292,7 +259,7 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
       );
       return dir;
     };
-    const flaky = writeBuildSpec(tmp, "flaky", "grep -q good /usr/share/flag/state");
+    const flaky = writeSpec(tmp, "flaky", { build: "grep -q good /usr/share/flag/state" });
     const spec = path.join(flaky, "flaky.spec");
     writeFileSync(
       spec,

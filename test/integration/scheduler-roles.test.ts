@@ -1,51 +1,19 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { RepoResult } from "../../actors/index.ts";
 import { check } from "../helpers/check.ts";
-import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
-
-/** Waits until the scheduler has nothing left to do for the project, and returns the states. */
-async function settle(c: RoleCluster, project: string, timeoutMs = 120_000): Promise<Map<string, string>> {
-  const wait = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
-  let last: RepoResult[] = [];
-  await check(
-    async () => {
-      last = await c.sched().call("results.get", { project });
-      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !wait.has(p.code)));
-    },
-    { timeoutMs, intervalMs: 100, name: `settle ${project}` }
-  );
-  return new Map(last.flatMap((r) => r.packages.map((p) => [p.package, p.code + (p.details ? `: ${p.details}` : "")])));
-}
+import {
+  projectMeta as META,
+  settledStates as settle,
+  startRoleCluster,
+  writeSpec,
+  type RoleCluster,
+} from "../helpers/roles.ts";
 
 /** A package whose build runs until it is killed (five minutes at most). */
-function slowSpec(root: string, name: string): string {
-  const dir = path.join(root, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    path.join(dir, `${name}.spec`),
-    [
-      `Name: ${name}`,
-      "Version: 1.0",
-      "Release: 1",
-      `Summary: ${name}`,
-      "License: MIT",
-      "BuildArch: noarch",
-      "%description",
-      name,
-      "%build",
-      "sleep 300",
-      "%files",
-      "",
-    ].join("\n")
-  );
-  return dir;
-}
-
-const META = (name: string, extra = ""): string =>
-  `<project name="${name}"><title/><description/><repository name="r"${extra}><arch>x86_64</arch></repository></project>`;
+const slowSpec = (root: string, name: string): string => writeSpec(root, name, { build: "sleep 300" });
 
 describe("actors/scheduler (real roles, real builds)", function () {
   this.timeout(300_000);

@@ -13,7 +13,6 @@ import path from "node:path";
 import {
   runServices,
   startServiceRole,
-  type RepoResult,
   type RunServicesOptions,
   type ServiceParam,
   type ServicesOutcome,
@@ -23,7 +22,7 @@ import {
 } from "../../actors/index.ts";
 import { Identity, readBlobBytes } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
-import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
+import { projectMeta as META, settledStates, startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
 import {
   git,
   put,
@@ -39,9 +38,6 @@ const MiB = 1024 * 1024;
 const IDLE_MS = 6000;
 const DISK = 64 * MiB;
 const CPU_SECONDS = 2;
-
-const META = (name: string): string =>
-  `<project name="${name}"><title/><description/><repository name="r"><arch>x86_64</arch></repository></project>`;
 
 /** A noarch spec that unpacks Source0 and installs its README. */
 const specFor = (name: string, version: string, source: string): string =>
@@ -187,20 +183,7 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
     );
 
   /** Waits until nothing of the project waits to build, and returns code and details per package. */
-  async function settle(project: string): Promise<Map<string, string>> {
-    const wait = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
-    let last: RepoResult[] = [];
-    await check(
-      async () => {
-        last = await c.sched().call("results.get", { project });
-        return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !wait.has(p.code)));
-      },
-      { timeoutMs: 120_000, intervalMs: 100, name: `settle ${project}` }
-    );
-    return new Map(
-      last.flatMap((r) => r.packages.map((p) => [p.package, p.code + (p.details ? `: ${p.details}` : "")]))
-    );
-  }
+  const settle = (project: string): Promise<Map<string, string>> => settledStates(c, project);
 
   const result = (project: string, pkg: string) =>
     c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
