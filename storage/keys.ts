@@ -28,6 +28,7 @@
  *   ["pkgstate", project, repo, package]          → package state, build decision, last job
  *   ["repostate", project, repo]                  → repository state
  *   ["jobsig", jobId]                             → the dependency signature a job recorded
+ *   ["jobsigidx", project, repo, package, jobId]  → seq: the package's jobs with a signature, in submission order
  *   ["reason", project, repo, package]            → why the package's latest job was made (OBS `reason`)
  * repo
  *   ["result", project, repo, arch, package]      → stored build result
@@ -104,7 +105,31 @@ export const keys = {
     repo === undefined ? ["pkgstate", project] : ["pkgstate", project, repo],
   repoState: (project: string, repo: string): Key => ["repostate", project, repo],
   jobSignature: (jobId: string): Key => ["jobsig", jobId],
+  jobSignaturesAll: (): Key => ["jobsig"],
+  /**
+   * The per-package index of stored job signatures, written in the transaction that writes the
+   * signature. Its value is a counter (0 for a signature adopted from before the index), so that
+   * "the package's jobs older than the one its result names" is a scan of a few keys; the scheduler
+   * drops those signatures, as no result can name them any more.
+   */
+  jobSignatureIndex: (project: string, repo: string, pkg: string, jobId: string): Key => [
+    "jobsigidx",
+    project,
+    repo,
+    pkg,
+    jobId,
+  ],
+  /** A project's, repository's or package's entries of {@link keys.jobSignatureIndex}. */
+  jobSignatureIndexOf: (project: string, repo?: string, pkg?: string): Key => [
+    "jobsigidx",
+    project,
+    ...(repo === undefined ? [] : [repo, ...(pkg === undefined ? [] : [pkg])]),
+  ],
+  jobSignatureIndexAll: (): Key => ["jobsigidx"],
   buildReason: (project: string, repo: string, pkg: string): Key => ["reason", project, repo, pkg],
+  buildReasonsOf: (project: string, repo?: string): Key =>
+    repo === undefined ? ["reason", project] : ["reason", project, repo],
+  buildReasonsAll: (): Key => ["reason"],
 
   // repo
   result: (project: string, repo: string, arch: string, pkg: string): Key => ["result", project, repo, arch, pkg],

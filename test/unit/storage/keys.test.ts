@@ -46,7 +46,16 @@ const EXPECTED: [keyof typeof keys, Key, Key][] = [
   ["packageStatesOf", ["p", "r"], ["pkgstate", "p", "r"]],
   ["repoState", ["p", "r"], ["repostate", "p", "r"]],
   ["jobSignature", ["j1"], ["jobsig", "j1"]],
+  ["jobSignaturesAll", [], ["jobsig"]],
+  ["jobSignatureIndex", ["p", "r", "k", "j1"], ["jobsigidx", "p", "r", "k", "j1"]],
+  ["jobSignatureIndexOf", ["p"], ["jobsigidx", "p"]],
+  ["jobSignatureIndexOf", ["p", "r"], ["jobsigidx", "p", "r"]],
+  ["jobSignatureIndexOf", ["p", "r", "k"], ["jobsigidx", "p", "r", "k"]],
+  ["jobSignatureIndexAll", [], ["jobsigidx"]],
   ["buildReason", ["p", "r", "k"], ["reason", "p", "r", "k"]],
+  ["buildReasonsOf", ["p"], ["reason", "p"]],
+  ["buildReasonsOf", ["p", "r"], ["reason", "p", "r"]],
+  ["buildReasonsAll", [], ["reason"]],
   ["result", ["p", "r", "x86_64", "k"], ["result", "p", "r", "x86_64", "k"]],
   ["resultsOf", ["p"], ["result", "p"]],
   ["resultsOf", ["p", "r"], ["result", "p", "r"]],
@@ -235,6 +244,28 @@ describe("storage/keys", () => {
       assert.deepEqual(under(keys.resultsOf("p", "r", "x86_64")), [keys.result("p", "r", "x86_64", "k")]);
       assert.equal(under(keys.resultsOf("p", "r")).length, 2);
       assert.equal(under(keys.resultsOf("p")).length, 3);
+    });
+
+    it("should keep a package's signed jobs apart from those of similarly named packages, repositories and projects", async () => {
+      const mine = [keys.jobSignatureIndex("p", "r", "k", "a1"), keys.jobSignatureIndex("p", "r", "k", "b2")];
+      const others = [
+        keys.jobSignatureIndex("p", "r", "k-devel", "c3"),
+        keys.jobSignatureIndex("p", "r", "kk", "c4"),
+        keys.jobSignatureIndex("p", "r2", "k", "c5"),
+        keys.jobSignatureIndex("p:sub", "r", "k", "c6"),
+        keys.jobSignature("a1"),
+        keys.buildReason("p", "r", "k"),
+      ];
+      await put([...others, ...mine]);
+      assert.deepEqual(under(keys.jobSignatureIndexOf("p", "r", "k")), mine);
+      assert.equal(under(keys.jobSignatureIndexOf("p", "r")).length, 4);
+      assert.equal(under(keys.jobSignatureIndexOf("p")).length, 5);
+      assert.equal(under(keys.jobSignatureIndexAll()).length, 6);
+      assert.deepEqual(under(keys.jobSignaturesAll()), [keys.jobSignature("a1")]);
+      assert.deepEqual(under(keys.buildReasonsOf("p", "r")), [keys.buildReason("p", "r", "k")]);
+      assert.deepEqual(under(keys.buildReasonsOf("p", "r2")), []);
+      // The job id is the key's last element, so an entry names its job without reading the value.
+      assert.equal(mine[1]![4], "b2");
     });
 
     it("should scan forwards and backwards with a limit", async () => {
