@@ -32,9 +32,9 @@ import {
   decode,
   serve,
   subjects,
-  uploadFile,
   type EventBase,
 } from "../../transport/index.ts";
+import { jobFields, uploadAs } from "./jobs.ts";
 import { startServer, stopAll, type TestServer } from "./nats-server.ts";
 
 export const testLog = pino({ level: process.env.KILN_TEST_LOG ?? "silent" });
@@ -148,45 +148,26 @@ export class RepoHarness {
     const n = ++this.#n;
     const jobId = createHash("md5").update(`${o.project}/${o.repository}/${o.arch}/${o.package}/${n}`).digest("hex");
     const job = {
+      ...jobFields({ project: o.project, repository: o.repository, arch: o.arch, package: o.package, srcmd5: jobId }),
       jobId,
-      name: `${o.project}::${o.repository}::${o.package}-${jobId}`,
-      project: o.project,
-      repository: o.repository,
-      arch: o.arch,
-      package: o.package,
-      srcmd5: jobId,
-      verifymd5: jobId,
       rev: n,
-      specFile: `${o.package}.spec`,
-      files: [],
       versrel: `1.0-${n}`,
-      bcnt: 1,
       release: `${n}.1`,
-      reason: "new build",
-      needed: 0,
-      readyTime: Date.now(),
-      debuginfo: false,
       disturl: "",
       subpacks: [],
-      bdeps: [],
       path: [],
-      constraints: { prjconf: [], recipe: [] },
     } satisfies BuildJob;
     this.jobs.set(jobId, { job, workerId: "test-worker" });
-    const uploaded = [];
-    for (const f of o.files) {
-      const info = await uploadFile(this.repo, f);
-      uploaded.push({ name: path.basename(f), sha256: info.sha256, md5: info.md5, size: info.size });
-    }
     const meta = Buffer.from(o.meta ?? `${jobId}  ${o.package}\n`);
     const { mkdtemp, writeFile } = await import("node:fs/promises");
     const tmp = await mkdtemp(path.join(os.tmpdir(), "kiln-meta-"));
     await writeFile(path.join(tmp, "_meta"), meta);
     await writeFile(path.join(tmp, "_log"), `log of ${o.package} ${n}\n`);
-    for (const name of ["_meta", "_log"]) {
-      const info = await uploadFile(this.repo, path.join(tmp, name));
-      uploaded.push({ name, sha256: info.sha256, md5: info.md5, size: info.size });
-    }
+    const files = [...o.files, path.join(tmp, "_meta"), path.join(tmp, "_log")];
+    const uploaded = await uploadAs(
+      this.repo,
+      files.map((f) => [path.basename(f), f])
+    );
     rmSync(tmp, { recursive: true, force: true });
     await this.repo.call("result.put", {
       project: o.project,

@@ -8,6 +8,7 @@ import type { NatsConnection, Subscription } from "nats";
 import pino, { type Logger } from "pino";
 import type { BuildJob, DispatcherApi, WorkerRegistration } from "../../actors/index.ts";
 import { Role, RoleClient, RpcClient, serve, subjects } from "../../transport/index.ts";
+import { jobFields } from "./jobs.ts";
 
 export interface SimWorkerOptions {
   workerId: string;
@@ -151,30 +152,5 @@ export class SimWorker {
 /** A build job as the scheduler would submit it, for dispatcher tests (nothing can build it). */
 export function simJob(project: string, pkg: string, over: Partial<BuildJob> = {}): BuildJob {
   const id = randomBytes(16).toString("hex");
-  return {
-    jobId: id,
-    name: `${project}::standard::${pkg}-${id}`,
-    project,
-    repository: "standard",
-    arch: "x86_64",
-    package: pkg,
-    srcmd5: id,
-    verifymd5: id,
-    rev: 1,
-    specFile: `${pkg}.spec`,
-    files: [],
-    versrel: "1.0-1",
-    bcnt: 1,
-    release: "1.1",
-    reason: "new build",
-    needed: 0,
-    readyTime: Date.now(),
-    debuginfo: false,
-    disturl: `obs://kiln/${project}/standard/${id}-${pkg}`,
-    subpacks: [pkg],
-    bdeps: [],
-    path: [{ project, repository: "standard" }],
-    constraints: { prjconf: [], recipe: [] },
-    ...over,
-  };
+  return { jobId: id, ...jobFields({ project, package: pkg, srcmd5: id }), ...over };
 }

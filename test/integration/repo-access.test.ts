@@ -28,18 +28,17 @@ import {
   RoleClient,
   RpcClient,
   backoff,
-  connectNats,
   downloadBlob,
   encode,
   readBlobBytes,
   serve,
   subjects,
-  uploadFile,
-  type ConfObject,
 } from "../../transport/index.ts";
-import { kilnAuthorization, type NatsUser } from "../../ops/nats/authz.ts";
+import type { NatsUser } from "../../ops/nats/authz.ts";
 import { check } from "../helpers/check.ts";
-import { startServer, stopAll, type TestServer } from "../helpers/nats-server.ts";
+import { jobFields, uploadAs } from "../helpers/jobs.ts";
+import { connectAsUser, startAuthzServer } from "../helpers/nats-authz.ts";
+import { stopAll, type TestServer } from "../helpers/nats-server.ts";
 import { refused } from "../helpers/refused.ts";
 import { buildTestRpms, type BuiltRpms } from "../helpers/repo-rpms.ts";
 import { testLog as log } from "../helpers/repo-harness.ts";
@@ -73,14 +72,8 @@ describe("integration/repo access to binaries under NATS authorization", functio
   const ids = { admin: Identity.create(), alice: Identity.create(), eve: Identity.create(), role: Identity.create() };
 
   const connectAs = async (user: string): Promise<NatsConnection> => {
-    const u = new URL(server.url);
     const password = USERS.find((x) => x.user === user)?.password ?? "x";
-    const nc = await connectNats({
-      servers: `nats://${user}:${password}@${u.host}`,
-      name: user,
-      log,
-      reconnectForever: false,
-    });
+    const nc = await connectAsUser(server, user, password, log);
     conns.push(nc);
     return nc;
   };
@@ -108,38 +101,19 @@ describe("integration/repo access to binaries under NATS authorization", functio
   const storeBuild = async (project: string, pkg: string, files: string[]): Promise<void> => {
     const jobId = createHash("md5").update(`${project}/${pkg}`).digest("hex");
     jobs.set(jobId, {
+      ...jobFields({ project, repository: R, arch: A, package: pkg, srcmd5: jobId }),
       jobId,
-      name: `${project}::${R}::${pkg}-${jobId}`,
-      project,
-      repository: R,
-      arch: A,
-      package: pkg,
-      srcmd5: jobId,
-      verifymd5: jobId,
-      rev: 1,
-      specFile: `${pkg}.spec`,
-      files: [],
-      versrel: "1.0-1",
-      bcnt: 1,
-      release: "1.1",
-      reason: "new build",
-      needed: 0,
-      readyTime: Date.now(),
-      debuginfo: false,
       disturl: "",
       subpacks: [],
-      bdeps: [],
       path: [],
-      constraints: { prjconf: [], recipe: [] },
     });
     const logFile = path.join(dir, `${pkg}.log`);
     const { writeFileSync } = await import("node:fs");
     writeFileSync(logFile, `log of ${pkg}\n`);
-    const uploaded = [];
-    for (const [name, f] of [...files.map((f) => [path.basename(f), f]), ["_log", logFile]] as [string, string][]) {
-      const info = await uploadFile(worker, f);
-      uploaded.push({ name, sha256: info.sha256, md5: info.md5, size: info.size });
-    }
+    const uploaded = await uploadAs(worker, [
+      ...files.map((f): [string, string] => [path.basename(f), f]),
+      ["_log", logFile],
+    ]);
     await worker.call("result.put", {
       project,
       repository: R,
@@ -158,10 +132,7 @@ describe("integration/repo access to binaries under NATS authorization", functio
     dir = mkdtempSync(path.join(os.tmpdir(), "kiln-repo-access-"));
     rpms = await buildTestRpms(dir, A, [{ name: "secret" }, { name: "open" }]);
     hiddenRpms = await buildTestRpms(dir, A, [{ name: "inner" }]);
-    const conf = kilnAuthorization(USERS);
-    // A test-only user without limits watches what gets through.
-    (conf.authorization as { users: ConfObject[] }).users.push({ user: "spy", password: "x" });
-    server = await startServer(conf);
+    server = await startAuthzServer(USERS);
     roles.push(await startSourceRole(roleContext(await connectAs("source"), "src")));
     const dispatcher = await connectAs("dispatcher");
     subs.push(

@@ -16,16 +16,15 @@ import {
   RoleClient,
   RpcClient,
   backoff,
-  connectNats,
   encode,
   inboxPrefixOf,
   splitCredentials,
   subjects,
-  type ConfObject,
 } from "../../transport/index.ts";
-import { exampleConf, kilnAuthorization, type NatsUser } from "../../ops/nats/authz.ts";
+import { exampleConf, type NatsUser } from "../../ops/nats/authz.ts";
 import { check } from "../helpers/check.ts";
-import { startServer, stopAll, type TestServer } from "../helpers/nats-server.ts";
+import { connectAsUser, startAuthzServer } from "../helpers/nats-authz.ts";
+import { stopAll, type TestServer } from "../helpers/nats-server.ts";
 import { log, projectXml } from "../helpers/source-role.ts";
 
 const USERS: NatsUser[] = [
@@ -63,13 +62,7 @@ describe("ops/nats authorization (integration)", function () {
   const admin = Identity.create();
 
   const connectAs = async (user: string, password: string): Promise<NatsConnection> => {
-    const u = new URL(server.url);
-    const nc = await connectNats({
-      servers: `nats://${user}:${password}@${u.host}`,
-      name: user,
-      log,
-      reconnectForever: false,
-    });
+    const nc = await connectAsUser(server, user, password, log);
     conns.push(nc);
     return nc;
   };
@@ -80,10 +73,7 @@ describe("ops/nats authorization (integration)", function () {
     );
 
   before(async () => {
-    const conf = kilnAuthorization(USERS);
-    // A test-only user without limits watches what gets through.
-    (conf.authorization as { users: ConfObject[] }).users.push({ user: "spy", password: "x" });
-    server = await startServer(conf);
+    server = await startAuthzServer(USERS);
     const nc = await connectAs("source", "s3");
     role = await startSourceRole({
       nc,

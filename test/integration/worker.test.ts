@@ -10,6 +10,7 @@ import pino from "pino";
 import type { BuildJob, RunningRole, StoredResult } from "../../actors/index.ts";
 import { connectNats, downloadBlob, readBlobBytes, subjects } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
+import { jobFields } from "../helpers/jobs.ts";
 import { ARCH, startStack, trivialSpec, type Stack } from "../helpers/worker-stack.ts";
 import { SimWorker } from "../helpers/worker-sim.ts";
 
@@ -41,25 +42,9 @@ function jobFor(
   over: Partial<BuildJob> & Pick<BuildJob, "project" | "package" | "specFile">
 ): BuildJob {
   const j: Omit<BuildJob, "jobId"> = {
-    name: `${over.project}::standard::${over.package}-${rev.srcmd5}`,
-    repository: "standard",
-    arch: ARCH,
-    srcmd5: rev.srcmd5,
-    verifymd5: rev.srcmd5,
+    ...jobFields({ project: over.project, package: over.package, srcmd5: rev.srcmd5, arch: ARCH }),
     rev: rev.rev,
     files: rev.files,
-    versrel: "1.0-1",
-    bcnt: 1,
-    release: "1.1",
-    reason: "new build",
-    needed: 0,
-    readyTime: Date.now(),
-    debuginfo: false,
-    disturl: `obs://kiln/${over.project}/standard/${rev.srcmd5}-${over.package}`,
-    subpacks: [over.package],
-    bdeps: [],
-    path: [{ project: over.project, repository: "standard" }],
-    constraints: { prjconf: [], recipe: [] },
     ...over,
   };
   return { ...j, jobId: createHash("md5").update(JSON.stringify(j)).digest("hex") };
@@ -379,34 +364,15 @@ describe("worker/ (through the whole service)", function () {
     const rev = await commitUnscheduled("verify", "forged", { "forged.spec": trivialSpec("forged") });
     const base = (await s.stored("bld", "base"))!;
     const baseRpm = base.binaries.find((b) => !b.isSource)!;
-    const job = (over: Partial<BuildJob>): BuildJob => {
-      const j: Omit<BuildJob, "jobId"> = {
+    const job = (over: Partial<BuildJob>): BuildJob =>
+      jobFor(rev, {
         name: "verify::standard::forged",
         project: "verify",
-        repository: "standard",
-        arch: ARCH,
         package: "forged",
-        srcmd5: rev.srcmd5,
-        verifymd5: rev.srcmd5,
-        rev: rev.rev,
         specFile: "forged.spec",
-        files: rev.files,
-        versrel: "1.0-1",
-        bcnt: 1,
-        release: "1.1",
-        reason: "new build",
-        needed: 0,
-        readyTime: Date.now(),
-        debuginfo: false,
         disturl: "obs://kiln/verify/standard/x-forged",
-        subpacks: ["forged"],
-        bdeps: [],
-        path: [{ project: "verify", repository: "standard" }],
-        constraints: { prjconf: [], recipe: [] },
         ...over,
-      };
-      return { ...j, jobId: createHash("md5").update(JSON.stringify(j)).digest("hex") };
-    };
+      });
     const run = async (j: BuildJob): Promise<string> => (await runJob(j)).log;
     const badTree = await run(job({ verifymd5: "0".repeat(32) }));
     assert.match(badTree, /the sources have srcmd5 [0-9a-f]{32}, the job says 0{32}/);
