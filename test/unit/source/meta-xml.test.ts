@@ -1339,18 +1339,20 @@ describe("actors/source/meta-xml", () => {
     });
   });
 
-  describe("findPathLoop", () => {
-    const repo = (name: string, ...paths: string[]): RepositoryMeta => ({
-      name,
-      downloads: [],
-      archs: [],
-      paths: paths.map((p) => {
-        const [project, repository] = p.split("/");
-        return { project: project!, repository: repository! };
-      }),
-    });
-    const world = (projects: Record<string, RepositoryMeta[]>) => (p: string) => projects[p];
+  /** A repository whose path is `paths` ("project/repository" each). */
+  const repo = (name: string, ...paths: string[]): RepositoryMeta => ({
+    name,
+    downloads: [],
+    archs: [],
+    paths: paths.map((p) => {
+      const [project, repository] = p.split("/");
+      return { project: project!, repository: repository! };
+    }),
+  });
+  /** The repositories of each project, as the path functions look them up. */
+  const world = (projects: Record<string, RepositoryMeta[]>) => (p: string) => projects[p];
 
+  describe("findPathLoop", () => {
     it("should accept a repository without paths", () => {
       assert.equal(findPathLoop(world({ a: [repo("r")] }), "a", "r"), undefined);
     });
@@ -1425,16 +1427,6 @@ describe("actors/source/meta-xml", () => {
   });
 
   describe("expandRepositoryPath (OBS expandsearchpath)", () => {
-    const repo = (name: string, ...paths: string[]): RepositoryMeta => ({
-      name,
-      downloads: [],
-      archs: [],
-      paths: paths.map((p) => {
-        const [project, repository] = p.split("/");
-        return { project: project!, repository: repository! };
-      }),
-    });
-    const world = (projects: Record<string, RepositoryMeta[]>) => (p: string) => projects[p];
     const expand = (w: ReturnType<typeof world>, p: string, r: string): string =>
       expandRepositoryPath(w, p, r)
         .map((e) => `${e.project}/${e.repository}`)
