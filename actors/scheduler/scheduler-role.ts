@@ -31,7 +31,7 @@ import {
   type EventBase,
   type EventConsumer,
 } from "../../transport/index.ts";
-import { Outbox, RoleStore, keys } from "../../storage/index.ts";
+import { Outbox, RoleStore, keys, prefixRange, type Key, type KeyPart } from "../../storage/index.ts";
 import { Children, answer, assertNever, validated, type Validators } from "../common/actor-kit.ts";
 import { parseMeta } from "../common/build-meta.ts";
 import {
@@ -215,6 +215,143 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     return lb;
   };
 
+  // ---- job signatures ----------------------------------------------------------------------
+  // A signature is needed while a result may name its job: the job of a package's current result,
+  // and jobs queued or running. The repo role stores a result only for a job the dispatcher still
+  // has, one prpa at a time, so once a package has a result, none of its jobs submitted before
+  // that one can be named by a later result: a new result drops them. Deleting a package,
+  // repository or project drops theirs; a wipe keeps only a live job's; every load (the start
+  // among them) drops what neither a current result nor a live job names: jobs cancelled since,
+  // and a signature whose job a crash kept from being submitted.
+
+  /** Removes the index entries (`keys.jobSignatureIndex`) and their signatures; inside transact. */
+  const dropIndexed = (entries: Iterable<Key>): number => {
+    let n = 0;
+    for (const k of entries) {
+      void store.db.remove(keys.jobSignature(k[4] as string));
+      void store.db.remove(k);
+      n++;
+    }
+    return n;
+  };
+
+  /** The index entries of a package, with their submission counters. */
+  const indexOf = (project: string, repository: string, pkg: string): { key: Key; value: number }[] => [
+    ...store.scan<number>(keys.jobSignatureIndexOf(project, repository, pkg)),
+  ];
+
+  /** After a result of `jobId`: the package's jobs submitted before it are no longer needed. */
+  const dropOlderSignatures = async (
+    project: string,
+    repository: string,
+    pkg: string,
+    jobId: string
+  ): Promise<void> => {
+    const n = await store.transact(() => {
+      const entries = indexOf(project, repository, pkg);
+      const seq = entries.find((e) => e.key[4] === jobId)?.value;
+      // A job not in the index (adopted or dropped meanwhile) orders nothing: the next load prunes.
+      if (seq === undefined) return 0;
+      return dropIndexed(entries.filter((e) => e.value < seq).map((e) => e.key));
+    });
+    if (n) log.debug({ project, repository, package: pkg, jobId, dropped: n }, "older job signatures dropped");
+  };
+
+  /** Signatures and reasons of a project, repository or package that is gone from this arch. */
+  const dropSignaturesOf = async (project: string, repository?: string, pkg?: string): Promise<void> => {
+    const n = await store.transact(() => {
+      if (repository !== undefined && pkg !== undefined)
+        void store.db.remove(keys.buildReason(project, repository, pkg));
+      else for (const k of [...store.scanKeys(keys.buildReasonsOf(project, repository))]) void store.db.remove(k);
+      return dropIndexed([...store.scanKeys(keys.jobSignatureIndexOf(project, repository, pkg))]);
+    });
+    if (n) log.debug({ project, repository, package: pkg, dropped: n }, "job signatures dropped");
+  };
+
+  /**
+   * At a load: keeps the signatures of the jobs the repository's results name and of its live
+   * jobs, drops the rest. A signature from before the index that one of them needs is indexed
+   * (counter 0: older than every job submitted since).
+   */
+  const pruneAtLoad = async (
+    project: string,
+    repository: string,
+    needed: readonly { package: string; jobId: string }[]
+  ): Promise<void> => {
+    const counts = await store.transact(() => {
+      const keep = new Set(needed.map((x) => x.jobId));
+      const indexed = new Set<string>();
+      const drop: Key[] = [];
+      for (const k of store.scanKeys(keys.jobSignatureIndexOf(project, repository))) {
+        if (keep.has(k[4] as string)) indexed.add(k[4] as string);
+        else drop.push(k);
+      }
+      let adopted = 0;
+      for (const x of needed) {
+        if (indexed.has(x.jobId) || store.get(keys.jobSignature(x.jobId)) === undefined) continue;
+        void store.db.put(keys.jobSignatureIndex(project, repository, x.package, x.jobId), 0);
+        indexed.add(x.jobId);
+        adopted++;
+      }
+      return { dropped: dropIndexed(drop), adopted };
+    });
+    if (counts.dropped || counts.adopted) log.info({ project, repository, ...counts }, "job signatures pruned");
+  };
+
+  /**
+   * Removes the keys under a prefix that `pick` names, a page at a time: a range is not read while
+   * it changes, and a store that never pruned may hold millions. Inside transact.
+   */
+  const removeWhere = (prefix: Key, pick: (k: Key) => boolean): number => {
+    const PAGE = 10_000;
+    const end = prefixRange(prefix).end;
+    let start: (KeyPart | Buffer)[] = prefix;
+    let n = 0;
+    for (;;) {
+      const page = [...(store.db.getKeys({ start, end, limit: PAGE } as never) as Iterable<Key>)];
+      const picked = page.filter(pick);
+      for (const k of picked) void store.db.remove(k);
+      n += picked.length;
+      if (page.length < PAGE) return n;
+      // From the page's last key on: removed, the range starts after it; kept, it is read again.
+      start = page[page.length - 1]!;
+    }
+  };
+
+  /** The repositories known at start; undefined until they are. */
+  let atStart: readonly string[] | undefined = undefined;
+  const loadedOnce = new Set<string>();
+  /** The sweep, once started: the store closes after it. */
+  let sweep: Promise<void> | undefined;
+
+  /**
+   * Once every repository known at start has been loaded or dropped (a loaded one has indexed the
+   * signatures from before the index that it needs): drops signatures no index names, and
+   * signatures and reasons of repositories that no longer build for this arch. A repository that
+   * stays unavailable puts this off to a later start. One transaction: a job submitted meanwhile
+   * cannot fall between the two scans.
+   */
+  const sweepOnceLoaded = (): void => {
+    if (sweep || !atStart?.every((k) => loadedOnce.has(k) || !prps.has(k))) return;
+    sweep = store
+      .transact(() => {
+        const here = (k: Key): boolean => prps.has(prpKey(k[1] as string, k[2] as string));
+        const indexed = new Set<string>();
+        for (const k of store.scanKeys(keys.jobSignatureIndexAll())) if (here(k)) indexed.add(k[4] as string);
+        return {
+          signatures: removeWhere(keys.jobSignaturesAll(), (k) => !indexed.has(k[1] as string)),
+          ofGoneRepositories: removeWhere(keys.jobSignatureIndexAll(), (k) => !here(k)),
+          reasons: removeWhere(keys.buildReasonsAll(), (k) => !here(k)),
+        };
+      })
+      .then(
+        (counts) => {
+          if (counts.signatures || counts.reasons) log.info(counts, "job signatures swept");
+        },
+        (err: unknown) => log.warn({ err }, "job signature sweep failed, next start again")
+      );
+  };
+
   const loadPool = async (p: string, r: string): Promise<PoolBinary[]> => {
     const pool: PoolBinary[] = [];
     let after: string | undefined;
@@ -249,6 +386,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       prp.unavailable = undefined;
       for (let update = pending.shift(); update; update = pending.shift()) await update(checker);
       prp.checker = checker;
+      loadedOnce.add(prpKey(prp.project, prp.repository));
+      sweepOnceLoaded();
     } finally {
       prp.pending = undefined;
     }
@@ -292,18 +431,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       { idempotent: true, timeoutMs: 300_000 }
     );
     for (const i of infos) checker.upsertPackage(i);
-    for (const r of await repo.call(
+    // Jobs before results: a job that ends in between is in one list or the other (the dispatcher
+    // forgets a job only after its result is stored), so the pruning below keeps every signature
+    // a result may still name. No job is submitted meanwhile: this repository's checks wait.
+    const jobs = await listAllJobs(dispatcher, { project: prp.project, repository: prp.repository, arch });
+    const results = await repo.call(
       "result.list",
       { project: prp.project, repository: prp.repository, arch },
       { idempotent: true, timeoutMs: 120_000 }
-    )) {
-      checker.setResult(r.package, await lastBuildOf(r));
-    }
+    );
+    for (const r of results) checker.setResult(r.package, await lastBuildOf(r));
     // Results decided by metas need the producers' metas of the pools too.
     if (needMetas) for (const l of layers) for (const b of l.binaries) if (b.metaSha256) await loadMeta(b.metaSha256);
-    for (const j of await listAllJobs(dispatcher, { project: prp.project, repository: prp.repository, arch })) {
-      checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
-    }
+    for (const j of jobs) checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
+    await pruneAtLoad(prp.project, prp.repository, [...results, ...jobs]);
     for (const e of view.path.slice(1)) {
       const other = prps.get(prpKey(e.project, e.repository));
       if (other?.checker) checker.setNotReadyElsewhere(prpKey(e.project, e.repository), other.checker.notReady());
@@ -371,6 +512,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         // Cancelled first: should that fail, the event is handled again and finds it still here.
         await cancelRepository(project, prp.repository);
         prps.delete(k);
+        await dropSignaturesOf(project, prp.repository);
+        sweepOnceLoaded();
         log.info({ project, repository: prp.repository }, "repository dropped");
       }
     }
@@ -469,6 +612,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         depsig: build.depsig,
         digests: build.digests,
       } satisfies JobSignature);
+      // Indexed with it, so that the package's next result can drop it.
+      void store.db.put(
+        keys.jobSignatureIndex(prp.project, prp.repository, build.package, jobId),
+        store.nextSeq("jobsig")
+      );
       void store.db.put(keys.buildReason(prp.project, prp.repository, build.package), {
         ...build.reason,
         time: job.readyTime,
@@ -697,6 +845,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       case "project.deleted":
         await cancelRepository(ev.project);
         for (const prp of forProject(ev.project)) prps.delete(prpKey(prp.project, prp.repository));
+        await dropSignaturesOf(ev.project);
+        sweepOnceLoaded();
         for (const prp of prps.values()) {
           if (prp.path.some((x) => x.project === ev.project)) {
             prp.reload = true;
@@ -723,7 +873,10 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         }
         return;
       case "package.deleted":
-        for (const prp of forProject(ev.project)) await update(prp, (checker) => checker.removePackage(ev.package));
+        for (const prp of forProject(ev.project)) {
+          await dropSignaturesOf(ev.project, prp.repository, ev.package);
+          await update(prp, (checker) => checker.removePackage(ev.package));
+        }
         return;
       case "repo.built": {
         if (ev.arch !== arch) return;
@@ -743,6 +896,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
           });
           checker.setResult(ev.package, last);
           if (checker.job(ev.package)?.jobId === ev.jobId) checker.setJob(ev.package, undefined);
+          // After the result is set: until then a check may still name the old one's dependencies.
+          await dropOlderSignatures(ev.project, ev.repository, ev.package, ev.jobId);
         });
       }
       case "repo.wiped": {
@@ -754,8 +909,19 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         await store.transact(() => {
           for (const k of ev.packages) void store.db.remove(keys.buildReason(ev.project, ev.repository, k));
         });
-        await update(prp, (checker) => {
+        await update(prp, async (checker) => {
           for (const k of ev.packages) checker.setResult(k, undefined);
+          // Only a queued or running job's signature can still be needed: its result will come.
+          await store.transact(() => {
+            for (const k of ev.packages) {
+              const live = checker.job(k)?.jobId;
+              dropIndexed(
+                indexOf(ev.project, ev.repository, k)
+                  .map((e) => e.key)
+                  .filter((key) => key[4] !== live)
+              );
+            }
+          });
         });
         return;
       }
@@ -953,6 +1119,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   for (const p of await source.call("project.list", {}, { idempotent: true, timeoutMs: 60_000 })) {
     for (const prp of await syncProject(p.name)) markDirty(prp);
   }
+  // Swept once these are loaded (some may have been already).
+  atStart = [...prps.keys()];
+  sweepOnceLoaded();
   // Jobs of repositories deleted while no scheduler ran.
   for (const j of await listAllJobs(dispatcher, { arch })) {
     if (prps.has(prpKey(j.project, j.repository))) continue;
@@ -999,6 +1168,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       const deadline = Date.now() + 30_000;
       while (busy > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       if (busy > 0) log.warn({ checks: busy }, "scheduler stops with checks still running");
+      await sweep;
       await store.close();
       await lease.release();
       log.info({}, "scheduler stopped");
