@@ -5,7 +5,7 @@
  * in step, and an integration test runs kiln's source role and clients against it.
  *
  * Kinds of client (see ops/nats/README.md):
- * - roles (`source`, `repo`, `dispatcher`, `scheduler`, `publisher`): their own request subjects,
+ * - roles (`source`, `service`, `repo`, `dispatcher`, `scheduler`, `publisher`): their own request subjects,
  *   the requests they make, events, JetStream (event stream, consumers, the lease bucket);
  * - workers: their own request subject, the dispatcher, repo uploads, source downloads, live logs;
  * - operators (trusted people on the service hosts): every request, raw events and live logs;
@@ -21,6 +21,7 @@ import { encodeToken, inboxPrefixOf, toConf, type ConfObject } from "../../trans
 
 export const ClientKind = {
   Source: "source",
+  Service: "service",
   Repo: "repo",
   Dispatcher: "dispatcher",
   Scheduler: "scheduler",
@@ -79,6 +80,16 @@ const CHECKED_REQUESTS = [
   "kiln.rpc.sched.*.buildinfo.get",
   "kiln.rpc.sched.*.builddepinfo.get",
   "kiln.rpc.sched.*.rebuild.request",
+  // `kiln jobs`, `kiln workers`, `kiln abort` and `kiln log` (which asks for the package's job
+  // first); the dispatcher checks each caller. Not job.submit, job.discard nor the workers' verbs.
+  "kiln.rpc.dispatcher.job.list",
+  "kiln.rpc.dispatcher.job.get",
+  "kiln.rpc.dispatcher.worker.list",
+  "kiln.rpc.dispatcher.job.abort",
+  // `kiln log -f` of a running build, checked by the worker.
+  "kiln.rpc.worker.*.log.read",
+  "kiln.rpc.publisher.publish.status",
+  "kiln.rpc.publisher.publish.now",
 ];
 
 /** The permissions of one user. */
@@ -93,6 +104,8 @@ export function permissionsOf(u: NatsUser): ConfObject {
   switch (u.kind) {
     case "source":
       return perms([...JETSTREAM], ["kiln.rpc.source.>", ...SYS]);
+    case "service":
+      return perms(["kiln.rpc.source.>", ...JETSTREAM], ["kiln.rpc.service.>", ...SYS]);
     case "repo":
       return perms(["kiln.rpc.source.>", "kiln.rpc.dispatcher.>", ...JETSTREAM], ["kiln.rpc.repo.>", ...SYS]);
     case "dispatcher":
@@ -110,7 +123,14 @@ export function permissionsOf(u: NatsUser): ConfObject {
     case "worker": {
       if (!u.workerId) throw new Error(`worker user ${u.user} needs a workerId`);
       return perms(
-        ["kiln.rpc.dispatcher.>", "kiln.rpc.repo.>", "kiln.rpc.source.blob.>", "kiln.log.>"],
+        // access.check: a worker asks the source role who may read a running build's log.
+        [
+          "kiln.rpc.dispatcher.>",
+          "kiln.rpc.repo.>",
+          "kiln.rpc.source.blob.>",
+          "kiln.rpc.source.access.check",
+          "kiln.log.>",
+        ],
         [`kiln.rpc.worker.${encodeToken(u.workerId)}.>`, ...SYS]
       );
     }
@@ -137,6 +157,7 @@ export function kilnAuthorization(users: NatsUser[]): ConfObject {
 /** The example users of ops/nats/kiln-authz.conf (replace the passwords). */
 export const EXAMPLE_USERS: NatsUser[] = [
   { user: "source", password: "change-me-source", kind: "source" },
+  { user: "service", password: "change-me-service", kind: "service" },
   { user: "repo", password: "change-me-repo", kind: "repo" },
   { user: "dispatcher", password: "change-me-dispatcher", kind: "dispatcher" },
   { user: "scheduler", password: "change-me-scheduler", kind: "scheduler" },

@@ -303,6 +303,33 @@ describe("integration/repo access to binaries under NATS authorization", functio
     assert.equal(sha256Of(dest), sha);
   });
 
+  it("should let users reach the dispatcher's checked verbs and a worker's log, not the roles' verbs", async () => {
+    const spy = await connectAs("spy");
+    const seen: string[] = [];
+    const watch = spy.subscribe("kiln.rpc.>", { callback: (_err, m) => seen.push(m.subject) });
+    await spy.flush();
+    const eveNc = eve.rpc.nc;
+    const allowed = [
+      "kiln.rpc.dispatcher.job.list",
+      "kiln.rpc.dispatcher.job.get",
+      "kiln.rpc.dispatcher.worker.list",
+      "kiln.rpc.dispatcher.job.abort",
+      "kiln.rpc.worker.host~3A1.log.read",
+    ];
+    const refused = [
+      "kiln.rpc.dispatcher.job.submit",
+      "kiln.rpc.dispatcher.job.discard",
+      "kiln.rpc.dispatcher.job.done",
+      "kiln.rpc.worker.host~3A1.job.assign",
+    ];
+    for (const subject of [...refused, ...allowed]) eveNc.publish(subject, encode({ args: {} }));
+    await eveNc.flush();
+    await spy.flush();
+    await check(() => seen.length >= allowed.length, { name: "allowed requests delivered" });
+    assert.deepEqual(seen, allowed);
+    watch.unsubscribe();
+  });
+
   it("should answer a hidden project's results and pool in full to members only", async () => {
     const target = { project: H, repository: R, arch: A };
     await refused(eve.call("pool.get", target), "ERR_NOT_FOUND");
