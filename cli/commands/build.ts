@@ -19,7 +19,8 @@ import {
 } from "../../transport/index.ts";
 import type { Clients } from "../client.ts";
 import { EXIT, type CommandEnv } from "../main.ts";
-import { formatAge, formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
+import { count, formatAge, formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
+import { timeout } from "./service.ts";
 import { followEvents, withClients } from "./source.ts";
 
 interface Target {
@@ -160,7 +161,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
     .option("-a, --arch <arch>", "only this arch")
     .option("-w, --watch", "wait until nothing is left to build, showing progress")
     .option("--exit-status", `exit ${EXIT.somethingFailed} when a package failed, is broken or unresolvable`)
-    .option("--timeout <seconds>", "give up waiting after this long", (v) => Number(v))
+    .option("--timeout <seconds>", "with -w, give up waiting after this long (exit 1)", timeout)
     .action(
       async (
         project: string,
@@ -168,11 +169,12 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         o: { repo?: string; arch?: string; watch?: boolean; exitStatus?: boolean; timeout?: number }
       ) => {
         await withClients(cenv, async (c) => {
-          const deadline = o.timeout ? Date.now() + o.timeout * 1000 : Infinity;
+          const deadline = o.timeout ? Date.now() + o.timeout : Infinity;
           let rs = await collectResults(c, project, o.repo, o.arch, pkg);
           let last = "";
           while (o.watch && unfinished(rs)) {
-            if (Date.now() > deadline) throw new InvalidInputError(`still building after ${o.timeout} s`);
+            // Not bad input: exit 1, as `kiln service wait` when it gives up.
+            if (Date.now() > deadline) throw new Error(`still building after ${o.timeout! / 1000} s`);
             const counts = new Map<string, number>();
             for (const r of rs) for (const p of r.packages) counts.set(p.code, (counts.get(p.code) ?? 0) + 1);
             const line = [...counts].map(([k, v]) => `${v} ${k}`).join(", ") || "waiting for the scheduler";
@@ -273,7 +275,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
         }
         if (cenv.json()) return printJson({ packages: n, kept });
         print(
-          `rebuild triggered for ${n} package build${n === 1 ? "" : "s"}` +
+          `rebuild triggered for ${count(n, "package build")}` +
             (kept ? ` (${kept} already queued or building with the current sources: that build is kept)` : "")
         );
       });
@@ -295,7 +297,7 @@ export function registerBuildCommands(program: Command, cenv: CommandEnv): void 
           ...(o.arch ? { arch: o.arch } : {}),
         });
         if (cenv.json()) return printJson(r);
-        print(`aborted ${r.aborted} job${r.aborted === 1 ? "" : "s"}`);
+        print(`aborted ${count(r.aborted, "job")}`);
       });
     });
 

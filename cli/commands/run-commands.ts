@@ -120,7 +120,7 @@ export function registerRunCommands(program: Command, cenv: CommandEnv): void {
     .option("--arch <arch...>", "archs to schedule (default: the host arch)", collect)
     .addHelpText(
       "after",
-      "\nWith a NATS URL (--nats, KILN_NATS_URL or the config file), joins that server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default ~/.local/share/kiln)."
+      "\nWith a NATS URL (--nats, KILN_NATS_URL or the config file), joins that server instead of starting one.\nData (LMDB stores, blobs, NATS JetStream) lives under --data (default $XDG_DATA_HOME/kiln, else ~/.local/share/kiln)."
     )
     .action(
       async (

@@ -92,7 +92,8 @@ function ended(cenv: CommandEnv, project: string, pkg: string, run: ServiceRunRe
   if (run?.state === ServiceState.Failed) process.exitCode = EXIT.failure;
 }
 
-const timeout = (v: string): number => {
+/** `--timeout <seconds>` of the commands that wait, in milliseconds. */
+export const timeout = (v: string): number => {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidInputError(`--timeout must be a number of seconds, got '${v}'`);
   return n * 1000;

@@ -21,7 +21,7 @@ import type { CommitEntry } from "../../actors/index.ts";
 import { ConflictError, InvalidInputError, downloadBlob, uploadFile } from "../../transport/index.ts";
 import { connectClients, type Clients } from "../client.ts";
 import type { CommandEnv } from "../main.ts";
-import { formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
+import { count, formatBytes, print, printJson, progress, progressDone, table } from "../output.ts";
 import { writeNewIdentity } from "./identity.ts";
 
 /** Files uploaded at once by `kiln commit`. */
@@ -192,7 +192,7 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
             const rev = r.revision;
             if (cenv.json()) return printJson({ ...rev, uploadedFiles: uploaded, uploadedBytes });
             return print(
-              `committed revision ${rev.rev} of ${project}/${pkg} (srcmd5 ${rev.srcmd5}, ${rev.files.length} files, uploaded ${uploaded} files / ${formatBytes(uploadedBytes)})`
+              `committed revision ${rev.rev} of ${project}/${pkg} (srcmd5 ${rev.srcmd5}, ${count(rev.files.length, "file")}, uploaded ${count(uploaded, "file")} / ${formatBytes(uploadedBytes)})`
             );
           }
           // Small files go several at a time (each is a few round trips); a large one streams
@@ -249,7 +249,9 @@ export function registerSourceCommands(program: Command, cenv: CommandEnv): void
           progressDone();
         }
         if (cenv.json()) return printJson({ dir: target, rev: rev.rev, srcmd5: rev.srcmd5, files: rev.files });
-        print(`checked out revision ${rev.rev} of ${project}/${pkg} into ${target} (${rev.files.length} files)`);
+        print(
+          `checked out revision ${rev.rev} of ${project}/${pkg} into ${target} (${count(rev.files.length, "file")})`
+        );
       });
     });
 

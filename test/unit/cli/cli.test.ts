@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { UNFINISHED_CODES } from "../../../actors/index.ts";
 import { WAIT_CODES, renderResults } from "../../../cli/commands/build.ts";
+import { count } from "../../../cli/output.ts";
 import { DEFAULT_NATS_URL, EXIT, adminIdentityPath, exitCodeOf, loadSettings } from "../../../cli/index.ts";
 import {
   ConflictError,
@@ -78,6 +79,13 @@ describe("cli/main", () => {
 
   it("should wait in results -w on exactly the codes the actors call unfinished", () => {
     assert.deepEqual([...WAIT_CODES].sort(), [...UNFINISHED_CODES].sort());
+  });
+
+  it("should count with the noun's plural only when it is not one", () => {
+    assert.deepEqual(
+      [0, 1, 2].map((n) => count(n, "file")),
+      ["0 files", "1 file", "2 files"]
+    );
   });
 
   it("should show a repository's own state in results when it has details or no packages", () => {
