@@ -16,6 +16,7 @@ import {
   sandboxSelfTest,
 } from "../../sandbox/index.ts";
 import type { BuildOutcome, RpmBuildJob, SandboxLimits } from "../../sandbox/index.ts";
+import { HELLO_C, helloCSpec } from "../helpers/c-program.ts";
 import { check } from "../helpers/check.ts";
 import { Latch } from "../helpers/latch.ts";
 
@@ -237,37 +238,8 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
   it("should make -debuginfo packages of a C program exactly when debuginfo is on, as OBS does", async () => {
     const sources = path.join(root, "debuginfo-src");
     await mkdir(sources, { recursive: true });
-    await writeFile(path.join(sources, "hello.c"), '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n');
-    await writeFile(
-      path.join(sources, "hello.spec"),
-      [
-        "Name: kiln-hello",
-        "Version: 1.0",
-        "Release: 1",
-        "Summary: a tiny C program",
-        "License: MIT",
-        "Source0: hello.c",
-        "%description",
-        "Says hello.",
-        "%package doc",
-        "Summary: its documentation",
-        "BuildArch: noarch",
-        "%description doc",
-        "Documentation.",
-        "%prep",
-        "cp %{SOURCE0} .",
-        "%build",
-        "gcc %{optflags} -g -o kiln-hello hello.c",
-        "%install",
-        "install -D -m 755 kiln-hello %{buildroot}/usr/bin/kiln-hello",
-        "mkdir -p %{buildroot}/usr/share/doc/kiln-hello && echo hi > %{buildroot}/usr/share/doc/kiln-hello/README",
-        "%files",
-        "/usr/bin/kiln-hello",
-        "%files doc",
-        "/usr/share/doc/kiln-hello",
-        "",
-      ].join("\n")
-    );
+    await writeFile(path.join(sources, "hello.c"), HELLO_C);
+    await writeFile(path.join(sources, "hello.spec"), helloCSpec("kiln-hello", { doc: true }));
     const names = (ok: Extract<BuildOutcome, { type: "build.succeeded" }>): string[] =>
       ok.rpms.map((f) => path.basename(f)).sort();
     const on = succeeded(await build("hello.spec", { sourcesDir: sources, debuginfo: true, macros: "%kiln_x 1" }));

@@ -9,6 +9,7 @@ import type { NatsConnection } from "nats";
 import pino from "pino";
 import type { BuildJob, RunningRole, StoredResult } from "../../actors/index.ts";
 import { connectNats, downloadBlob, readBlobBytes, subjects } from "../../transport/index.ts";
+import { HELLO_C, helloCSpec } from "../helpers/c-program.ts";
 import { check } from "../helpers/check.ts";
 import { jobFields } from "../helpers/jobs.ts";
 import { ARCH, startStack, trivialSpec, type Stack } from "../helpers/worker-stack.ts";
@@ -247,28 +248,7 @@ describe("worker/ (through the whole service)", function () {
   });
 
   it("should make -debuginfo packages for a project with debuginfo enabled, and none without", async () => {
-    const files = {
-      "hello.c": '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n',
-      "hello.spec": [
-        "Name: hello",
-        "Version: 1.0",
-        "Release: 1",
-        "Summary: a tiny C program",
-        "License: MIT",
-        "Source0: hello.c",
-        "%description",
-        "Says hello.",
-        "%prep",
-        "cp %{SOURCE0} .",
-        "%build",
-        "gcc %{optflags} -g -o hello hello.c",
-        "%install",
-        "install -D -m 755 hello %{buildroot}/usr/bin/hello",
-        "%files",
-        "/usr/bin/hello",
-        "",
-      ].join("\n"),
-    };
+    const files = { "hello.c": HELLO_C, "hello.spec": helloCSpec("hello") };
     const meta = (name: string, debuginfo: string): string =>
       `<project name="${name}"><title/><description/>${debuginfo}<repository name="standard"><arch>${ARCH}</arch></repository></project>`;
     await s.project("dbg-on", { meta: meta("dbg-on", "<debuginfo><enable/></debuginfo>") });
