@@ -26,6 +26,10 @@ describe("integration/repo role crash", function () {
     return c;
   };
 
+  /** Stores a build of crashy as a worker does; its jobId. */
+  const storeCrashy = (): Promise<string> =>
+    h.storeBuild({ project: P, repository: R, arch: "x86_64", package: "crashy", files: [rpms.rpms.get("crashy")!] });
+
   /** Events of the project as the stream holds them, in stream order. */
   const streamEvents = async (): Promise<{ type: string; id: string; jobId?: string }[]> => {
     const jsm = await h.nc.jetstreamManager();
@@ -57,13 +61,7 @@ describe("integration/repo role crash", function () {
     const first = await startRole();
     // Without the stream nothing can be published: the events stay in the role's outbox.
     await (await h.nc.jetstreamManager()).streams.delete(EVENT_STREAM);
-    const jobId = await h.storeBuild({
-      project: P,
-      repository: R,
-      arch: "x86_64",
-      package: "crashy",
-      files: [rpms.rpms.get("crashy")!],
-    });
+    const jobId = await storeCrashy();
     const stored = await h.repo.call("result.get", { project: P, repository: R, arch: "x86_64", package: "crashy" });
     assert.equal(stored?.jobId, jobId);
     assert.equal(h.seen("repo.built", P).length, 0);
@@ -93,13 +91,7 @@ describe("integration/repo role crash", function () {
     await startRole();
     const jsm = await h.nc.jetstreamManager();
     await jsm.streams.delete(EVENT_STREAM);
-    const jobId = await h.storeBuild({
-      project: P,
-      repository: R,
-      arch: "x86_64",
-      package: "crashy",
-      files: [rpms.rpms.get("crashy")!],
-    });
+    const jobId = await storeCrashy();
     assert.equal(
       (await h.repo.call("result.get", { project: P, repository: R, arch: "x86_64", package: "crashy" }))?.jobId,
       jobId
