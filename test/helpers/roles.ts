@@ -151,6 +151,10 @@ export function writeSpec(
   return dir;
 }
 
+/** The stored result of a package in repository `r` for x86_64 (null before its first build). */
+export const packageResult = (c: RoleCluster, project: string, pkg: string) =>
+  c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
+
 /** The meta of a project with one repository `r` for x86_64; `extra` adds attributes to the repository. */
 export const projectMeta = (name: string, extra = ""): string =>
   `<project name="${name}"><title/><description/><repository name="r"${extra}><arch>x86_64</arch></repository></project>`;

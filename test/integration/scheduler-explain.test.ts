@@ -10,6 +10,7 @@ import path from "node:path";
 import { check } from "../helpers/check.ts";
 import { kiln, kilnOk, type KilnEnv } from "../helpers/kiln.ts";
 import {
+  packageResult,
   projectMeta as META,
   settledResults,
   startRoleCluster,
@@ -30,8 +31,7 @@ describe("actors/scheduler: reason, buildinfo, builddepinfo, rebuild (real roles
   /** For the real `kiln` command: the cluster's NATS and its admin identity. */
   let cli: KilnEnv;
 
-  const result = (project: string, pkg: string) =>
-    c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
+  const result = (project: string, pkg: string) => packageResult(c, project, pkg);
 
   before(async () => {
     c = await startRoleCluster({ workers: 2, logLevel: process.env.TEST_LOG_LEVEL ?? "warn" });

@@ -5,6 +5,7 @@ import path from "node:path";
 import type { RepoResult } from "../../actors/index.ts";
 import { check } from "../helpers/check.ts";
 import {
+  packageResult,
   projectMeta as META,
   settledStates as settle,
   startRoleCluster,
@@ -38,12 +39,7 @@ describe("actors/scheduler (real roles, real builds)", function () {
     // mid and top cannot expand until base and mid have built once; the scheduler gets there.
     let states = await settle(c, "cascade");
     assert.deepEqual(Object.fromEntries(states), { base: "succeeded", mid: "succeeded", top: "succeeded" });
-    const before = await c.repo.call("result.get", {
-      project: "cascade",
-      repository: "r",
-      arch: "x86_64",
-      package: "top",
-    });
+    const before = await packageResult(c, "cascade", "top");
 
     // A new version of base: mid is rebuilt for the meta change, then top transitively.
     await c.commitDir("cascade", "base", writeSpec(tmp, "base", { version: "2.0", provides: ["libbase = 2"] }));
@@ -54,12 +50,7 @@ describe("actors/scheduler (real roles, real builds)", function () {
     assert.deepEqual(mid?.packagechange, [{ change: "md5sum", key: "base" }]);
     const top = await c.sched().call("reason.get", { project: "cascade", repository: "r", package: "top" });
     assert.equal(top?.explain, "meta change");
-    const after = await c.repo.call("result.get", {
-      project: "cascade",
-      repository: "r",
-      arch: "x86_64",
-      package: "top",
-    });
+    const after = await packageResult(c, "cascade", "top");
     assert.notEqual(after!.jobId, before!.jobId, "top was not rebuilt");
     // The rebuild without a source change got a new build counter: release <CI_CNT>.<B_CNT>.
     assert.equal(after!.release, "1.2");
@@ -71,21 +62,11 @@ describe("actors/scheduler (real roles, real builds)", function () {
     await c.commitDir("local", "lib", writeSpec(tmp, "lib"));
     await c.commitDir("local", "app", writeSpec(tmp, "app", { buildRequires: ["lib"] }));
     await settle(c, "local");
-    const before = await c.repo.call("result.get", {
-      project: "local",
-      repository: "r",
-      arch: "x86_64",
-      package: "app",
-    });
+    const before = await packageResult(c, "local", "app");
     await c.commitDir("local", "lib", writeSpec(tmp, "lib", { version: "2.0" }));
     const states = await settle(c, "local");
     assert.deepEqual(Object.fromEntries(states), { app: "succeeded", lib: "succeeded" });
-    const after = await c.repo.call("result.get", {
-      project: "local",
-      repository: "r",
-      arch: "x86_64",
-      package: "app",
-    });
+    const after = await packageResult(c, "local", "app");
     assert.equal(after!.jobId, before!.jobId);
   });
 
@@ -130,8 +111,7 @@ describe("actors/scheduler (real roles, real builds)", function () {
       const p = r[0]?.packages[0];
       return p ? `${p.code}${p.details ? `: ${p.details}` : ""}` : "none";
     };
-    const resultOf = (pkg: string) =>
-      c.repo.call("result.get", { project: P, repository: "r", arch: "x86_64", package: pkg });
+    const resultOf = (pkg: string) => packageResult(c, P, pkg);
     await c.source.call("project.put-meta", { project: P, xml: META(P) });
     await c.commitDir(P, "dep", writeSpec(tmp, "dep"));
     await settle(c, P);
@@ -199,10 +179,7 @@ describe("actors/scheduler (real roles, real builds)", function () {
       timeoutMs: 30_000,
       name: "long killed",
     });
-    assert.equal(
-      await c.repo.call("result.get", { project: P, repository: "r", arch: "x86_64", package: "long" }),
-      null
-    );
+    assert.equal(await packageResult(c, P, "long"), null);
   });
 
   it("should call a repository broken, with OBS's details, while a path repository is gone or preinstalls are unresolvable", async () => {
@@ -243,27 +220,15 @@ describe("actors/scheduler (real roles, real builds)", function () {
   });
 
   it("should rebuild on request with a new build counter", async () => {
-    const before = await c.repo.call("result.get", {
-      project: "local",
-      repository: "r",
-      arch: "x86_64",
-      package: "lib",
-    });
+    const before = await packageResult(c, "local", "lib");
     const r = await c.sched().call("rebuild.request", { project: "local", package: "lib" });
     assert.equal(r.packages, 1);
-    await check(
-      async () =>
-        (await c.repo.call("result.get", { project: "local", repository: "r", arch: "x86_64", package: "lib" }))!
-          .jobId !== before!.jobId,
-      { timeoutMs: 120_000, name: "lib rebuilt" }
-    );
-    await settle(c, "local");
-    const after = await c.repo.call("result.get", {
-      project: "local",
-      repository: "r",
-      arch: "x86_64",
-      package: "lib",
+    await check(async () => (await packageResult(c, "local", "lib"))!.jobId !== before!.jobId, {
+      timeoutMs: 120_000,
+      name: "lib rebuilt",
     });
+    await settle(c, "local");
+    const after = await packageResult(c, "local", "lib");
     assert.equal(after!.versrel, before!.versrel);
     assert.equal(after!.bcnt, before!.bcnt + 1);
   });
@@ -288,12 +253,7 @@ describe("actors/scheduler (real roles, real builds)", function () {
     await c.startScheduler();
     const states = await settle(c, "restart");
     assert.deepEqual(Object.fromEntries(states), { one: "succeeded", two: "succeeded" });
-    const one = await c.repo.call("result.get", {
-      project: "restart",
-      repository: "r",
-      arch: "x86_64",
-      package: "one",
-    });
+    const one = await packageResult(c, "restart", "one");
     assert.match(one!.versrel, /^3\.0-/);
   });
 });

@@ -22,7 +22,14 @@ import {
 } from "../../actors/index.ts";
 import { Identity, readBlobBytes } from "../../transport/index.ts";
 import { check } from "../helpers/check.ts";
-import { projectMeta as META, settledStates, startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
+import {
+  packageResult,
+  projectMeta as META,
+  settledStates,
+  startRoleCluster,
+  writeSpec,
+  type RoleCluster,
+} from "../helpers/roles.ts";
 import {
   git,
   put,
@@ -185,8 +192,7 @@ i=0; while [ $i -lt "$n" ]; do i=$((i + 1)); printf '%s' $i > "$out/f$i"; done
   /** Waits until nothing of the project waits to build, and returns code and details per package. */
   const settle = (project: string): Promise<Map<string, string>> => settledStates(c, project);
 
-  const result = (project: string, pkg: string) =>
-    c.repo.call("result.get", { project, repository: "r", arch: "x86_64", package: pkg });
+  const result = (project: string, pkg: string) => packageResult(c, project, pkg);
 
   const revisions = async (project: string, pkg: string): Promise<{ head: Revision; history: unknown[] }> => ({
     head: await c.source.call("package.get", { project, package: pkg }),
