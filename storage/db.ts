@@ -124,6 +124,8 @@ export interface OutboxOptions {
 }
 
 const OUTBOX_RETRY_MS: readonly number[] = [250, 500, 1000, 2000, 4000, 8000, 15_000, 30_000];
+/** Events read from the outbox at once; published (and removed) before the next are read. */
+const OUTBOX_PAGE = 256;
 
 /**
  * Transactional outbox: events are written in the same transaction as the state change they
@@ -170,14 +172,21 @@ export class Outbox<E> {
     this.#flushing = (async () => {
       do {
         this.#again = false;
-        for (const { key, value } of this.#store.scan<E>(keys.outboxAll())) {
-          try {
-            await this.#publish(value);
-          } catch (err) {
-            this.#scheduleRetry(err);
-            return;
+        // Read a page before publishing it: a range left open across awaits has its cursor closed
+        // later by lmdb-js against a read transaction that may have ended, which crashes the
+        // process (seen when a publication failed while other writes went on).
+        for (;;) {
+          const page = [...this.#store.scan<E>(keys.outboxAll(), { limit: OUTBOX_PAGE })];
+          if (!page.length) break;
+          for (const { key, value } of page) {
+            try {
+              await this.#publish(value);
+            } catch (err) {
+              this.#scheduleRetry(err);
+              return;
+            }
+            await this.#store.db.remove(key);
           }
-          await this.#store.db.remove(key);
         }
       } while (this.#again);
       this.#failures = 0;
