@@ -250,7 +250,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     const n = await store.transact(() => {
       const entries = indexOf(project, repository, pkg);
       const seq = entries.find((e) => e.key[4] === jobId)?.value;
-      // A job not in the index (adopted or dropped meanwhile) orders nothing: the next load prunes.
+      // A job not in the index (its signature was dropped meanwhile) orders nothing: the next load prunes.
       if (seq === undefined) return 0;
       return dropIndexed(entries.filter((e) => e.value < seq).map((e) => e.key));
     });
