@@ -13,9 +13,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { accessSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import { processAlive } from "./process-tree.ts";
 
 /** Run cgroups are named `kiln-sandbox-<worker pid>-<random>`, so stale ones can be told apart. */
 export const CGROUP_PREFIX = "kiln-sandbox-";
@@ -282,14 +283,6 @@ async function parentDirs(): Promise<string[]> {
   return [...new Set(dirs)];
 }
 
-/** Whether a worker pid still runs; a zombie (a dead worker nobody reaped) does not. */
-async function alive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
-  if (stat === undefined) return false;
-  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  return state !== "Z" && state !== "X";
-}
-
 /**
  * Removes run cgroups left behind by a worker that died (its pid is gone), killing anything still
  * in them. Returns the directories removed. Meant for worker start-up.
@@ -300,7 +293,7 @@ export async function removeStaleCgroups(log: Logger): Promise<string[]> {
     const entries = await readdir(parent).catch(() => [] as string[]);
     for (const name of entries) {
       const m = STALE_NAME.exec(name);
-      if (!m || (await alive(Number(m[1])))) continue;
+      if (!m || processAlive(Number(m[1]))) continue;
       const dir = path.join(parent, name);
       const cg = new RunCgroups({
         dirs: [dir],

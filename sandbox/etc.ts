@@ -7,6 +7,7 @@ import { chmod, copyFile, mkdir, mkdtemp, readdir, readlink, rename, rm, symlink
 import os from "node:os";
 import path from "node:path";
 import { SANDBOX_USER } from "./plan.ts";
+import { processAlive } from "./process-tree.ts";
 
 /** Options of {@link minimalEtc}. */
 export interface EtcOptions {
@@ -119,23 +120,13 @@ export async function writeMinimalEtc(dir: string, opts: EtcOptions): Promise<vo
 const prepared = new Map<string, Promise<string>>();
 let preparedRoot: Promise<string> | undefined;
 
-/** Whether a process of this pid exists (EPERM: it does, under another user). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** This process's directory of prepared /etc trees, removed at exit; those of dead processes go. */
 function preparedRootDir(): Promise<string> {
   preparedRoot ??= (async () => {
     const tmp = os.tmpdir();
     for (const name of await readdir(tmp).catch(() => [] as string[])) {
       const m = /^kiln-etc-(\d+)-/.exec(name);
-      if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
+      if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) {
         await rm(path.join(tmp, name), { recursive: true, force: true }).catch(() => undefined);
       }
     }

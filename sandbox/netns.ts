@@ -26,6 +26,7 @@ import { execa, type ResultPromise } from "execa";
 import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
 import { SandboxSetupError, SandboxUnavailableError } from "./errors.ts";
+import { processAlive } from "./process-tree.ts";
 
 /** A network namespace of the run's own, with outbound connectivity (see the module comment). */
 export interface IsolatedNetwork {
@@ -204,15 +205,6 @@ let swept = false;
 // two such mounts and hide one namespace's name under the other.
 let adding: Promise<unknown> = Promise.resolve();
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Deletes named namespaces a kiln process that is gone left (pasta ends with each). */
 async function sweepStale(log: Logger): Promise<void> {
   let names: string[] = [];
@@ -223,7 +215,7 @@ async function sweepStale(log: Logger): Promise<void> {
   }
   for (const name of names) {
     const m = new RegExp(`^${NETNS_PREFIX}(\\d+)-\\d+$`).exec(name);
-    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
     await tool("ip", ["netns", "del", name]).catch((err: unknown) =>
       log.warn({ err, name }, "stale netns not removed")
     );

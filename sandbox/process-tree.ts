@@ -2,6 +2,7 @@
  * The process tree below a pid, read from /proc. Used to signal a run's processes when no cgroup
  * lists them, and to tell the sandboxed processes apart from the wrapper that must outlive them.
  */
+import { readFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 
 /** Parses the ppid out of a /proc/<pid>/stat line (the command name may contain spaces and parens). */
@@ -59,4 +60,19 @@ export function signalAll(pids: readonly number[], signal: NodeJS.Signals): numb
     }
   }
   return n;
+}
+
+/**
+ * Whether a process runs: its /proc entry exists (under any user) and it is not a zombie (a dead
+ * process nobody reaped). For finding what a dead worker left behind.
+ */
+export function processAlive(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return false;
+  }
+  const state = stat.charAt(stat.lastIndexOf(")") + 2);
+  return state !== "Z" && state !== "X";
 }

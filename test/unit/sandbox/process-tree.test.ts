@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { descendantsOf, parseStatPpid } from "../../../sandbox/process-tree.ts";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { once } from "node:events";
+import { descendantsOf, parseStatPpid, processAlive } from "../../../sandbox/process-tree.ts";
+import { check } from "../../helpers/check.ts";
 
 describe("sandbox/process-tree", () => {
   it("should read the ppid even when the command name has spaces and parentheses", () => {
@@ -21,5 +25,21 @@ describe("sandbox/process-tree", () => {
     assert.deepEqual(descendantsOf(10, table), [11, 12, 13, 14]);
     assert.deepEqual(descendantsOf(20, table), [21]);
     assert.deepEqual(descendantsOf(99, table), []);
+  });
+
+  it("should count a running process as alive, and a zombie or a missing pid as not", async () => {
+    assert.equal(processAlive(process.pid), true);
+    // The shell's background child exits; its parent then is `sleep`, which never reaps it.
+    const sh = spawn("/bin/sh", ["-c", "true & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    try {
+      const [first] = (await once(sh.stdout, "data")) as [Buffer];
+      const zombie = Number(first.toString().trim());
+      await check(() => existsSync(`/proc/${zombie}`) && !processAlive(zombie), { name: "zombie seen as dead" });
+      assert.equal(processAlive(sh.pid!), true);
+    } finally {
+      sh.kill("SIGKILL");
+      await once(sh, "exit");
+    }
+    assert.equal(processAlive(sh.pid!), false);
   });
 });
