@@ -161,13 +161,22 @@ export const projectMeta = (name: string, extra = ""): string =>
 
 const WAITING = new Set(["blocked", "scheduled", "dispatching", "building", "finished"]);
 
-/** Polls until the scheduler has nothing left to do for the project, and returns its last results. */
-export async function settledResults(c: RoleCluster, project: string, timeoutMs = 120_000): Promise<RepoResult[]> {
+/**
+ * Polls until the scheduler has nothing left to do for the project, and returns its last results.
+ * `alsoWaitFor` names more codes to wait through (e.g. `unknown` while packages are being read).
+ */
+export async function settledResults(
+  c: RoleCluster,
+  project: string,
+  timeoutMs = 120_000,
+  alsoWaitFor: readonly string[] = []
+): Promise<RepoResult[]> {
   let last: RepoResult[] = [];
+  const waiting = (code: string): boolean => WAITING.has(code) || alsoWaitFor.includes(code);
   await check(
     async () => {
       last = await c.sched().call("results.get", { project });
-      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !WAITING.has(p.code)));
+      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !waiting(p.code)));
     },
     { timeoutMs, intervalMs: 100, name: `settle ${project}` }
   );

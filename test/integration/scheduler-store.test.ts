@@ -10,10 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pino from "pino";
-import { startWorker, type RepoResult } from "../../actors/index.ts";
+import { startWorker } from "../../actors/index.ts";
 import { RoleStore, keys, type Key } from "../../storage/index.ts";
 import { check } from "../helpers/check.ts";
-import { startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
+import { settledResults, startRoleCluster, writeSpec, type RoleCluster } from "../helpers/roles.ts";
 
 const ARCH = "x86_64";
 const SCHEDULER = `scheduler:${ARCH}`;
@@ -62,17 +62,9 @@ function readStore(store: RoleStore): SchedulerStore {
   return out;
 }
 
-/** Waits until the scheduler has nothing left to do for the project (no job, no pending event). */
-async function settle(c: RoleCluster, project: string, timeoutMs = 120_000): Promise<Record<string, string>> {
-  const busy = new Set(["blocked", "scheduled", "dispatching", "building", "finished", "unknown"]);
-  let last: RepoResult[] = [];
-  await check(
-    async () => {
-      last = await c.sched().call("results.get", { project });
-      return last.length > 0 && last.every((r) => !r.dirty && r.packages.every((p) => !busy.has(p.code)));
-    },
-    { timeoutMs, intervalMs: 100, name: `settle ${project}` }
-  );
+/** Waits until the scheduler has nothing left to do for the project; each package's code by `repository/package`. */
+async function settle(c: RoleCluster, project: string): Promise<Record<string, string>> {
+  const last = await settledResults(c, project, 120_000, ["unknown"]);
   return Object.fromEntries(last.flatMap((r) => r.packages.map((p) => [`${r.repository}/${p.package}`, p.code])));
 }
 
