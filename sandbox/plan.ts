@@ -463,6 +463,25 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     // As root the home must belong to the sandbox's uid, which X-mount.mkdir cannot do.
     ...(plan.privileged ? [] : [self("stage/work/home")])
   );
+  // /usr and /etc: an overlay of the layers that exist, or a bind of the only one. Which exist is
+  // known only after unpacking packages, so the shell writes them into one more fstab (printf is
+  // a builtin) for one more `mount -a`; a single layer known now (nothing to unpack, the case of
+  // most builds) is a bind in the stage's fstab, straight from its host source.
+  const rootMounts: string[] = [];
+  const rootLayer = (target: string, candidates: string[]): void => {
+    const only = candidates.length === 1 ? plan.stageBinds.find((b) => b.name === candidates[0] && !b.file) : undefined;
+    if (only) {
+      fstab.push(`${abs(only.source)} ${abs(`stage/${target}`)} none bind,ro,${mkdirOpt()} 0 0`);
+      return;
+    }
+    rootMounts.push(
+      "lower=",
+      `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
+      `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower,X-mount.mkdir 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro,X-mount.mkdir 0 0" ;; esac >> root.fstab`
+    );
+  };
+  rootLayer("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]);
+  rootLayer("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]);
   const fileDirs = [...new Set(fileBinds.map((b) => `stage/${b.name}`.replace(/\/[^/]*$/, "")))];
   fstab.push(...fileDirs.filter((d) => d !== "stage").map((d) => self(d)));
   const L: string[] = [
@@ -502,21 +521,12 @@ export function renderWrapperScript(plan: WrapperPlan): string {
       `for d in deps/*; do n=\${d#deps/}; case "$n" in ${NOT_BOUND.join("|")}) continue ;; esac; if [ -d "$d" ] && [ ! -L "$d" ]; then set -- "$@" --ro-bind "${STAGE_DIR}/$d" "/$n"; fi; done`
     );
   }
-  // /usr and /etc: an overlay of the layers that exist, or a bind of the only one; both written
-  // into one fstab (printf is a shell builtin) for one `mount -a`.
-  const overlay = (target: string, candidates: string[]): string[] => [
-    "lower=",
-    `for d in ${candidates.map(shq).join(" ")}; do if [ -d "$d" ] && [ ! -L "$d" ]; then lower="\${lower:+$lower:}${STAGE_DIR}/$d"; fi; done`,
-    `case "$lower" in *:*) printf '%s\\n' "kiln-${target} ${STAGE_DIR}/${target} overlay ro,lowerdir=$lower,X-mount.mkdir 0 0" ;; *) printf '%s\\n' "$lower ${STAGE_DIR}/${target} none bind,ro,X-mount.mkdir 0 0" ;; esac >> root.fstab`,
-  ];
   if (plan.personality !== undefined && !PERSONALITIES.includes(plan.personality)) {
     throw new InvalidInputError(`unknown personality "${String(plan.personality)}"`);
   }
   const setarch = plan.personality ? `setarch ${plan.personality}` : "";
+  if (rootMounts.length > 0) L.push(...rootMounts, "mount -n -a -T root.fstab");
   L.push(
-    ...overlay("usr", [...(plan.unpack ? ["deps/usr"] : []), ...plan.usrLayers]),
-    ...overlay("etc", ["kiln-etc", ...(plan.unpack ? ["deps/etc"] : []), ...plan.etcLayers]),
-    "mount -n -a -T root.fstab",
     "set +e",
     [dropTo, limit, setarch, "bwrap", ...plan.bwrapArgs.map((a) => (a === DEPENDENCY_BINDS ? '"$@"' : shq(a)))]
       .filter(Boolean)
@@ -530,18 +540,23 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   if (plan.collect) {
     const c = plan.collect;
     const from = posix.normalize(`${STAGE_DIR}/work/home/${c.dir}`).replace(/\/+$/, "");
-    const copy = [
-      `cd -P ${shq(from)} || exit 0`,
-      // The copy runs in the wrapper's view of the host: a directory the build turned into a
-      // symlink would make it copy host files out. (Nothing of the build runs any more.) After
-      // `cd -P`, PWD is the physical path: no subshell for pwd -P.
-      `[ "$PWD" = ${shq(from)} ] || exit 1`,
-      // One find (and one cp) for all paths: each program costs a fork and exec per build.
-      "set --",
-      `for p in ${c.paths.map(shq).join(" ")}; do if [ -d "$p" ] && [ ! -L "$p" ]; then set -- "$@" "./$p"; fi; done`,
-      `[ $# = 0 ] || find "$@" -maxdepth ${c.maxDepth} -type f -name ${shq(c.name)} -exec cp -P --parents -t ${STAGE_DIR}/out {} + || exit 1`,
-    ].join("\n");
-    L.push("set +e", `${dropTo} /bin/sh -c ${shq(copy)} 3>&- 1>&2`, 'echo "collect $?" >&3');
+    // The copy runs in the wrapper itself, as its (namespace) root, not as the sandbox's uid:
+    // bwrap has exited, so nothing of the build runs any more to change the tree while it is
+    // read, and the two programs dropping the uid took (setpriv, sh) were a tenth of a trivial
+    // build's overhead. What makes it safe is what it does not follow: a directory the build
+    // turned into a symlink (`cd -P` and the PWD check for the top, `[ -L ]` for the paths),
+    // and below them find (which follows no symlink, -type f: no fifo or device) and cp -P.
+    L.push(
+      "set +e",
+      `if cd -P ${shq(from)} 2>/dev/null; then`,
+      `  if [ "$PWD" = ${shq(from)} ]; then`,
+      "    set --",
+      `    for p in ${c.paths.map(shq).join(" ")}; do if [ -d "$p" ] && [ ! -L "$p" ]; then set -- "$@" "./$p"; fi; done`,
+      `    if [ $# = 0 ]; then rc=0; else find "$@" -maxdepth ${c.maxDepth} -type f -name ${shq(c.name)} -exec cp -P --parents -t ${STAGE_DIR}/out {} + 3>&- 1>&2; rc=$?; fi`,
+      "  else rc=1; fi",
+      "else rc=0; fi",
+      'echo "collect $rc" >&3'
+    );
   }
   return L.join("\n") + "\n";
 }

@@ -570,6 +570,27 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     }
   });
 
+  it("should not follow package directories the build turned into symlinks when collecting", async () => {
+    // Collecting runs as the wrapper's root: a host directory readable by root only.
+    const leak = await mkdtemp(path.join("/tmp", "kiln-leak-"));
+    try {
+      await mkdir(path.join(leak, "RPMS", "noarch"), { recursive: true });
+      await writeFile(path.join(leak, "RPMS", "noarch", "host-secret.rpm"), "KILN-SECRET\n");
+      await writeFile(path.join(leak, "RPMS", "host-secret.src.rpm"), "KILN-SECRET\n");
+      const b = await build("rpms-swap.spec", { defines: { kiln_leak_dir: leak } });
+      assert.match(b.output, /KILN-RPMS-SWAPPED/);
+      const copied = (await readdir(path.join(b.jobDir, "build", "out"), { recursive: true })).map(String);
+      assert.ok(!copied.some((f) => f.includes("host-secret")), `copied: ${copied.join(", ")}`);
+      // What the build really made, in the directories it moved, is still collected.
+      assert.ok(
+        copied.includes(path.join("RPMS", "noarch.real", "kiln-rpms-swap-1.0-1.noarch.rpm")),
+        copied.join(", ")
+      );
+    } finally {
+      await rm(leak, { recursive: true, force: true });
+    }
+  });
+
   it("should stop a build that fills the disk at the disk limit, without filling the host", async () => {
     const diskBytes = 32 * MiB;
     const b = await build("fill-disk.spec", { limits: { diskBytes } });

@@ -257,7 +257,8 @@ describe("sandbox/plan", () => {
 
     it("should drop to the host uid before bwrap only when privileged", () => {
       const priv = renderWrapperScript(base);
-      assert.equal(priv.match(/setpriv --reuid 1500000123 --regid 1500000123 --clear-groups/g)?.length, 3);
+      // The two bwraps; the copy-out runs in the wrapper (nothing of the build runs by then).
+      assert.equal(priv.match(/setpriv --reuid 1500000123 --regid 1500000123 --clear-groups/g)?.length, 2);
       assert.doesNotMatch(renderWrapperScript({ ...base, privileged: false }), /setpriv|chown| -o \d/);
       assert.match(renderWrapperScript(base), /^install -d -m 0755 -o 1500000123 -g 1500000123 stage\/work\/home$/m);
       const bwraps = priv.split("\n").filter((l) => /(^| )bwrap /.test(l));
@@ -375,6 +376,26 @@ describe("sandbox/plan", () => {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+    });
+
+    it("should bind a single /usr or /etc layer in the stage's own fstab, and overlay several after unpacking", () => {
+      const job = "/var/cache/kiln/jobs/j\\\\0401/build";
+      const plain: WrapperPlan = {
+        ...base,
+        unpack: false,
+        stageBinds: [...base.stageBinds, { source: "/tmp/kiln-etc-1", name: "kiln-etc" }],
+      };
+      const s = renderWrapperScript(plain);
+      const fstab = /^printf '%s\\n' (.*) > stage\.fstab$/m.exec(s)?.[1] ?? "";
+      assert.match(fstab, new RegExp(`'/usr ${job}/stage/usr none bind,ro,X-mount.mkdir=0755 0 0'`));
+      assert.match(fstab, new RegExp(`'/tmp/kiln-etc-1 ${job}/stage/etc none bind,ro,X-mount.mkdir=0755 0 0'`));
+      assert.doesNotMatch(s, /root\.fstab/);
+      // Two etc layers: the shell decides after the stage is in place, as with packages to unpack.
+      const layered = renderWrapperScript({ ...plain, etcLayers: ["layer0etc"] });
+      assert.match(layered, /^for d in kiln-etc layer0etc; do /m);
+      assert.match(layered, /^mount -n -a -T root\.fstab$/m);
+      assert.doesNotMatch(layered, /stage\/etc none/);
+      assert.match(renderWrapperScript(base), /^for d in deps\/usr hostusr; do /m);
     });
 
     it("should leave out unpacking and collecting when not asked for", () => {
