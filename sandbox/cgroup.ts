@@ -113,17 +113,58 @@ export interface CgroupLimits {
 
 /** The cgroups of one run. `procsFiles` must be joined by the run's first process before it forks. */
 export class RunCgroups {
-  readonly memory?: Controller;
-  readonly pids?: Controller;
+  #memory: Controller | undefined;
+  #pids: Controller | undefined;
   /** A v2 cgroup with `cgroup.kill`, if the kernel has it. */
   readonly killDir?: string;
   readonly #dirs: string[];
 
   constructor(parts: { memory?: Controller; pids?: Controller; killDir?: string; dirs: string[] }) {
-    if (parts.memory) this.memory = parts.memory;
-    if (parts.pids) this.pids = parts.pids;
+    this.#memory = parts.memory;
+    this.#pids = parts.pids;
     if (parts.killDir) this.killDir = parts.killDir;
     this.#dirs = parts.dirs;
+  }
+
+  /** The memory controller, while it is usable (absent: the caller falls back to rlimits). */
+  get memory(): Controller | undefined {
+    return this.#memory;
+  }
+
+  get pids(): Controller | undefined {
+    return this.#pids;
+  }
+
+  /**
+   * Sets the limits; possible at any time, also after processes joined (a wrapper started ahead
+   * of its run). A controller whose limit the kernel refuses is dropped, as if it were missing.
+   */
+  setLimits(limits: CgroupLimits, log: Logger): void {
+    const m = this.#memory;
+    if (m) {
+      try {
+        if (m.version === "v2") {
+          writeFileSync(path.join(m.dir, "memory.max"), String(limits.memoryBytes));
+          tryWrite(path.join(m.dir, "memory.swap.max"), "0");
+        } else {
+          writeFileSync(path.join(m.dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
+          // Without swap accounting this file is absent; with it, swap must not extend the limit.
+          tryWrite(path.join(m.dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
+        }
+      } catch (err) {
+        log.debug({ dir: m.dir, err }, "sandbox memory limit not set");
+        this.#memory = undefined;
+      }
+    }
+    const p = this.#pids;
+    if (p) {
+      try {
+        writeFileSync(path.join(p.dir, "pids.max"), String(limits.pids));
+      } catch (err) {
+        log.debug({ dir: p.dir, err }, "sandbox pids limit not set");
+        this.#pids = undefined;
+      }
+    }
   }
 
   /** One `cgroup.procs` per hierarchy; writing a pid to each moves that process (and its future children). */
@@ -309,10 +350,11 @@ export async function removeStaleCgroups(log: Logger): Promise<string[]> {
 }
 
 /**
- * Creates the cgroups of one run and sets their limits. Never throws: controllers that cannot be
- * set up here are simply absent from the result (and logged), so the caller can fall back.
+ * Creates the cgroups of one run and sets their limits (none when `limits` is undefined: they are
+ * set later with {@link RunCgroups.setLimits}). Never throws: controllers that cannot be set up
+ * here are simply absent from the result (and logged), so the caller can fall back.
  */
-export function createRunCgroups(limits: CgroupLimits, log: Logger): RunCgroups {
+export function createRunCgroups(limits: CgroupLimits | undefined, log: Logger): RunCgroups {
   const { mounts, own } = detectCgroups();
   const name = `${CGROUP_PREFIX}${process.pid}-${randomBytes(6).toString("hex")}`;
   const dirs: string[] = [];
@@ -348,15 +390,8 @@ export function createRunCgroups(limits: CgroupLimits, log: Logger): RunCgroups 
         mkdirSync(dir);
         dirs.push(dir);
         if (exists(path.join(dir, "cgroup.kill"))) killDir = dir;
-        if (best.ctrls.has("memory")) {
-          writeFileSync(path.join(dir, "memory.max"), String(limits.memoryBytes));
-          tryWrite(path.join(dir, "memory.swap.max"), "0");
-          memory = { version: "v2", dir };
-        }
-        if (best.ctrls.has("pids")) {
-          writeFileSync(path.join(dir, "pids.max"), String(limits.pids));
-          pids = { version: "v2", dir };
-        }
+        if (best.ctrls.has("memory")) memory = { version: "v2", dir };
+        if (best.ctrls.has("pids")) pids = { version: "v2", dir };
       } catch (err) {
         log.debug({ dir, err }, "sandbox cgroup v2 not usable");
       }
@@ -372,15 +407,8 @@ export function createRunCgroups(limits: CgroupLimits, log: Logger): RunCgroups 
     try {
       mkdirSync(dir);
       dirs.push(dir);
-      if (ctrl === "memory") {
-        writeFileSync(path.join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
-        // Without swap accounting this file is absent; with it, swap must not extend the limit.
-        tryWrite(path.join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
-        memory = { version: "v1", dir };
-      } else {
-        writeFileSync(path.join(dir, "pids.max"), String(limits.pids));
-        pids = { version: "v1", dir };
-      }
+      if (ctrl === "memory") memory = { version: "v1", dir };
+      else pids = { version: "v1", dir };
     } catch (err) {
       log.debug({ dir, err }, "sandbox cgroup v1 not usable");
     }
@@ -391,6 +419,7 @@ export function createRunCgroups(limits: CgroupLimits, log: Logger): RunCgroups 
   if (pids) parts.pids = pids;
   if (killDir) parts.killDir = killDir;
   const cg = new RunCgroups(parts);
-  log.debug({ memory: memory?.version, pids: pids?.version, kill: Boolean(killDir) }, "sandbox cgroups");
+  if (limits) cg.setLimits(limits, log);
+  log.debug({ memory: cg.memory?.version, pids: cg.pids?.version, kill: Boolean(killDir) }, "sandbox cgroups");
   return cg;
 }

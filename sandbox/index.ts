@@ -48,6 +48,8 @@ export {
 } from "./rpmbuild.ts";
 export type { RpmBuildJob, BuildOutcome, BuildStats, BuildtimeServices, BuildtimeServiceCall } from "./rpmbuild.ts";
 export { runSandboxed, KillReason } from "./run.ts";
+export { WrapperPool } from "./wrapper.ts";
+export type { WrapperPoolOptions } from "./wrapper.ts";
 export type { SandboxRunOptions, SandboxRoot, SandboxResult, SandboxStats } from "./run.ts";
 export { checkIsolatedNetworkTools, validatePorts } from "./netns.ts";
 export type { IsolatedNetwork } from "./netns.ts";

@@ -390,8 +390,6 @@ export interface WrapperPlan {
   /** The worker is real root: drop to `hostUid` before bwrap; otherwise we are in a user namespace. */
   privileged: boolean;
   hostUid: number;
-  /** cgroup.procs files the wrapper joins before anything else. */
-  cgroupProcs: readonly string[];
   stageBinds: readonly StageBind[];
   /** Stage names of usr layers below the unpacked packages, top first (the base last). */
   usrLayers: readonly string[];
@@ -419,7 +417,8 @@ export const PERSONALITIES = ["linux32", "linux64"] as const;
 export type Personality = (typeof PERSONALITIES)[number];
 
 /**
- * The wrapper: runs with cwd = the job directory in a fresh private mount namespace and reports on
+ * The wrapper's script: sourced by the wrapper's shell (wrapper.ts) once that has joined the run's
+ * cgroups; runs with cwd = the job directory in a fresh private mount namespace and reports on
  * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, `disk <blocks> <bfree> <bsize> <files>
  * <ffree>`, `collect <rc>`. A missing `exit` line means set-up failed (details on stderr). The
  * sandboxed commands get neither fd 3 nor the wrapper's stderr, so they cannot forge these.
@@ -487,7 +486,6 @@ export function renderWrapperScript(plan: WrapperPlan): string {
   const L: string[] = [
     "set -eu",
     "umask 022",
-    ...plan.cgroupProcs.map((f) => `echo $$ > ${shq(f)}`),
     "ulimit -c 0",
     `printf '%s\\n' ${fstab.map(shq).join(" ")} > stage.fstab`,
     "umask 0",

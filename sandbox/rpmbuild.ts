@@ -12,6 +12,7 @@ import { describeResult } from "./outcome.ts";
 import { SANDBOX_USER, renderDefines, shq, substituteRelease } from "./plan.ts";
 import type { Personality, SandboxBind } from "./plan.ts";
 import { runSandboxed } from "./run.ts";
+import type { WrapperPool } from "./wrapper.ts";
 
 /** One package build, as the worker hands it over. */
 export interface RpmBuildJob {
@@ -55,6 +56,8 @@ export interface RpmBuildJob {
    * so rpm's own automatic debuginfo (Fedora-style macros) stays off. @default false
    */
   debuginfo?: boolean;
+  /** A wrapper started ahead may be waiting here (see `SandboxRunOptions.wrappers`). */
+  wrappers?: WrapperPool;
   /** With debuginfo, insert the debuginfo package into specs (OBS: unless `BuildFlags: rpm-nodebugmagic`). @default true */
   debugMagic?: boolean;
   /** Source services to run on the sources in this sandbox before rpmbuild (OBS's build-time services). */
@@ -309,6 +312,7 @@ export async function runRpmBuild(job: RpmBuildJob): Promise<BuildOutcome> {
     ...(job.signal ? { signal: job.signal } : {}),
     ...(job.hiddenPaths ? { hiddenPaths: job.hiddenPaths } : {}),
     ...(job.personality ? { personality: job.personality } : {}),
+    ...(job.wrappers ? { wrappers: job.wrappers } : {}),
   });
 
   const s = result.stats;

@@ -8,17 +8,14 @@ import { chownSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync }
 import type { Dirent } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
-import { execa } from "execa";
 import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
-import { createRunCgroups } from "./cgroup.ts";
-import type { RunCgroups } from "./cgroup.ts";
 import { preparedEtc, readHostAlternatives, writeMinimalEtc } from "./etc.ts";
 import { SandboxSetupError } from "./errors.ts";
 import type { SandboxLimits } from "./limits.ts";
 import { validateLimits } from "./limits.ts";
 import { isolatedResolvConfOfHost, openIsolatedNetwork, validatePorts } from "./netns.ts";
-import type { IsolatedNetwork, NetnsHandle } from "./netns.ts";
+import type { IsolatedNetwork } from "./netns.ts";
 import {
   PIDS_OVERHEAD,
   SANDBOX_UID_RANGE,
@@ -33,6 +30,8 @@ import {
 } from "./plan.ts";
 import type { CollectPlan, HiddenPath, Personality, SandboxBind, StageBind } from "./plan.ts";
 import { descendantsOf, readProcessTable, signalAll } from "./process-tree.ts";
+import { Wrapper } from "./wrapper.ts";
+import type { WrapperPool } from "./wrapper.ts";
 
 /** What the sandbox's root is made of. */
 export interface SandboxRoot {
@@ -84,6 +83,11 @@ export interface SandboxRunOptions {
   hostUid?: number;
   /** Personality of the command (`linux32` for i586/i686 builds on x86_64). @default the host's */
   personality?: Personality;
+  /**
+   * Where a wrapper started ahead may be waiting (a worker's builds and hooks); one is started
+   * for the run otherwise, and always for a run in a network namespace of its own.
+   */
+  wrappers?: WrapperPool;
 }
 
 /** Why the sandbox killed a run (timeouts are reported as `sandbox.timedOut`). */
@@ -125,7 +129,8 @@ type Ending =
 const TICK_MS = 200;
 const STATUS_MAX = 64 * 1024;
 const STDERR_TAIL = 16 * 1024;
-const HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+/** The script the wrapper runs, in the run's directory. */
+const SCRIPT_FILE = "wrapper.sh";
 
 function checkAbsolute(p: string, what: string): string {
   if (!path.isAbsolute(p) || path.normalize(p) !== p.replace(/\/+$/, "") || p === "/") {
@@ -309,40 +314,48 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     // Without network the prepared /etc has the links already.
     ...(baseUsr === "/usr" && network ? { alternatives: await readHostAlternatives() } : {}),
   });
-  const cgroups = createRunCgroups(
-    { memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD },
-    log
-  );
+  const netns = isolated ? await openIsolatedNetwork(isolated, { privileged, log, dir }) : undefined;
   try {
-    const rlimits: string[] = [];
-    if (!cgroups.memory) rlimits.push(`--as=${limits.memoryBytes}`);
-    // RLIMIT_NPROC counts per real uid; only a per-run uid makes it a per-run limit.
-    if (!cgroups.pids && privileged) rlimits.push(`--nproc=${limits.pids + PIDS_OVERHEAD}`);
-    const script = renderWrapperScript({
-      dir,
-      privileged,
-      hostUid,
-      cgroupProcs: cgroups.procsFiles,
-      stageBinds,
-      usrLayers,
-      etcLayers,
-      unpack: rpms.length > 0,
-      workBytes: limits.diskBytes,
-      workInodes: Math.max(1024, Math.floor(limits.diskBytes / 4096)),
-      rlimits,
-      unpackArgs,
-      bwrapArgs,
-      ...(opts.collect ? { collect: opts.collect } : {}),
-      ...(opts.personality ? { personality: opts.personality } : {}),
-    });
-    const netns = isolated ? await openIsolatedNetwork(isolated, { privileged, log, dir }) : undefined;
+    const wrapper =
+      (netns ? undefined : opts.wrappers?.take()) ??
+      new Wrapper({
+        privileged,
+        log,
+        ...(netns ? { enter: netns.enter, joinsUserNamespace: netns.joinsUserNamespace } : {}),
+      });
+    const { cgroups } = wrapper;
     try {
-      return await supervise({ opts, limits, dir, script, privileged, cgroups, graceMs, netns });
+      cgroups.setLimits({ memoryBytes: limits.memoryBytes + limits.diskBytes, pids: limits.pids + PIDS_OVERHEAD }, log);
+      const rlimits: string[] = [];
+      if (!cgroups.memory) rlimits.push(`--as=${limits.memoryBytes}`);
+      // RLIMIT_NPROC counts per real uid; only a per-run uid makes it a per-run limit.
+      if (!cgroups.pids && privileged) rlimits.push(`--nproc=${limits.pids + PIDS_OVERHEAD}`);
+      const script = renderWrapperScript({
+        dir,
+        privileged,
+        hostUid,
+        stageBinds,
+        usrLayers,
+        etcLayers,
+        unpack: rpms.length > 0,
+        workBytes: limits.diskBytes,
+        workInodes: Math.max(1024, Math.floor(limits.diskBytes / 4096)),
+        rlimits,
+        unpackArgs,
+        bwrapArgs,
+        ...(opts.collect ? { collect: opts.collect } : {}),
+        ...(opts.personality ? { personality: opts.personality } : {}),
+      });
+      writeFileSync(path.join(dir, SCRIPT_FILE), script, { mode: 0o600 });
+      return await supervise({ opts, limits, dir, privileged, wrapper, graceMs });
     } finally {
-      await netns?.close();
+      // Also when set-up failed before the wrapper got its script: it must not linger.
+      wrapper.force.abort();
+      await wrapper.child;
+      await cgroups.remove(log);
     }
   } finally {
-    await cgroups.remove(log);
+    await netns?.close();
   }
 }
 
@@ -350,53 +363,24 @@ interface SuperviseArgs {
   opts: SandboxRunOptions;
   limits: SandboxLimits;
   dir: string;
-  script: string;
   privileged: boolean;
-  cgroups: RunCgroups;
+  /** Started (maybe ahead of the run), in its cgroups, waiting for its script. */
+  wrapper: Wrapper;
   graceMs: number;
-  /** The run's own network namespace, which the wrapper is started in. */
-  netns: NetnsHandle | undefined;
 }
 
 /** Starts the wrapper and enforces the limits until it and every process below it are gone. */
 async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
-  const { opts, limits, cgroups, graceMs } = a;
+  const { opts, limits, graceMs } = a;
+  const { cgroups } = a.wrapper;
   const { log } = opts;
   const startedAt = Date.now();
   const stats: SandboxStats = { startedAt, endedAt: startedAt, wallMs: 0, outputBytes: 0, diskFull: false };
   if (opts.signal?.aborted) return { type: "sandbox.killed", reason: KillReason.Aborted, signal: "SIGTERM", stats };
 
-  const force = new AbortController();
-  const unshareArgs =
-    a.privileged || a.netns?.joinsUserNamespace
-      ? ["--mount", "--propagation", "private"]
-      : ["--user", "--map-root-user", "--mount", "--propagation", "private"];
-  const argv = [
-    ...(a.netns?.enter ?? []),
-    "unshare",
-    ...unshareArgs,
-    "--",
-    "setpriv",
-    "--pdeathsig",
-    "KILL",
-    "--",
-    "/bin/sh",
-    "-c",
-    a.script,
-    "kiln-sandbox",
-  ];
-  const child = execa(argv[0]!, argv.slice(1), {
-    cwd: a.dir,
-    env: { PATH: HOST_PATH },
-    extendEnv: false,
-    stdio: ["ignore", "pipe", "pipe", "pipe"],
-    buffer: false,
-    reject: false,
-    cancelSignal: force.signal,
-    killSignal: "SIGKILL",
-    // Backstop only: the wall-time limit below ends the run first.
-    timeout: limits.wallMs + graceMs + 30_000,
-  });
+  const { child, force } = a.wrapper;
+  // Last resort only: the wall-time limit below ends the run first.
+  const backstop = setTimeout(() => force.abort(), limits.wallMs + graceMs + 30_000);
   const wrapperPid = child.pid;
   log.debug({ wrapperPid, dir: a.dir }, "sandbox started");
 
@@ -499,12 +483,15 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
     })();
   }, TICK_MS);
 
+  // Everything that watches it is in place: from here the wrapper sets up and runs.
+  a.wrapper.start(path.join(a.dir, SCRIPT_FILE));
   let result: Awaited<typeof child>;
   try {
     result = await child;
   } finally {
     clearInterval(ticker);
     clearTimeout(wallTimer);
+    clearTimeout(backstop);
     opts.signal?.removeEventListener("abort", onAbort);
   }
   if (forceTimer) clearTimeout(forceTimer);

@@ -36,6 +36,7 @@ import {
   type BuildOutcome,
   type BuildtimeServices,
   type SandboxLimits,
+  type WrapperPool,
 } from "../../sandbox/index.ts";
 import { parseMeta, renderMeta } from "../common/build-meta.ts";
 import { BuildResultCode, type BuildJob } from "../common/model.ts";
@@ -73,6 +74,8 @@ export interface BuildEnv {
   hardware: { memoryMb: number; diskMb: number };
   /** The host's arch as rpm names it: jobs of other archs build under a personality and --target. */
   hostArch: string;
+  /** Where the next sandbox's wrapper is started ahead (builds and post-build hooks). */
+  wrappers?: WrapperPool;
   /** Test seam: called as a file's upload progresses. */
   onUploadProgress?: (name: string, done: number, total: number) => void;
 }
@@ -269,6 +272,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
             signal: r.abort.signal,
             log,
             memoryBytes: limits.memoryBytes,
+            ...(env.wrappers ? { wrappers: env.wrappers } : {}),
           },
           path.join(jobDir, `hook-${i}-${stage}`)
         );
@@ -334,6 +338,7 @@ export async function runJob(env: BuildEnv, r: RunningJob): Promise<JobEnd> {
       signal: r.abort.signal,
       log,
       hiddenPaths: env.hiddenPaths,
+      ...(env.wrappers ? { wrappers: env.wrappers } : {}),
       ...(arch.type === "arch.foreign" ? { target: arch.target } : {}),
       ...(arch.type === "arch.foreign" && arch.personality ? { personality: arch.personality } : {}),
     });

@@ -23,7 +23,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import type { Logger } from "pino";
 import { InvalidInputError } from "../../transport/index.ts";
-import { resolveLimits, runSandboxed, type SandboxLimits } from "../../sandbox/index.ts";
+import { resolveLimits, runSandboxed, type SandboxLimits, type WrapperPool } from "../../sandbox/index.ts";
 import type { BuildJob } from "../common/model.ts";
 
 export const HookStage = { Prebuild: "prebuild", Postbuild: "postbuild" } as const;
@@ -198,6 +198,8 @@ export interface HookRun {
   log: Logger;
   /** Memory of the post-build sandbox (the job's own limit). */
   memoryBytes: number;
+  /** The worker's wrappers started ahead, for the post-build sandbox. */
+  wrappers?: WrapperPool;
 }
 
 const HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -291,6 +293,7 @@ async function runInSandbox(r: HookRun, dir: string): Promise<HookVerdict> {
     signal: r.signal,
     log: r.log,
     hostname: "kiln-hook",
+    ...(r.wrappers ? { wrappers: r.wrappers } : {}),
   });
   switch (res.type) {
     case "sandbox.exited":

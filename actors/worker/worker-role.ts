@@ -24,6 +24,7 @@ import {
   DEFAULT_LIMITS,
   SandboxUnavailableError,
   sandboxSelfTest,
+  WrapperPool,
   validateLimits,
   type SandboxLimits,
 } from "../../sandbox/index.ts";
@@ -155,6 +156,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
   const rpc = new RpcClient(ctx.nc);
   const gate = new AccessGate(ctx.rpc);
   const dispatcher = new RoleClient<DispatcherApi>(rpc, (t) => subjects.rpc(Role.Dispatcher, t));
+  const wrappers = new WrapperPool({ log });
   const env: BuildEnv = {
     workerId,
     nc: ctx.nc,
@@ -171,6 +173,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
     ...(opts.servicesDir ? { servicesDir: opts.servicesDir } : {}),
     hardware: { memoryMb: registration.memoryMb, diskMb: registration.diskMb },
     hostArch: host,
+    wrappers,
     ...(opts.onUploadProgress ? { onUploadProgress: opts.onUploadProgress } : {}),
   };
   const running = new Map<string, RunningJob>();
@@ -348,6 +351,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
       await dispatcher.call("worker.leave", { workerId }, { timeoutMs: 2000 }).catch(() => undefined);
       // Builds end within the sandbox's kill grace period; do not leave their trees behind.
       await Promise.race([Promise.allSettled([...builds]), new Promise((r) => setTimeout(r, 15_000).unref())]);
+      await wrappers.close();
       log.info({}, "worker stopped");
     },
   };

@@ -14,11 +14,13 @@ import {
   runRpmBuild,
   runSandboxed,
   sandboxSelfTest,
+  WrapperPool,
 } from "../../sandbox/index.ts";
 import type { BuildOutcome, RpmBuildJob, SandboxLimits } from "../../sandbox/index.ts";
 import { HELLO_C, helloCSpec } from "../helpers/c-program.ts";
 import { check } from "../helpers/check.ts";
 import { Latch } from "../helpers/latch.ts";
+import { processAlive } from "../../sandbox/process-tree.ts";
 
 // Every hostile spec here runs through real bwrap and rpmbuild. Each must end with a clear
 // reason, leave the host as it was, and leave the sandbox usable for the next, normal build.
@@ -40,6 +42,8 @@ const TEST_LIMITS: SandboxLimits = {
 
 let root: string;
 let jobs = 0;
+/** Builds run as a worker's do: in a wrapper started ahead when one is ready. */
+let wrappers: WrapperPool;
 
 interface Built {
   outcome: BuildOutcome;
@@ -79,6 +83,7 @@ async function build(
       opts.onLog?.(chunk);
     },
     log,
+    wrappers,
   };
   if (opts.signal) job.signal = opts.signal;
   if (opts.macros) job.macros = opts.macros;
@@ -154,8 +159,15 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     await rm(root, { recursive: true, force: true });
   });
 
+  beforeEach(async () => {
+    wrappers = new WrapperPool({ log });
+    await check(() => wrappers.readyPid !== undefined, { name: "a wrapper started ahead" });
+  });
+
   afterEach(async () => {
-    // Every run removes its cgroups, however it ended (ours carry this process's pid).
+    await wrappers.close();
+    // Every run removes its cgroups, however it ended, and so does the pool for the wrapper it
+    // started ahead (ours carry this process's pid).
     const pattern = `kiln-sandbox-${process.pid}-*`;
     const { stdout } = await execa("find", ["/sys/fs/cgroup", "-maxdepth", "4", "-name", pattern], {
       reject: false,
@@ -734,6 +746,36 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
       removed.some((d) => d.includes(`kiln-sandbox-${runner.pid}-`)),
       removed.join(" ")
     );
+  });
+
+  it("should build in the wrapper started ahead, then start the next one", async () => {
+    const first = wrappers.readyPid!;
+    assert.ok(processAlive(first));
+    succeeded(await build("trivial.spec"));
+    // Only a run takes a wrapper before it is a minute old: this build ran in it.
+    assert.ok(!processAlive(first), "the wrapper started ahead is still waiting");
+    await check(() => wrappers.readyPid !== undefined && wrappers.readyPid !== first, { name: "the next wrapper" });
+  });
+
+  it("should replace a wrapper that waited longer than maxIdleMs, and stop the last one on close", async () => {
+    const pool = new WrapperPool({ log, maxIdleMs: 1000 });
+    try {
+      await check(() => pool.readyPid !== undefined, { name: "a wrapper started ahead" });
+      const first = pool.readyPid!;
+      await check(() => pool.readyPid !== undefined && pool.readyPid !== first, {
+        name: "the stale wrapper replaced",
+        timeoutMs: 10_000,
+      });
+      await check(() => !processAlive(first), { name: "the stale wrapper stopped" });
+      const last = pool.readyPid!;
+      const cgroups = (await readFile(`/proc/${last}/cgroup`, "utf8")).match(/kiln-sandbox-[0-9a-f-]+/g) ?? [];
+      assert.ok(cgroups.length > 0, "the wrapper started ahead has joined its cgroups");
+      await pool.close();
+      assert.equal(pool.readyPid, undefined);
+      assert.ok(!processAlive(last), "close() left the wrapper running");
+    } finally {
+      await pool.close();
+    }
   });
 
   it("should run a plain command with runSandboxed and collect only regular files", async () => {

@@ -224,7 +224,6 @@ describe("sandbox/plan", () => {
       dir: "/var/cache/kiln/jobs/j 1/build",
       privileged: true,
       hostUid: 1_500_000_123,
-      cgroupProcs: ["/sys/fs/cgroup/memory/kiln-sandbox-1-ab/cgroup.procs"],
       stageBinds: [
         { source: "/usr", name: "hostusr" },
         { source: "/srv/my sources", name: "ro0" },
@@ -246,13 +245,6 @@ describe("sandbox/plan", () => {
       for (const plan of [base, { ...base, privileged: false, unpack: false, collect: undefined }]) {
         execFileSync("/bin/sh", ["-n", "-c", renderWrapperScript(plan as WrapperPlan)]);
       }
-    });
-
-    it("should join the cgroups before doing anything else", () => {
-      const lines = renderWrapperScript(base).split("\n");
-      const join = lines.findIndex((l) => l.includes("cgroup.procs"));
-      assert.equal(join, 2);
-      assert.ok(lines.slice(0, join).every((l) => !/mount|bwrap/.test(l)));
     });
 
     it("should drop to the host uid before bwrap only when privileged", () => {
