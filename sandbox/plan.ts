@@ -15,7 +15,6 @@
  *    does is done with real root's identity, not even through a user namespace;
  * 3. the command, as uid 399 ("abuild") inside bwrap's user namespace.
  */
-import { posix } from "node:path";
 import { InvalidInputError } from "../transport/index.ts";
 
 /** The user a command runs as inside the sandbox, as in OBS. */
@@ -376,10 +375,11 @@ export interface StageBind {
 export interface CollectPlan {
   /** Directory inside the sandbox home, relative ("rpmbuild"). */
   dir: string;
-  /** Sub-directories of `dir` to search. */
+  /** Directories directly in `dir` to search (plain names). */
   paths: readonly string[];
+  /** How deep below each path, as find's -maxdepth (1: only files directly in it). */
   maxDepth: number;
-  /** A `find -name` pattern. */
+  /** A file name pattern with `*` and `?`, as find's -name (`*` matches a leading dot too). */
   name: string;
 }
 
@@ -403,7 +403,6 @@ export interface WrapperPlan {
   rlimits: readonly string[];
   unpackArgs: readonly string[];
   bwrapArgs: readonly string[];
-  collect?: CollectPlan;
   /**
    * Personality the command runs under (OBS's helper from BSCando: `linux32` makes an x86_64 host
    * look like i686 to `uname` and rpm, for i586/i686 builds). Set by `setarch` in front of bwrap,
@@ -419,9 +418,10 @@ export type Personality = (typeof PERSONALITIES)[number];
 /**
  * The wrapper's script: sourced by the wrapper's shell (wrapper.ts) once that has joined the run's
  * cgroups; runs with cwd = the job directory in a fresh private mount namespace and reports on
- * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, `disk <blocks> <bfree> <bsize> <files>
- * <ffree>`, `collect <rc>`. A missing `exit` line means set-up failed (details on stderr). The
- * sandboxed commands get neither fd 3 nor the wrapper's stderr, so they cannot forge these.
+ * fd 3, one line per event: `unpack <rc>`, `exit <rc>`, then `finish`, after which it waits for a
+ * line on fd 3 (the worker's go-ahead to end; until then the work tree can be read). A missing
+ * `exit` line means set-up failed (details on stderr). The sandboxed commands get neither fd 3
+ * nor the wrapper's stderr, so they cannot forge these.
  */
 export function renderWrapperScript(plan: WrapperPlan): string {
   const dropTo = plan.privileged
@@ -532,29 +532,11 @@ export function renderWrapperScript(plan: WrapperPlan): string {
     "rc=$?",
     "set -e",
     'echo "exit $rc" >&3',
-    // stat writes the line itself: no subshell.
-    "stat -f -c 'disk %b %f %S %c %d' work >&3 || :"
+    // The worker now reads the work tree's disk use and copies the results out through this
+    // process's view of it (collect.ts), and answers on the same socket when it is done: the
+    // work tree lives as long as this mount namespace does.
+    "echo finish >&3",
+    "read -r _ <&3 || :"
   );
-  if (plan.collect) {
-    const c = plan.collect;
-    const from = posix.normalize(`${STAGE_DIR}/work/home/${c.dir}`).replace(/\/+$/, "");
-    // The copy runs in the wrapper itself, as its (namespace) root, not as the sandbox's uid:
-    // bwrap has exited, so nothing of the build runs any more to change the tree while it is
-    // read, and the two programs dropping the uid took (setpriv, sh) were a tenth of a trivial
-    // build's overhead. What makes it safe is what it does not follow: a directory the build
-    // turned into a symlink (`cd -P` and the PWD check for the top, `[ -L ]` for the paths),
-    // and below them find (which follows no symlink, -type f: no fifo or device) and cp -P.
-    L.push(
-      "set +e",
-      `if cd -P ${shq(from)} 2>/dev/null; then`,
-      `  if [ "$PWD" = ${shq(from)} ]; then`,
-      "    set --",
-      `    for p in ${c.paths.map(shq).join(" ")}; do if [ -d "$p" ] && [ ! -L "$p" ]; then set -- "$@" "./$p"; fi; done`,
-      `    if [ $# = 0 ]; then rc=0; else find "$@" -maxdepth ${c.maxDepth} -type f -name ${shq(c.name)} -exec cp -P --parents -t ${STAGE_DIR}/out {} + 3>&- 1>&2; rc=$?; fi`,
-      "  else rc=1; fi",
-      "else rc=0; fi",
-      'echo "collect $rc" >&3'
-    );
-  }
   return L.join("\n") + "\n";
 }

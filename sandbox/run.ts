@@ -5,9 +5,9 @@
  */
 import { randomInt } from "node:crypto";
 import { chownSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import type { Dirent } from "node:fs";
 import { statfs } from "node:fs/promises";
 import path from "node:path";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { InvalidInputError } from "../transport/index.ts";
 import { preparedEtc, readHostAlternatives, writeMinimalEtc } from "./etc.ts";
@@ -29,6 +29,8 @@ import {
   validateEnv,
 } from "./plan.ts";
 import type { CollectPlan, HiddenPath, Personality, SandboxBind, StageBind } from "./plan.ts";
+import { collectResults, validateCollectPlan } from "./collect.ts";
+import type { Collected } from "./collect.ts";
 import { descendantsOf, readProcessTable, signalAll } from "./process-tree.ts";
 import { Wrapper } from "./wrapper.ts";
 import type { WrapperPool } from "./wrapper.ts";
@@ -131,6 +133,8 @@ const STATUS_MAX = 64 * 1024;
 const STDERR_TAIL = 16 * 1024;
 /** The script the wrapper runs, in the run's directory. */
 const SCRIPT_FILE = "wrapper.sh";
+/** The sandbox home as the wrapper sees it (bwrap binds it to the sandbox user's home). */
+const WRAPPER_HOME = `${STAGE_DIR}/work/home`;
 
 function checkAbsolute(p: string, what: string): string {
   if (!path.isAbsolute(p) || path.normalize(p) !== p.replace(/\/+$/, "") || p === "/") {
@@ -168,26 +172,6 @@ function hiddenEntries(paths: readonly string[]): HiddenPath[] {
     if (st && !st.isSymbolicLink()) out.push({ path: abs, isDir: st.isDirectory() });
   }
   return out;
-}
-
-/** Regular files under `dir`, recursively, never following symlinks. */
-function regularFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries: Dirent[] = [];
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      // Gone or unreadable: nothing to collect there.
-    }
-    for (const e of entries) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push(p);
-    }
-  };
-  walk(dir);
-  return out.sort();
 }
 
 function stageName(i: number, file: string): string {
@@ -236,11 +220,7 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
     if (!st) throw new InvalidInputError(`bind source ${b.source} does not exist`, { data: { path: b.source } });
     if (privileged) checkReadable(b.source, st.mode, st.isDirectory());
   }
-  if (opts.collect && (opts.collect.dir.startsWith("/") || opts.collect.dir.split("/").includes(".."))) {
-    throw new InvalidInputError("collect.dir must be relative to the sandbox home", {
-      data: { dir: opts.collect.dir },
-    });
-  }
+  if (opts.collect) validateCollectPlan(opts.collect);
 
   // Everything the sandbox sees from the host, as (host source → sandbox target), for masking.
   const stageBinds: StageBind[] = [];
@@ -343,7 +323,6 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
         rlimits,
         unpackArgs,
         bwrapArgs,
-        ...(opts.collect ? { collect: opts.collect } : {}),
         ...(opts.personality ? { personality: opts.personality } : {}),
       });
       writeFileSync(path.join(dir, SCRIPT_FILE), script, { mode: 0o600 });
@@ -389,6 +368,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   let status = "";
   let stderrTail = "";
   let diskMax = 0;
+  let diskSeen = false;
 
   child.stdout.on("data", (chunk: Buffer) => {
     if (ending?.kind === "killed" && ending.reason === KillReason.LogLimit) return;
@@ -408,9 +388,45 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   child.stderr.on("data", (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString("utf8")).slice(-STDERR_TAIL);
   });
+  /** Reads the work tmpfs through the wrapper's view; true when it is full (blocks or inodes). */
+  const lookAtDisk = async (): Promise<boolean> => {
+    if (wrapperPid === undefined) return false;
+    const fs = await statfs(`/proc/${wrapperPid}/root${STAGE_DIR}/work`).catch(() => undefined);
+    // Until the wrapper has moved the stage, this path is the host's; only our tmpfs has this size.
+    if (!fs || Math.abs(fs.blocks * fs.bsize - limits.diskBytes) > 2 * fs.bsize) return false;
+    diskSeen = true;
+    diskMax = Math.max(diskMax, (fs.blocks - fs.bfree) * fs.bsize);
+    const full = fs.bfree === 0 || fs.ffree === 0;
+    if (full) stats.diskFull = true;
+    return full;
+  };
+  // At `finish` the command has ended and the wrapper waits, its work tree still there.
+  let collected: Collected | undefined;
+  const finish = async (): Promise<void> => {
+    await lookAtDisk();
+    if (opts.collect && !ending && wrapperPid !== undefined) {
+      collected = collectResults(`/proc/${wrapperPid}/root`, WRAPPER_HOME, opts.collect, path.join(a.dir, "out"));
+    }
+  };
+  const lines = new Map<string, string>();
+  let finishing: Promise<void> | undefined;
   const statusStream = child.stdio[3];
-  statusStream?.on("data", (chunk: Buffer) => {
-    if (status.length < STATUS_MAX) status += chunk.toString("utf8");
+  statusStream.on("data", (chunk: Buffer) => {
+    if (status.length >= STATUS_MAX) return;
+    status += chunk.toString("utf8");
+    let nl: number;
+    while ((nl = status.indexOf("\n")) >= 0) {
+      const line = status.slice(0, nl);
+      status = status.slice(nl + 1);
+      const sp = line.indexOf(" ");
+      lines.set(sp > 0 ? line.slice(0, sp) : line, sp > 0 ? line.slice(sp + 1).trim() : "");
+      if (line === "finish" && !finishing) {
+        finishing = finish()
+          .catch((err: unknown) => log.warn({ err }, "sandbox results not collected"))
+          // A socket both ways: the go-ahead goes back on it.
+          .finally(() => (statusStream as unknown as Duplex).write("\n"));
+      }
+    }
   });
 
   const forceKill = async (): Promise<void> => {
@@ -464,17 +480,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
         const cg = await cgroups.stats();
         if (cg.oomKills > 0) await terminate({ kind: "killed", reason: KillReason.Memory, signal: "SIGKILL" });
         if (cg.pidsLimitHits > 0) await terminate({ kind: "killed", reason: KillReason.Pids, signal: "SIGKILL" });
-        if (wrapperPid !== undefined) {
-          const fs = await statfs(`/proc/${wrapperPid}/root${STAGE_DIR}/work`).catch(() => undefined);
-          // Until the wrapper has moved the stage, this path is the host's; only our tmpfs has this size.
-          if (fs && Math.abs(fs.blocks * fs.bsize - limits.diskBytes) <= 2 * fs.bsize) {
-            diskMax = Math.max(diskMax, (fs.blocks - fs.bfree) * fs.bsize);
-            if (fs.bfree === 0 || fs.ffree === 0) {
-              stats.diskFull = true;
-              await terminate({ kind: "killed", reason: KillReason.Disk, signal: "SIGTERM" });
-            }
-          }
-        }
+        if (await lookAtDisk()) await terminate({ kind: "killed", reason: KillReason.Disk, signal: "SIGTERM" });
       } catch (err) {
         log.debug({ err }, "sandbox monitor tick failed");
       } finally {
@@ -495,6 +501,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
     opts.signal?.removeEventListener("abort", onAbort);
   }
   if (forceTimer) clearTimeout(forceTimer);
+  await finishing;
   // bwrap's exit implies its pid namespace is empty; this catches anything that still lingers
   // (the wrapper killed first, say).
   await cgroups.killAll();
@@ -504,18 +511,7 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   stats.wallMs = stats.endedAt - startedAt;
   if (cg.memoryPeakBytes !== undefined) stats.peakMemoryBytes = cg.memoryPeakBytes;
 
-  const lines = new Map<string, string>();
-  for (const line of status.split("\n")) {
-    const sp = line.indexOf(" ");
-    if (sp > 0) lines.set(line.slice(0, sp), line.slice(sp + 1).trim());
-  }
-  const disk = lines.get("disk")?.split(" ").map(Number);
-  if (disk && disk.length === 5 && disk.every(Number.isFinite)) {
-    const [blocks, bfree, bsize, , ffree] = disk as [number, number, number, number, number];
-    diskMax = Math.max(diskMax, (blocks - bfree) * bsize);
-    if (bfree === 0 || ffree === 0) stats.diskFull = true;
-  }
-  if (diskMax > 0 || disk) stats.diskBytes = diskMax;
+  if (diskSeen) stats.diskBytes = diskMax;
   log.debug(
     { wrapperPid, exitCode: result.exitCode, signal: result.signal, status: [...lines], stderr: stderrTail },
     "sandbox wrapper ended"
@@ -542,8 +538,8 @@ async function supervise(a: SuperviseArgs): Promise<SandboxResult> {
   if (code !== 0 && cg.pidsLimitHits > 0) {
     return { type: "sandbox.killed", reason: KillReason.Pids, signal: "SIGKILL", stats };
   }
-  const collectOk = opts.collect ? lines.get("collect") === "0" : true;
-  const files = opts.collect ? regularFiles(path.join(a.dir, "out")) : [];
+  const collectOk = opts.collect ? (collected?.ok ?? false) : true;
+  const files = collected?.files ?? [];
   if (opts.collect && !collectOk) log.warn({ stderr: stderrTail }, "sandbox collecting results failed");
   return { type: "sandbox.exited", code, files, collectOk, stats };
 }

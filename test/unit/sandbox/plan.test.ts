@@ -238,18 +238,17 @@ describe("sandbox/plan", () => {
       rlimits: [],
       unpackArgs: buildUnpackBwrapArgs([]),
       bwrapArgs: buildBwrapArgs(PLAN),
-      collect: { dir: "rpmbuild", paths: ["SRPMS", "RPMS"], maxDepth: 2, name: "*.rpm" },
     };
 
     it("should be valid sh", () => {
-      for (const plan of [base, { ...base, privileged: false, unpack: false, collect: undefined }]) {
+      for (const plan of [base, { ...base, privileged: false, unpack: false }]) {
         execFileSync("/bin/sh", ["-n", "-c", renderWrapperScript(plan as WrapperPlan)]);
       }
     });
 
     it("should drop to the host uid before bwrap only when privileged", () => {
       const priv = renderWrapperScript(base);
-      // The two bwraps; the copy-out runs in the wrapper (nothing of the build runs by then).
+      // The two bwraps, nothing else: results are copied out by the worker (collect.ts).
       assert.equal(priv.match(/setpriv --reuid 1500000123 --regid 1500000123 --clear-groups/g)?.length, 2);
       assert.doesNotMatch(renderWrapperScript({ ...base, privileged: false }), /setpriv|chown| -o \d/);
       assert.match(renderWrapperScript(base), /^install -d -m 0755 -o 1500000123 -g 1500000123 stage\/work\/home$/m);
@@ -261,8 +260,8 @@ describe("sandbox/plan", () => {
       for (const line of limited.split("\n").filter((l) => /(^| )bwrap /.test(l))) {
         assert.match(line, /^setpriv .* -- prlimit --as=1000 -- bwrap /);
       }
-      // Neither sandboxed step nor the copy-out gets the status fd.
-      assert.equal(priv.match(/ 3>&-/g)?.length, 3);
+      // Neither sandboxed step gets the status fd.
+      assert.equal(priv.match(/ 3>&-/g)?.length, 2);
     });
 
     it("should size the work tmpfs, make binds read-only unless writable, and quote paths", () => {
@@ -310,8 +309,8 @@ describe("sandbox/plan", () => {
       );
       // No program runs for directories or the disk line.
       assert.doesNotMatch(s, /^mkdir |^mount -n -t tmpfs|\$\(stat/m);
-      assert.match(s, /^stat -f -c 'disk %b %f %S %c %d' work >&3/m);
-      assert.match(s, /find "\$@" -maxdepth 2 -type f -name .*\*\.rpm.* -exec cp -P --parents -t \/run\/out/);
+      // After the command: the worker's turn to read the work tree, then the end.
+      assert.match(s, /^echo "exit \$rc" >&3\necho finish >&3\nread -r _ <&3 \|\| :\n$/m);
     });
 
     it("should set the stage up for real: binds read-only or writable, files, work directories", () => {
@@ -333,7 +332,6 @@ describe("sandbox/plan", () => {
           ],
           unpack: false,
         };
-        delete plan.collect;
         mkdirSync(plan.dir);
         const setup = renderWrapperScript(plan).split("\n");
         const upTo = setup.findIndex((l) => l.startsWith("mount -n --move"));
@@ -391,8 +389,8 @@ describe("sandbox/plan", () => {
     });
 
     it("should leave out unpacking and collecting when not asked for", () => {
-      const s = renderWrapperScript({ ...base, unpack: false, collect: undefined } as WrapperPlan);
-      assert.doesNotMatch(s, /unpack|collect|deps\//);
+      const s = renderWrapperScript({ ...base, unpack: false });
+      assert.doesNotMatch(s, /unpack|deps\//);
     });
 
     it("should refuse to overlay a dependency tree whose usr or etc is a symlink", () => {
