@@ -21,7 +21,10 @@ describe("hooks/build-compare", function () {
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   /** Builds `spec` (with `release`) and returns a directory holding SRPMS/ and RPMS/. */
-  const build = async (release: string, opts: { content?: string; requires?: string; sub?: boolean } = {}) => {
+  const build = async (
+    release: string,
+    opts: { content?: string; requires?: string; sub?: boolean; specComment?: string } = {}
+  ) => {
     const top = path.join(tmp, `top${++n}`);
     mkdirSync(top);
     const spec = path.join(top, "cmp.spec");
@@ -34,6 +37,7 @@ describe("hooks/build-compare", function () {
         "Summary: build-compare test",
         "License: MIT",
         "BuildArch: noarch",
+        ...(opts.specComment ? [`# ${opts.specComment}`] : []),
         ...(opts.requires ? [`Requires: ${opts.requires}`] : []),
         "%description",
         "test",
@@ -88,6 +92,11 @@ describe("hooks/build-compare", function () {
     const sub = await compare(await build("4.4", { sub: true }), old);
     assert.equal(sub.code, 0);
     assert.match(sub.out, /the set of packages changed/);
+    // Only the spec changed (a comment): the binary package is the same, the source package not.
+    const spec = await compare(await build("4.5", { specComment: "a note" }), old);
+    assert.equal(spec.code, 0, spec.out);
+    assert.match(spec.out, /^build-compare: cmp\.src differs$/m);
+    assert.doesNotMatch(spec.out, /cmp\.noarch differs/);
   });
 
   it("should do nothing without a previous build", async () => {
