@@ -128,6 +128,8 @@ export class Wrapper {
 /** Options of {@link WrapperPool}. */
 export interface WrapperPoolOptions {
   log: Logger;
+  /** How many wrappers to keep ready: the runs that may start at once (a worker's slots). @default 1 */
+  size?: number;
   /**
    * A ready wrapper older than this is replaced: its mount namespace is a copy of the host's
    * from when it started, and mounts made on the host since are not in it. @default 60000
@@ -136,39 +138,41 @@ export interface WrapperPoolOptions {
 }
 
 /**
- * Keeps one wrapper started ahead for the next run of this process (builds and post-build hooks
- * of a worker). Runs in a network namespace of their own (source services) start theirs when
- * they need it. Close it when the worker stops.
+ * Keeps wrappers started ahead for the next runs of this process (builds and post-build hooks of
+ * a worker). Runs in a network namespace of their own (source services) start theirs when they
+ * need it. Close it when the worker stops.
  */
 export class WrapperPool {
   readonly #log: Logger;
+  readonly #size: number;
   readonly #maxIdleMs: number;
   readonly #privileged = process.getuid?.() === 0;
-  #ready: Wrapper | undefined;
+  /** Oldest first. */
+  #ready: Wrapper[] = [];
   #closed = false;
   #refill: NodeJS.Immediate | undefined;
   readonly #refresh: NodeJS.Timeout;
 
   constructor(opts: WrapperPoolOptions) {
     this.#log = opts.log;
+    this.#size = Math.max(1, Math.floor(opts.size ?? 1));
     this.#maxIdleMs = opts.maxIdleMs ?? 60_000;
     this.#refresh = setInterval(() => this.#replaceStale(), Math.max(1000, this.#maxIdleMs / 2));
     this.#refresh.unref();
     this.#fillSoon();
   }
 
-  /** The pid of the wrapper waiting for the next run, if one is (status, tests). */
-  get readyPid(): number | undefined {
-    return this.#ready && !this.#ready.ended ? this.#ready.pid : undefined;
+  /** The pids of the wrappers waiting for runs, oldest first (status, tests). */
+  get readyPids(): number[] {
+    return this.#ready.filter((w) => !w.ended && w.pid !== undefined).map((w) => w.pid!);
   }
 
-  /** The ready wrapper, claimed for a run; undefined when there is none (start one yourself). */
+  /** The oldest ready wrapper, claimed for a run; undefined when there is none (start one yourself). */
   take(): Wrapper | undefined {
-    const w = this.#ready;
-    this.#ready = undefined;
+    const w = this.#ready.shift();
     this.#fillSoon();
     if (!w) return undefined;
-    if (w.ended || Date.now() - w.startedAt > this.#maxIdleMs) {
+    if (this.#stale(w)) {
       this.#drop(w);
       return undefined;
     }
@@ -176,38 +180,44 @@ export class WrapperPool {
     return w;
   }
 
-  /** Stops the ready wrapper; nothing is started any more. */
+  /** Stops the ready wrappers; nothing is started any more. */
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#refresh);
     if (this.#refill) clearImmediate(this.#refill);
-    const w = this.#ready;
-    this.#ready = undefined;
-    await w?.discard(this.#log);
+    const ready = this.#ready;
+    this.#ready = [];
+    await Promise.all(ready.map((w) => w.discard(this.#log)));
   }
 
-  // After the current event-loop turn: the run that just took one starts first.
+  #stale(w: Wrapper): boolean {
+    return w.ended || Date.now() - w.startedAt > this.#maxIdleMs;
+  }
+
+  // One at a time, each after the current event-loop turn: a run that just took one starts first.
   #fillSoon(): void {
-    if (this.#closed || this.#refill) return;
+    if (this.#closed || this.#refill || this.#ready.length >= this.#size) return;
     this.#refill = setImmediate(() => {
       this.#refill = undefined;
-      if (this.#closed || this.#ready) return;
+      if (this.#closed || this.#ready.length >= this.#size) return;
       try {
         const w = new Wrapper({ privileged: this.#privileged, log: this.#log });
         w.hold(false);
-        this.#ready = w;
+        this.#ready.push(w);
       } catch (err) {
         this.#log.warn({ err }, "sandbox wrapper not started ahead");
+        return;
       }
+      this.#fillSoon();
     });
     this.#refill.unref();
   }
 
   #replaceStale(): void {
-    const w = this.#ready;
-    if (!w || (!w.ended && Date.now() - w.startedAt <= this.#maxIdleMs)) return;
-    this.#ready = undefined;
-    this.#drop(w);
+    const stale = this.#ready.filter((w) => this.#stale(w));
+    if (stale.length === 0) return;
+    this.#ready = this.#ready.filter((w) => !stale.includes(w));
+    for (const w of stale) this.#drop(w);
     this.#fillSoon();
   }
 

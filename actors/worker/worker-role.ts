@@ -156,7 +156,7 @@ export async function startWorker(ctx: RoleContext, opts: WorkerOptions): Promis
   const rpc = new RpcClient(ctx.nc);
   const gate = new AccessGate(ctx.rpc);
   const dispatcher = new RoleClient<DispatcherApi>(rpc, (t) => subjects.rpc(Role.Dispatcher, t));
-  const wrappers = new WrapperPool({ log });
+  const wrappers = new WrapperPool({ log, size: slots });
   const env: BuildEnv = {
     workerId,
     nc: ctx.nc,

@@ -161,7 +161,7 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
 
   beforeEach(async () => {
     wrappers = new WrapperPool({ log });
-    await check(() => wrappers.readyPid !== undefined, { name: "a wrapper started ahead" });
+    await check(() => wrappers.readyPids.length === 1, { name: "a wrapper started ahead" });
   });
 
   afterEach(async () => {
@@ -749,30 +749,32 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
   });
 
   it("should build in the wrapper started ahead, then start the next one", async () => {
-    const first = wrappers.readyPid!;
-    assert.ok(processAlive(first));
+    const [first] = wrappers.readyPids;
+    assert.ok(first !== undefined && processAlive(first));
     succeeded(await build("trivial.spec"));
     // Only a run takes a wrapper before it is a minute old: this build ran in it.
     assert.ok(!processAlive(first), "the wrapper started ahead is still waiting");
-    await check(() => wrappers.readyPid !== undefined && wrappers.readyPid !== first, { name: "the next wrapper" });
+    await check(() => wrappers.readyPids.length === 1 && wrappers.readyPids[0] !== first, { name: "the next wrapper" });
   });
 
-  it("should replace a wrapper that waited longer than maxIdleMs, and stop the last one on close", async () => {
-    const pool = new WrapperPool({ log, maxIdleMs: 1000 });
+  it("should keep `size` wrappers ready, replace those that waited longer than maxIdleMs, and stop them on close", async () => {
+    const pool = new WrapperPool({ log, maxIdleMs: 1000, size: 2 });
     try {
-      await check(() => pool.readyPid !== undefined, { name: "a wrapper started ahead" });
-      const first = pool.readyPid!;
-      await check(() => pool.readyPid !== undefined && pool.readyPid !== first, {
-        name: "the stale wrapper replaced",
+      await check(() => pool.readyPids.length === 2, { name: "two wrappers started ahead" });
+      const first = pool.readyPids;
+      await check(() => pool.readyPids.length === 2 && !pool.readyPids.some((p) => first.includes(p)), {
+        name: "the stale wrappers replaced",
         timeoutMs: 10_000,
       });
-      await check(() => !processAlive(first), { name: "the stale wrapper stopped" });
-      const last = pool.readyPid!;
-      const cgroups = (await readFile(`/proc/${last}/cgroup`, "utf8")).match(/kiln-sandbox-[0-9a-f-]+/g) ?? [];
-      assert.ok(cgroups.length > 0, "the wrapper started ahead has joined its cgroups");
+      await check(() => !first.some(processAlive), { name: "the stale wrappers stopped" });
+      const last = pool.readyPids;
+      for (const pid of last) {
+        const cgroups = (await readFile(`/proc/${pid}/cgroup`, "utf8")).match(/kiln-sandbox-[0-9a-f-]+/g) ?? [];
+        assert.ok(cgroups.length > 0, "a wrapper started ahead has joined its cgroups");
+      }
       await pool.close();
-      assert.equal(pool.readyPid, undefined);
-      assert.ok(!processAlive(last), "close() left the wrapper running");
+      assert.deepEqual(pool.readyPids, []);
+      assert.ok(!last.some(processAlive), "close() left a wrapper running");
     } finally {
       await pool.close();
     }
