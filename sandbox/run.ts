@@ -189,6 +189,8 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
   const { log } = opts;
   const limits = validateLimits({ ...opts.limits });
   const dir = checkAbsolute(opts.dir, "sandbox dir");
+  // The wrapper reads its script's path as one line.
+  if (/[\n\0]/.test(dir)) throw new InvalidInputError("sandbox dir must not contain a newline", { data: { dir } });
   const graceMs = opts.graceMs ?? 2000;
   const network = (opts.network ?? false) !== false;
   const isolated = typeof opts.network === "object" ? opts.network : undefined;

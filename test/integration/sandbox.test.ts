@@ -780,6 +780,15 @@ describe("sandbox/ (real bwrap and rpmbuild)", function () {
     }
   });
 
+  it("should refuse a run directory the wrapper could not be told (a newline in it), starting nothing", async () => {
+    const dir = path.join(root, "bad\nname");
+    await assert.rejects(
+      runSandboxed({ dir, command: ["true"], limits: TEST_LIMITS, onOutput: () => undefined, log }),
+      /sandbox dir must not contain a newline/
+    );
+    await assert.rejects(stat(dir), /ENOENT/);
+  });
+
   it("should run a plain command with runSandboxed and collect only regular files", async () => {
     const dir = path.join(root, "generic");
     let out = "";
