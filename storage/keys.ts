@@ -37,6 +37,7 @@
  *   ["bhist", project, repo, arch, package, seq]  → build history entry
  *   ["jhist", project, repo, arch, seq]           → job history entry
  *   ["import", project, repo, arch, package, fromArch] → binaries another arch's build exported here
+ *   ["relsync", project, repo, package]           → highest build counter of each recent versrel over all archs (OBS relsync)
  *   ["prjflags", project]                         → the repo role's copy of a project's flags and repositories
  *   ["pkgflags", project, package]                → the repo role's copy of a package's flags
  * publisher
@@ -170,6 +171,10 @@ export const keys = {
   ],
   resultImportsOf: (project: string, repo?: string, arch?: string, pkg?: string): Key =>
     ["import", project, repo, arch, pkg].filter((x): x is string => x !== undefined),
+  /** OBS's `:relsync.max` for one package: its highest successful build counter per versrel, any arch. */
+  relsync: (project: string, repo: string, pkg: string): Key => ["relsync", project, repo, pkg],
+  relsyncOf: (project: string, repo?: string): Key =>
+    ["relsync", project, repo].filter((x): x is string => x !== undefined),
   projectFlags: (project: string): Key => ["prjflags", project],
   projectFlagsAll: (): Key => ["prjflags"],
   packageFlags: (project: string, pkg: string): Key => ["pkgflags", project, pkg],

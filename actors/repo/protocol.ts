@@ -96,6 +96,18 @@ export interface BuildHistoryEntry {
   jobId: string;
 }
 
+/**
+ * OBS's relsync (`:relsync.max`): the highest build counter a successful build of the package's
+ * versrel got on any arch of the repository. A scheduler rebuilds a package whose own last build
+ * of that versrel counted less ("rebuild counter sync"), so that every arch ends with the same
+ * release.
+ */
+export interface RelsyncEntry {
+  package: string;
+  versrel: string;
+  bcnt: number;
+}
+
 /** One finished job of a repository/arch (OBS `_jobhistory`). */
 export interface JobHistoryEntry {
   package: string;
@@ -236,6 +248,8 @@ export type RepoApi = BlobApi & {
     res: Uint8Array;
   };
   "history.build": { req: Prpa & { package: string; limit?: number }; res: BuildHistoryEntry[] };
+  /** The repository's relsync data, all archs together (for the schedulers' build counters). */
+  "relsync.get": { req: { project: string; repository: string }; res: RelsyncEntry[] };
   /** Newest first. */
   "history.jobs": { req: Prpa & { package?: string; limit?: number }; res: JobHistoryEntry[] };
   "publish.project": { req: { project: string }; res: PublishProjectView | null };

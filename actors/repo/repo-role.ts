@@ -144,6 +144,10 @@ const validators: Validators<RepoApi> = {
     };
   },
   "history.build": (raw) => ({ ...where(raw), package: packageField(obj(raw)), ...limitOf(obj(raw)) }),
+  "relsync.get": (raw) => {
+    const o = obj(raw);
+    return { project: projectField(o), repository: repositoryField(o) };
+  },
   "history.jobs": (raw) => {
     const o = obj(raw);
     return { ...where(raw), ...(o.package !== undefined ? { package: packageField(o) } : {}), ...limitOf(o) };
@@ -527,6 +531,12 @@ export async function startRepoRole(ctx: RoleContext, opts: RepoRoleOptions = {}
           const a = msg.args;
           await authorize(msg, AccessNeed.See, a);
           return state.buildHistory(a.project, a.repository, a.arch, a.package, a.limit);
+        });
+      case "relsync.get":
+        return answer(msg.replyTo, async () => {
+          const a = msg.args;
+          await authorize(msg, AccessNeed.See, a);
+          return state.relsync(a.project, a.repository);
         });
       case "history.jobs":
         return answer(msg.replyTo, async () => {

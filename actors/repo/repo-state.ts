@@ -46,12 +46,16 @@ import type {
   PublishPage,
   PublishPackage,
   PublishProjectView,
+  RelsyncEntry,
   RepoEvent,
   RepoPoolChangedEvent,
   StoredBinary,
   StoredImport,
   StoredResult,
 } from "./protocol.ts";
+
+/** How many versrels of a package the relsync data keeps (the most recent ones). */
+export const RELSYNC_VERSRELS = 8;
 
 /** The repo role's copy of what a project's `_meta` says about flags and repositories. */
 export interface ProjectFlagsRecord {
@@ -675,6 +679,7 @@ export class RepoState {
         const seq = this.#store.nextSeq(`bhist:${p}${SEP}${r}${SEP}${a}${SEP}${pkg}`);
         void this.#store.db.put(keys.buildHistory(p, r, a, pkg, seq), entry);
       }
+      if (succeeded) this.#raiseRelsync(p, r, pkg, input.versrel, input.bcnt);
       const job: JobHistoryEntry = {
         package: pkg,
         jobId: input.jobId,
@@ -794,6 +799,7 @@ export class RepoState {
         keys.binInfosOf(project),
         keys.jobHistoryOf(project),
         keys.buildHistoryOf(project),
+        keys.relsyncOf(project),
         keys.packageFlagsOf(project),
       ]) {
         for (const k of [...this.#store.scanKeys(prefix)]) void this.#store.db.remove(k);
@@ -1055,6 +1061,35 @@ export class RepoState {
     if (!st) return undefined;
     const full = new FullBinaries(this, project, repository, arch);
     return st.pool.entries().map((e) => full.record(e.package, e.filename));
+  }
+
+  /**
+   * OBS's relsync, kept across archs: the highest counter of a successful build of the package's
+   * versrel on any arch of the repository. Only the most recent {@link RELSYNC_VERSRELS} versrels
+   * are kept (a scheduler asks about the current one and its last build's).
+   */
+  #raiseRelsync(p: string, r: string, pkg: string, versrel: string, bcnt: number): void {
+    const k = keys.relsync(p, r, pkg);
+    const had = this.#store.get<Record<string, number>>(k) ?? {};
+    if ((had[versrel] ?? 0) >= bcnt) return;
+    const next: Record<string, number> = {};
+    // Insertion order is recency: the raised versrel goes last, the oldest ones fall out.
+    const kept = Object.keys(had)
+      .filter((v) => v !== versrel)
+      .slice(-(RELSYNC_VERSRELS - 1));
+    for (const v of kept) next[v] = had[v]!;
+    next[versrel] = bcnt;
+    void this.#store.db.put(k, next);
+  }
+
+  /** The relsync data of a repository: each package's highest build counter per recent versrel, over all archs. */
+  relsync(project: string, repository: string): RelsyncEntry[] {
+    const out: RelsyncEntry[] = [];
+    for (const { key, value } of this.#store.scan<Record<string, number>>(keys.relsyncOf(project, repository))) {
+      const pkg = String(key[key.length - 1]);
+      for (const [versrel, bcnt] of Object.entries(value)) out.push({ package: pkg, versrel, bcnt });
+    }
+    return out;
   }
 
   buildHistory(project: string, repository: string, arch: string, pkg: string, limit?: number): BuildHistoryEntry[] {

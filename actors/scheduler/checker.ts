@@ -15,7 +15,7 @@
  * A fresh checker given the same inputs computes everything; the two agree (tested).
  */
 import { createHash } from "node:crypto";
-import { expandFlag, type BuildConfig } from "../common/prjconf.ts";
+import { buildFlag, expandFlag, type BuildConfig } from "../common/prjconf.ts";
 import { depMetaLines, genMeta } from "../common/build-meta.ts";
 import { PackageCode, RepoCode, type BuildDep, type BuildResultCode, type PoolBinary } from "../common/model.ts";
 import type { PackageBuildInfo } from "../source/protocol.ts";
@@ -530,6 +530,8 @@ export class IncrementalChecker {
   readonly #results = new Map<string, LastBuild>();
   readonly #jobs = new Map<string, JobRef>();
   readonly #force = new Set<string>();
+  /** OBS relsync: per package, the highest build counter per versrel on any arch. */
+  readonly #relsync = new Map<string, Map<string, number>>();
   readonly #notReadyElsewhere = new Map<string, ReadonlySet<string>>();
   readonly #notReady = new Set<string>();
   /** The same by package number (1: not ready), for the loops over dependencies. */
@@ -790,6 +792,24 @@ export class IncrementalChecker {
     } else this.#jobs.delete(pkg);
     this.#pending.delete(pkg);
     this.#touchState(pkg);
+  }
+
+  /**
+   * OBS relsync: a successful build of `versrel` got `bcnt` on some arch of the repository (this
+   * one included). A package whose own last build of that versrel counted less is rebuilt
+   * ("rebuild counter sync"), and its next build counter is at least this.
+   */
+  raiseRelsync(pkg: string, versrel: string, bcnt: number): void {
+    let m = this.#relsync.get(pkg);
+    if ((m?.get(versrel) ?? 0) >= bcnt) return;
+    if (!m) this.#relsync.set(pkg, (m = new Map()));
+    m.set(versrel, bcnt);
+    this.#touchState(pkg);
+  }
+
+  /** The highest build counter a successful build of `versrel` got on any arch (0: none known). */
+  relsyncMax(pkg: string, versrel: string): number {
+    return this.#relsync.get(pkg)?.get(versrel) ?? 0;
   }
 
   /** `kiln rebuild`: ignore the last build until a new job is set or a new result arrives. */
@@ -1440,12 +1460,16 @@ export class IncrementalChecker {
     const binary = this.#binaryOf;
     let reason: BuildReason | undefined;
     let digests: SignatureDigests | undefined;
+    let postponed = false;
     if (!last || (!last.meta && !last.digests)) reason = { explain: "new build", time: 0 };
     else if (last.srcmd5 !== p.verifymd5) reason = { explain: "source change", time: 0, oldsource: last.srcmd5 };
     else if (this.#rebuild !== "local") {
       if (e.cycle !== undefined && this.#incycle > 0) {
         reason = this.#cycleMetaChange(p, e, exp.packages, last);
-        if (reason === POSTPONED) reason = undefined;
+        if (reason === POSTPONED) {
+          reason = undefined;
+          postponed = true;
+        }
       } else if (last.digests) {
         const direct = this.#rebuild === "direct";
         let changed: boolean;
@@ -1476,6 +1500,17 @@ export class IncrementalChecker {
           } else e.quick = quick;
         }
       }
+    }
+    // Last, when nothing else wants a build (OBS checks relsync after the meta): another arch
+    // built the same versrel with a higher counter. A failed package is left alone.
+    if (
+      !reason &&
+      !postponed &&
+      last!.code === "succeeded" &&
+      this.relsyncMax(pkg, last!.versrel) > last!.bcnt &&
+      buildFlag(this.#exp.config, "norelsync") === undefined
+    ) {
+      reason = { explain: "rebuild counter sync", time: 0 };
     }
     if (!reason) return this.#setState(pkg, e, last!.code === "failed" ? PackageCode.Failed : PackageCode.Succeeded);
     const located = this.#exp.buildDeps(p, exp.packages);

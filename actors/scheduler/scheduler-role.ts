@@ -441,6 +441,13 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       { idempotent: true, timeoutMs: 120_000 }
     );
     for (const r of results) checker.setResult(r.package, await lastBuildOf(r));
+    // Every arch's build counters (OBS relsync); later ones come with repo.built of any arch.
+    const relsync = await repo.call(
+      "relsync.get",
+      { project: prp.project, repository: prp.repository },
+      { idempotent: true, timeoutMs: 120_000 }
+    );
+    for (const e of relsync) checker.raiseRelsync(e.package, e.versrel, e.bcnt);
     // Results decided by metas need the producers' metas of the pools too.
     if (needMetas) for (const l of layers) for (const b of l.binaries) if (b.metaSha256) await loadMeta(b.metaSha256);
     for (const j of jobs) checker.setJob(j.package, { jobId: j.jobId, srcmd5: j.srcmd5 });
@@ -536,7 +543,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   /**
    * The versrel, build counter and release a job of the package's current sources gets. The
    * counter is OBS's `nextbcnt`: one more than that of the package's last successful build of
-   * the same versrel, from its build history, to which failed and unchanged builds add nothing.
+   * the same versrel, from its build history, to which failed and unchanged builds add nothing,
+   * and at least the highest counter any arch's build of that versrel got (OBS relsync).
    */
   const countersOf = async (
     prp: Prp,
@@ -558,6 +566,8 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       const h = history.findLast((e) => e.code === BuildResultCode.Succeeded && e.versrel === versrel);
       bcnt = (h?.bcnt ?? 0) + 1;
     }
+    // Never below what another arch's build of this versrel got (OBS relsync).
+    bcnt = Math.max(bcnt, checker.relsyncMax(info.package, versrel));
     return { versrel, bcnt, release: releaseOf(checker.expansion.config, info.rev, bcnt) };
   };
 
@@ -879,10 +889,15 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         }
         return;
       case "repo.built": {
-        if (ev.arch !== arch) return;
         const prp = prps.get(prpKey(ev.project, ev.repository));
         if (!prp) return;
+        if (ev.arch !== arch) {
+          // Another arch's build matters here only for its counter (OBS relsync).
+          if (ev.code !== BuildResultCode.Succeeded) return;
+          return update(prp, (checker) => checker.raiseRelsync(ev.package, ev.versrel, ev.bcnt));
+        }
         return update(prp, async (checker) => {
+          if (ev.code === BuildResultCode.Succeeded) checker.raiseRelsync(ev.package, ev.versrel, ev.bcnt);
           const info = checker.packageInfo(ev.package);
           // The event carries the srcmd5 of the job; the checker compares verifymd5s.
           const verifymd5 = info && ev.srcmd5 === info.srcmd5 ? info.verifymd5 : ev.srcmd5;

@@ -49,6 +49,9 @@ export interface StoreBuildOptions {
   code?: "succeeded" | "failed";
   /** Content of the uploaded `_meta`. */
   meta?: string;
+  /** The job's versrel and build counter. @default `1.0-<n>`, 1 */
+  versrel?: string;
+  bcnt?: number;
 }
 
 export class RepoHarness {
@@ -151,7 +154,8 @@ export class RepoHarness {
       ...jobFields({ project: o.project, repository: o.repository, arch: o.arch, package: o.package, srcmd5: jobId }),
       jobId,
       rev: n,
-      versrel: `1.0-${n}`,
+      versrel: o.versrel ?? `1.0-${n}`,
+      ...(o.bcnt !== undefined ? { bcnt: o.bcnt } : {}),
       release: `${n}.1`,
       disturl: "",
       subpacks: [],

@@ -226,6 +226,25 @@ describe("integration/repo role", function () {
     assert.equal(await h.repo.call("result.get", { project: P, repository: R, arch: "x86_64", package: "app" }), null);
   });
 
+  it("should keep OBS's relsync over all archs: the highest successful counter of each recent versrel", async () => {
+    const store = (arch: string, versrel: string, bcnt: number, code: "succeeded" | "failed" = "succeeded") =>
+      h.storeBuild({ project: P, repository: R, arch, package: "rsync", files: [], versrel, bcnt, code });
+    const relsync = async () =>
+      (await h.repo.call("relsync.get", { project: P, repository: R })).filter((e) => e.package === "rsync");
+    await store("x86_64", "1.0-1", 1);
+    await store("i586", "1.0-1", 3);
+    // Lower counters and failed builds change nothing.
+    await store("x86_64", "1.0-1", 2);
+    await store("x86_64", "1.0-1", 9, "failed");
+    assert.deepEqual(await relsync(), [{ package: "rsync", versrel: "1.0-1", bcnt: 3 }]);
+    // Only the most recent versrels are kept.
+    for (let i = 2; i <= 10; i++) await store("x86_64", `1.0-${i}`, 1);
+    assert.deepEqual(
+      (await relsync()).map((e) => e.versrel),
+      ["1.0-3", "1.0-4", "1.0-5", "1.0-6", "1.0-7", "1.0-8", "1.0-9", "1.0-10"]
+    );
+  });
+
   it("should refuse a result for a job the dispatcher does not know", async () => {
     const jobId = await h.storeBuild({ project: P, repository: R, arch: "x86_64", package: "x", files: [] });
     h.jobs.delete(jobId);

@@ -233,6 +233,52 @@ describe("actors/scheduler (real roles, real builds)", function () {
     assert.equal(after!.bcnt, before!.bcnt + 1);
   });
 
+  it("should sync build counters across archs as OBS's relsync: the arch that built less catches up", async () => {
+    const P = "relsync";
+    const result = (arch: string) => c.repo.call("result.get", { project: P, repository: "r", arch, package: "rs" });
+    const settledOn = (arch: string) =>
+      check(
+        async () => {
+          const rs = await c.sched(arch).call("results.get", { project: P });
+          return rs.length > 0 && rs.every((r) => !r.dirty && r.packages.every((p) => p.code === "succeeded"));
+        },
+        { timeoutMs: 120_000, intervalMs: 100, name: `${P} settled on ${arch}` }
+      );
+    await c.startScheduler("i586");
+    try {
+      await c.source.call("project.put-meta", {
+        project: P,
+        xml: `<project name="${P}"><title/><description/><repository name="r"><arch>x86_64</arch><arch>i586</arch></repository></project>`,
+      });
+      // Without build-compare: a rebuild of the same sources must succeed, not stay `unchanged`
+      // (an unchanged build keeps the old packages and uses up no counter).
+      await c.source.call("project.put-config", { project: P, text: "BuildFlags: nohooks:build-compare\n" });
+      await c.commitDir(P, "rs", writeSpec(tmp, "rs"));
+      await settledOn("x86_64");
+      await settledOn("i586");
+      assert.deepEqual([(await result("x86_64"))!.bcnt, (await result("i586"))!.bcnt], [1, 1]);
+
+      // A rebuild on x86_64 alone: i586 follows with the same counter, so both have release 1.2.
+      await c.sched("x86_64").call("rebuild.request", { project: P, package: "rs" });
+      await check(async () => (await result("x86_64"))!.bcnt === 2, { timeoutMs: 120_000, name: "x86_64 rebuilt" });
+      await check(async () => (await result("i586"))!.bcnt === 2, { timeoutMs: 120_000, name: "i586 synced" });
+      const reason = await c.sched("i586").call("reason.get", { project: P, repository: "r", package: "rs" });
+      assert.equal(reason?.explain, "rebuild counter sync");
+      assert.deepEqual([(await result("x86_64"))!.release, (await result("i586"))!.release], ["1.2", "1.2"]);
+      await settledOn("x86_64");
+      await settledOn("i586");
+      // Synced, nothing more: no further build on either arch.
+      assert.deepEqual([(await result("x86_64"))!.bcnt, (await result("i586"))!.bcnt], [2, 2]);
+      assert.equal((await c.dispatcher.call("job.list", { project: P })).length, 0);
+      // What a scheduler reads when it loads the repository: the highest counter of each versrel.
+      assert.deepEqual(await c.repo.call("relsync.get", { project: P, repository: "r" }), [
+        { package: "rs", versrel: "1.0-1", bcnt: 2 },
+      ]);
+    } finally {
+      await c.stopRole("scheduler:i586");
+    }
+  });
+
   it("should miss no package committed while it reads a new repository", async () => {
     // The commits race the scheduler's first read of the repository (started by the meta).
     await c.source.call("project.put-meta", { project: "race", xml: META("race") });

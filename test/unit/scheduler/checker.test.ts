@@ -419,6 +419,53 @@ describe("actors/scheduler/checker", () => {
     }
   });
 
+  it("should sync build counters across archs as OBS's relsync: rebuild what counted less, unless failed or norelsync", () => {
+    for (const mode of ["transitive", "local"] as const) {
+      for (const cfg of ["", "BuildFlags: norelsync\n"]) {
+        const c = checker({ rebuild: mode, config: config(cfg) });
+        for (const n of ["a", "b", "f"]) c.upsertPackage(info(n));
+        const last = (n: string, code: "succeeded" | "failed", bcnt: number): LastBuild => ({
+          code,
+          srcmd5: md5(`src-${n}`),
+          versrel: "1.0-1",
+          bcnt,
+          digests: noDigests(),
+        });
+        c.setResult("a", last("a", "succeeded", 1));
+        c.setResult("b", last("b", "succeeded", 3));
+        c.setResult("f", last("f", "failed", 1));
+        assert.deepEqual(c.check().builds, []);
+        // Another arch built each of them once more; b's own counter is already higher, f failed.
+        for (const n of ["a", "b", "f"]) c.raiseRelsync(n, "1.0-1", 2);
+        // An older versrel's counter says nothing about this one.
+        c.raiseRelsync("b", "0.9-1", 7);
+        assert.equal(c.relsyncMax("a", "1.0-1"), 2);
+        assert.equal(c.relsyncMax("b", "0.9-1"), 7);
+        // Counters only rise.
+        c.raiseRelsync("a", "1.0-1", 1);
+        assert.equal(c.relsyncMax("a", "1.0-1"), 2);
+        const out = c.check();
+        const label = `${mode} ${cfg.trim() || "relsync"}`;
+        if (cfg) {
+          assert.deepEqual(out.builds, [], label);
+          assert.equal(out.states.get("a")!.code, "succeeded", label);
+        } else {
+          assert.deepEqual(
+            out.builds.map((b) => [b.package, b.reason.explain]),
+            [["a", "rebuild counter sync"]],
+            label
+          );
+          assert.equal(out.states.get("b")!.code, "succeeded", label);
+          assert.equal(out.states.get("f")!.code, "failed", label);
+        }
+        // The synced build arrives: nothing more to do.
+        c.setJob("a", undefined);
+        c.setResult("a", last("a", "succeeded", 2));
+        assert.deepEqual(c.check().builds, [], label);
+      }
+    }
+  });
+
   it("should decide rebuilds by the dependency signature the job recorded, honouring rebuild=direct", () => {
     for (const mode of ["transitive", "direct"] as const) {
       const signatures = new Map<string, string[]>();
