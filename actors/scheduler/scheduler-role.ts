@@ -219,10 +219,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   // A signature is needed while a result may name its job: the job of a package's current result,
   // and jobs queued or running. The repo role stores a result only for a job the dispatcher still
   // has, one prpa at a time, so once a package has a result, none of its jobs submitted before
-  // that one can be named by a later result: a new result drops them. Deleting a package,
-  // repository or project drops theirs; a wipe keeps only a live job's; every load (the start
-  // among them) drops what neither a current result nor a live job names: jobs cancelled since,
-  // and a signature whose job a crash kept from being submitted.
+  // that one can be named by a later result: a new result drops them. A job the check cancels
+  // loses its signature once the dispatcher has let it go. Deleting a package, repository or
+  // project drops theirs; a wipe keeps only a live job's; every load (the start among them) drops
+  // what neither a current result nor a live job names: jobs cancelled otherwise (superseded,
+  // or while the scheduler was down), and a signature whose job a crash kept from being submitted.
 
   /** Removes the index entries (`keys.jobSignatureIndex`) and their signatures; inside transact. */
   const dropIndexed = (entries: Iterable<Key>): number => {
@@ -660,14 +661,20 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         { idempotent: true, timeoutMs: 30_000 }
       );
       const gone = new Set(r.jobIds);
+      const signatures: Key[] = [];
       for (const u of list) {
         if (!gone.has(u.jobId)) continue;
         if (checker.job(u.package)?.jobId === u.jobId) checker.setJob(u.package, undefined);
+        signatures.push(keys.jobSignatureIndex(prp.project, prp.repository, u.package, u.jobId));
         log.info(
           { project: prp.project, repository: prp.repository, package: u.package, jobId: u.jobId },
           "job cancelled"
         );
       }
+      // The dispatcher no longer has these jobs, so no result can name them from now on. (One
+      // the repo role accepted just before is decided from its meta, as a build from before
+      // signatures were recorded.)
+      if (signatures.length) await store.transact(() => dropIndexed(signatures));
     }
   };
 

@@ -210,6 +210,39 @@ describe("actors/scheduler: what its store keeps (real roles, real builds)", fun
     assert.ok(s.reasons.has(`${P}/r/keep`) && s.reasons.has(`${P}/s/keep`));
   });
 
+  it("should drop the signature of a job the check cancels as soon as the dispatcher lets it go", async () => {
+    const P = "sigcancel";
+    await c.source.call("project.put-meta", { project: P, xml: META(P) });
+    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { build: "sleep 300" }));
+    const jobId = await check(
+      async () => (await c.dispatcher.call("job.list", { project: P })).find((j) => j.code === "building")?.jobId,
+      { timeoutMs: 120_000, name: "slow building" }
+    );
+    const before = await withStore(c, readStore);
+    assert.ok(before.signatures.has(jobId), "the running job has no signature");
+    await quiet(c);
+
+    // Disabled: the running job is cancelled (and killed on its worker) and ends without a result.
+    await c.source.call("package.put-meta", {
+      project: P,
+      package: "slow",
+      xml: `<package name="slow" project="${P}"><title/><description/><build><disable/></build></package>`,
+    });
+    await check(async () => (await c.dispatcher.call("job.list", { project: P })).length === 0, {
+      timeoutMs: 60_000,
+      name: "slow's job cancelled",
+    });
+    await check(async () => (await settle(c, P))["r/slow"] === "disabled", {
+      timeoutMs: 60_000,
+      name: "slow disabled",
+    });
+    await quiet(c);
+    // Read before the scheduler starts again (a start prunes too): the event handling dropped it.
+    const s = await withStore(c, readStore);
+    assert.ok(!s.signatures.has(jobId), "the cancelled job's signature was kept");
+    assert.ok(!s.index.get(`${P}/r/slow`)?.has(jobId), "the cancelled job is still indexed");
+  });
+
   it("should converge at start: keep the current result's and a queued job's signatures, drop what nothing names", async () => {
     const P = "sigboot";
     await c.source.call("project.put-meta", { project: P, xml: META(P) });
