@@ -777,7 +777,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
         // The reply waits for the commit, the mailbox does not: submissions arriving together
         // share one LMDB transaction.
         let committed: Promise<unknown> = Promise.resolve();
-        const accepted = (() => {
+        const accepted = ((): DispatcherApi["job.submit"]["res"] => {
           const job = msg.args.job;
           if (jobs.has(job.jobId)) return { accepted: true };
           const older = byPackage.get(pkgKey(job));
@@ -800,7 +800,7 @@ export async function startDispatcherRole(ctx: RoleContext, opts: DispatcherOpti
             log.debug({ jobId: job.jobId, name: job.name, reason: job.reason }, "job queued");
             kick();
           }
-          return { accepted: true };
+          return older ? { accepted: true, superseded: older } : { accepted: true };
         })();
         void answer(msg.replyTo, () => committed.then(() => accepted));
         return;

@@ -73,7 +73,8 @@ export type DispatcherApi = {
   "worker.leave": { req: { workerId: string }; res: null };
   "worker.list": { req: Record<string, never>; res: WorkerView[] };
   /** From a scheduler: persist, then acknowledge. Supersedes older jobs of the same package. */
-  "job.submit": { req: { job: BuildJob }; res: { accepted: boolean } };
+  /** A job of the package not yet finished is superseded by it (named in the answer). */
+  "job.submit": { req: { job: BuildJob }; res: { accepted: boolean; superseded?: string } };
   /** From a worker: the job ended and its result is stored in the repo role. */
   "job.done": { req: { jobId: string; workerId: string; result: BuildResultCode }; res: null };
   /**

@@ -219,11 +219,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
   // A signature is needed while a result may name its job: the job of a package's current result,
   // and jobs queued or running. The repo role stores a result only for a job the dispatcher still
   // has, one prpa at a time, so once a package has a result, none of its jobs submitted before
-  // that one can be named by a later result: a new result drops them. A job the check cancels
-  // loses its signature once the dispatcher has let it go. Deleting a package, repository or
+  // that one can be named by a later result: a new result drops them. A job the check cancels,
+  // or a new job supersedes, loses its signature once the dispatcher has let it go. Deleting a package, repository or
   // project drops theirs; a wipe keeps only a live job's; every load (the start among them) drops
-  // what neither a current result nor a live job names: jobs cancelled otherwise (superseded,
-  // or while the scheduler was down), and a signature whose job a crash kept from being submitted.
+  // what neither a current result nor a live job names: jobs cancelled while the scheduler was
+  // down, and a signature whose job a crash kept from being submitted.
 
   /** Removes the index entries (`keys.jobSignatureIndex`) and their signatures; inside transact. */
   const dropIndexed = (entries: Iterable<Key>): number => {
@@ -633,8 +633,15 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         time: job.readyTime,
       } satisfies BuildReason);
     });
-    await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
+    const submitted = await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
     checker.setJob(build.package, { jobId, srcmd5: info.verifymd5 });
+    // The job it superseded ends without a result, as a cancelled one (see cancelJobs).
+    const older = submitted.superseded;
+    if (older !== undefined) {
+      await store.transact(() =>
+        dropIndexed([keys.jobSignatureIndex(prp.project, prp.repository, build.package, older)])
+      );
+    }
     log.info(
       { project: prp.project, repository: prp.repository, package: build.package, reason: build.reason.explain, jobId },
       "job created"

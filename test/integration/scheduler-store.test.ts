@@ -243,6 +243,36 @@ describe("actors/scheduler: what its store keeps (real roles, real builds)", fun
     assert.ok(!s.index.get(`${P}/r/slow`)?.has(jobId), "the cancelled job is still indexed");
   });
 
+  it("should drop the signature of a job a new source change supersedes", async () => {
+    const P = "sigsuper";
+    await c.source.call("project.put-meta", { project: P, xml: META(P) });
+    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { build: "sleep 300" }));
+    const first = await check(
+      async () => (await c.dispatcher.call("job.list", { project: P })).find((j) => j.code === "building")?.jobId,
+      { timeoutMs: 120_000, name: "slow building" }
+    );
+    // New sources, still slow: the new job supersedes the running one.
+    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { version: "2.0", build: "sleep 300" }));
+    const second = await check(
+      async () => {
+        const jobs = await c.dispatcher.call("job.list", { project: P });
+        return jobs.length === 1 && jobs[0]!.jobId !== first ? jobs[0]!.jobId : undefined;
+      },
+      { timeoutMs: 60_000, name: "the new job alone" }
+    );
+    await quiet(c);
+    const s = await withStore(c, readStore);
+    assert.ok(!s.signatures.has(first), "the superseded job's signature was kept");
+    assert.ok(s.signatures.has(second), "the new job has no signature");
+    assert.deepEqual([...(s.index.get(`${P}/r/slow`)?.keys() ?? [])], [second]);
+    // Done with it: no build left running for the next tests.
+    await c.source.call("project.delete", { project: P });
+    await check(async () => (await c.dispatcher.call("job.list", { project: P })).length === 0, {
+      timeoutMs: 60_000,
+      name: "sigsuper's jobs gone",
+    });
+  });
+
   it("should converge at start: keep the current result's and a queued job's signatures, drop what nothing names", async () => {
     const P = "sigboot";
     await c.source.call("project.put-meta", { project: P, xml: META(P) });
