@@ -104,6 +104,16 @@ describe("actors/scheduler: what its store keeps (real roles, real builds)", fun
   const jobsOf = async (project: string, pkg: string): Promise<string[]> =>
     (await c.repo.call("history.jobs", { project, repository: "r", arch: ARCH, package: pkg })).map((j) => j.jobId);
 
+  /** Creates project P with a package `slow` whose build runs until it is killed; its running job's id. */
+  const slowBuilding = async (P: string): Promise<string> => {
+    await c.source.call("project.put-meta", { project: P, xml: META(P) });
+    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { build: "sleep 300" }));
+    return check(
+      async () => (await c.dispatcher.call("job.list", { project: P })).find((j) => j.code === "building")?.jobId,
+      { timeoutMs: 120_000, name: `${P}/slow building` }
+    );
+  };
+
   before(async () => {
     c = await startRoleCluster({ workers: 1, logLevel: process.env.TEST_LOG_LEVEL ?? "warn" });
     tmp = mkdtempSync(path.join(os.tmpdir(), "kiln-sched-store-"));
@@ -212,12 +222,7 @@ describe("actors/scheduler: what its store keeps (real roles, real builds)", fun
 
   it("should drop the signature of a job the check cancels as soon as the dispatcher lets it go", async () => {
     const P = "sigcancel";
-    await c.source.call("project.put-meta", { project: P, xml: META(P) });
-    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { build: "sleep 300" }));
-    const jobId = await check(
-      async () => (await c.dispatcher.call("job.list", { project: P })).find((j) => j.code === "building")?.jobId,
-      { timeoutMs: 120_000, name: "slow building" }
-    );
+    const jobId = await slowBuilding(P);
     const before = await withStore(c, readStore);
     assert.ok(before.signatures.has(jobId), "the running job has no signature");
     await quiet(c);
@@ -245,12 +250,7 @@ describe("actors/scheduler: what its store keeps (real roles, real builds)", fun
 
   it("should drop the signature of a job a new source change supersedes", async () => {
     const P = "sigsuper";
-    await c.source.call("project.put-meta", { project: P, xml: META(P) });
-    await c.commitDir(P, "slow", writeSpec(tmp, "slow", { build: "sleep 300" }));
-    const first = await check(
-      async () => (await c.dispatcher.call("job.list", { project: P })).find((j) => j.code === "building")?.jobId,
-      { timeoutMs: 120_000, name: "slow building" }
-    );
+    const first = await slowBuilding(P);
     // New sources, still slow: the new job supersedes the running one.
     await c.commitDir(P, "slow", writeSpec(tmp, "slow", { version: "2.0", build: "sleep 300" }));
     const second = await check(
