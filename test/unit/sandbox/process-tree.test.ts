@@ -29,8 +29,9 @@ describe("sandbox/process-tree", () => {
 
   it("should count a running process as alive, and a zombie or a missing pid as not", async () => {
     assert.equal(processAlive(process.pid), true);
-    // The shell's background child exits; its parent then is `sleep`, which never reaps it.
-    const sh = spawn("/bin/sh", ["-c", "true & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
+    // The shell's background child ends once the shell has become `sleep`, which never reaps it.
+    // (A child that ended at once could be reaped by the shell before its exec: no zombie.)
+    const sh = spawn("/bin/sh", ["-c", "sleep 0.3 & echo $!; exec sleep 30"], { stdio: ["ignore", "pipe", "ignore"] });
     try {
       const [first] = (await once(sh.stdout, "data")) as [Buffer];
       const zombie = Number(first.toString().trim());
