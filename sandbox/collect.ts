@@ -12,7 +12,18 @@ import { chmodSync, copyFileSync, lstatSync, mkdirSync, readdirSync } from "node
 import type { Dirent } from "node:fs";
 import { posix } from "node:path";
 import { InvalidInputError } from "../transport/index.ts";
-import type { CollectPlan } from "./plan.ts";
+
+/** Files to copy out of the work tree once the command has exited and nothing of the build runs. */
+export interface CollectPlan {
+  /** Directory inside the sandbox home, relative ("rpmbuild"). */
+  dir: string;
+  /** Directories directly in `dir` to search (plain names). */
+  paths: readonly string[];
+  /** How deep below each path, as find's -maxdepth (1: only files directly in it). */
+  maxDepth: number;
+  /** A file name pattern with `*` and `?`, as find's -name (`*` matches a leading dot too). */
+  name: string;
+}
 
 /** What {@link collectResults} copied, and whether it could look everywhere it should. */
 export interface Collected {

@@ -59,5 +59,6 @@ export { describeResult } from "./outcome.ts";
 export { removeStaleCgroups as removeStaleSandboxCgroups } from "./cgroup.ts";
 export type { FailureDescription } from "./outcome.ts";
 export { PERSONALITIES, SANDBOX_USER, renderDefines, substituteRelease } from "./plan.ts";
-export type { SandboxBind, CollectPlan, Personality } from "./plan.ts";
+export type { SandboxBind, Personality } from "./plan.ts";
+export type { CollectPlan } from "./collect.ts";
 export { SandboxErrorCode, SandboxSetupError, SandboxUnavailableError } from "./errors.ts";

@@ -371,18 +371,6 @@ export interface StageBind {
   file?: boolean;
 }
 
-/** Files to copy out of the work tree after the command has exited and every process is gone. */
-export interface CollectPlan {
-  /** Directory inside the sandbox home, relative ("rpmbuild"). */
-  dir: string;
-  /** Directories directly in `dir` to search (plain names). */
-  paths: readonly string[];
-  /** How deep below each path, as find's -maxdepth (1: only files directly in it). */
-  maxDepth: number;
-  /** A file name pattern with `*` and `?`, as find's -name (`*` matches a leading dot too). */
-  name: string;
-}
-
 /** Everything {@link renderWrapperScript} needs. */
 export interface WrapperPlan {
   /** The run's directory (absolute): the wrapper's cwd, with an empty `stage` directory for the stage. */

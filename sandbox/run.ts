@@ -28,9 +28,9 @@ import {
   renderWrapperScript,
   validateEnv,
 } from "./plan.ts";
-import type { CollectPlan, HiddenPath, Personality, SandboxBind, StageBind } from "./plan.ts";
+import type { HiddenPath, Personality, SandboxBind, StageBind } from "./plan.ts";
 import { collectResults, validateCollectPlan } from "./collect.ts";
-import type { Collected } from "./collect.ts";
+import type { CollectPlan, Collected } from "./collect.ts";
 import { descendantsOf, readProcessTable, signalAll } from "./process-tree.ts";
 import { Wrapper } from "./wrapper.ts";
 import type { WrapperPool } from "./wrapper.ts";
@@ -328,12 +328,10 @@ export async function runSandboxed(opts: SandboxRunOptions): Promise<SandboxResu
         ...(opts.personality ? { personality: opts.personality } : {}),
       });
       writeFileSync(path.join(dir, SCRIPT_FILE), script, { mode: 0o600 });
-      return await supervise({ opts, limits, dir, privileged, wrapper, graceMs });
+      return await supervise({ opts, limits, dir, wrapper, graceMs });
     } finally {
       // Also when set-up failed before the wrapper got its script: it must not linger.
-      wrapper.force.abort();
-      await wrapper.child;
-      await cgroups.remove(log);
+      await wrapper.close(log);
     }
   } finally {
     await netns?.close();
@@ -344,7 +342,6 @@ interface SuperviseArgs {
   opts: SandboxRunOptions;
   limits: SandboxLimits;
   dir: string;
-  privileged: boolean;
   /** Started (maybe ahead of the run), in its cgroups, waiting for its script. */
   wrapper: Wrapper;
   graceMs: number;

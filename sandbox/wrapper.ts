@@ -115,8 +115,8 @@ export class Wrapper {
     }
   }
 
-  /** Stops a wrapper that will not run a script, and removes its cgroups. */
-  async discard(log: Logger): Promise<void> {
+  /** Ends the wrapper (at once, if it still runs: unused, or its run is over) and removes its cgroups. */
+  async close(log: Logger): Promise<void> {
     this.hold(true);
     this.force.abort();
     await this.child;
@@ -187,7 +187,7 @@ export class WrapperPool {
     if (this.#refill) clearImmediate(this.#refill);
     const ready = this.#ready;
     this.#ready = [];
-    await Promise.all(ready.map((w) => w.discard(this.#log)));
+    await Promise.all(ready.map((w) => w.close(this.#log)));
   }
 
   #stale(w: Wrapper): boolean {
@@ -222,6 +222,6 @@ export class WrapperPool {
   }
 
   #drop(w: Wrapper): void {
-    w.discard(this.#log).catch((err: unknown) => this.#log.warn({ err }, "sandbox wrapper not stopped"));
+    w.close(this.#log).catch((err: unknown) => this.#log.warn({ err }, "sandbox wrapper not stopped"));
   }
 }

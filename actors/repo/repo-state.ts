@@ -55,7 +55,7 @@ import type {
 } from "./protocol.ts";
 
 /** How many versrels of a package the relsync data keeps (the most recent ones). */
-export const RELSYNC_VERSRELS = 8;
+const RELSYNC_VERSRELS = 8;
 
 /** The repo role's copy of what a project's `_meta` says about flags and repositories. */
 export interface ProjectFlagsRecord {

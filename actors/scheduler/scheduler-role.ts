@@ -258,6 +258,18 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     if (n) log.debug({ project, repository, package: pkg, jobId, dropped: n }, "older job signatures dropped");
   };
 
+  /** Jobs the dispatcher has let go without a result (cancelled, superseded): no result can name them. */
+  const dropJobSignatures = async (
+    project: string,
+    repository: string,
+    jobs: readonly { package: string; jobId: string }[]
+  ): Promise<void> => {
+    if (!jobs.length) return;
+    await store.transact(() =>
+      dropIndexed(jobs.map((j) => keys.jobSignatureIndex(project, repository, j.package, j.jobId)))
+    );
+  };
+
   /** Signatures and reasons of a project, repository or package that is gone from this arch. */
   const dropSignaturesOf = async (project: string, repository?: string, pkg?: string): Promise<void> => {
     const n = await store.transact(() => {
@@ -635,12 +647,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
     });
     const submitted = await dispatcher.call("job.submit", { job }, { idempotent: true, timeoutMs: 30_000 });
     checker.setJob(build.package, { jobId, srcmd5: info.verifymd5 });
-    // The job it superseded ends without a result, as a cancelled one (see cancelJobs).
-    const older = submitted.superseded;
-    if (older !== undefined) {
-      await store.transact(() =>
-        dropIndexed([keys.jobSignatureIndex(prp.project, prp.repository, build.package, older)])
-      );
+    // The job it superseded ends without a result, as a cancelled one.
+    if (submitted.superseded !== undefined) {
+      await dropJobSignatures(prp.project, prp.repository, [{ package: build.package, jobId: submitted.superseded }]);
     }
     log.info(
       { project: prp.project, repository: prp.repository, package: build.package, reason: build.reason.explain, jobId },
@@ -668,11 +677,9 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         { idempotent: true, timeoutMs: 30_000 }
       );
       const gone = new Set(r.jobIds);
-      const signatures: Key[] = [];
-      for (const u of list) {
-        if (!gone.has(u.jobId)) continue;
+      const cancelled = list.filter((u) => gone.has(u.jobId));
+      for (const u of cancelled) {
         if (checker.job(u.package)?.jobId === u.jobId) checker.setJob(u.package, undefined);
-        signatures.push(keys.jobSignatureIndex(prp.project, prp.repository, u.package, u.jobId));
         log.info(
           { project: prp.project, repository: prp.repository, package: u.package, jobId: u.jobId },
           "job cancelled"
@@ -681,7 +688,7 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
       // The dispatcher no longer has these jobs, so no result can name them from now on. (One
       // the repo role accepted just before is decided from its meta, as a build from before
       // signatures were recorded.)
-      if (signatures.length) await store.transact(() => dropIndexed(signatures));
+      await dropJobSignatures(prp.project, prp.repository, cancelled);
     }
   };
 
@@ -906,8 +913,11 @@ export async function startSchedulerRole(ctx: RoleContext, opts: SchedulerOption
         const prp = prps.get(prpKey(ev.project, ev.repository));
         if (!prp) return;
         if (ev.arch !== arch) {
-          // Another arch's build matters here only for its counter (OBS relsync).
+          // Another arch's build matters here only for its counter (OBS relsync), and only when it
+          // raises it: no check for the rest. (Counters only rise, so a repository being read
+          // again gets one at least as high from the repo role.)
           if (ev.code !== BuildResultCode.Succeeded) return;
+          if ((prp.checker?.relsyncMax(ev.package, ev.versrel) ?? 0) >= ev.bcnt) return;
           return update(prp, (checker) => checker.raiseRelsync(ev.package, ev.versrel, ev.bcnt));
         }
         return update(prp, async (checker) => {
